@@ -1,0 +1,62 @@
+"""The FastAPI application: routers, error mapping, limits, and the runtime it owns."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from invoice_outbox import __version__
+from invoice_outbox.api import health, legacy_routes, token_route
+from invoice_outbox.api.errors import install_error_handlers
+from invoice_outbox.api.limits import BodySizeLimit
+from invoice_outbox.api.state import AppState
+from invoice_outbox.auth.keys import signing_key
+from invoice_outbox.clock import Clock, SystemClock
+from invoice_outbox.db.engine import make_async_engine, make_session_factory
+from invoice_outbox.settings import Settings, get_settings
+
+DESCRIPTION = """
+Sends medical practices' invoices to the external systems that must receive them, retries when
+they fail, and tells administrators in plain words which invoices did not get through and why.
+
+**Authentication:** `POST /token` (form-encoded password grant) or `invoice-outbox token`, then
+`Authorization: Bearer <token>`. Roles: `admin` (every practice) and `practice` (their practices).
+
+**Formats:** JSON or DataContract XML by the `Accept` header, as ASP.NET Web API negotiates.
+Errors are `{"Message": "..."}` / `<Error><Message>...</Message></Error>`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """Build the app.  Settings and clock are injected; the engine is created at start-up."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_async_engine(settings.database_url)
+        app.state.runtime = AppState(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            signing_key=signing_key(settings),
+            clock=clock or SystemClock(),
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="invoice-outbox",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(token_route.router)
+    app.include_router(legacy_routes.router)
+    return app

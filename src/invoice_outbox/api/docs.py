@@ -1,0 +1,62 @@
+"""OpenAPI fragments shared by the legacy routes: examples of both formats, value definitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STATUS_VALUES = (
+    "`Status`: `Pending` (waiting for its first or next attempt), `Sending` (an attempt is in "
+    "flight), `Sent` (the system accepted it), `Failed` (the last attempt failed; another is "
+    "scheduled), `Aborted` (no more automatic attempts), `Cancelled` (the invoice was cancelled). "
+    "`System`: the name of a configured external system (e.g. a billing system, a medical-aid "
+    "switch, a mailbox). `SendingType`: `Invoice` or `Cancellation`. `SendingTime`: time of the "
+    "last attempt (of creation before any) — JSON in UTC (`...Z`, whole seconds), XML in the "
+    "service's time zone with its offset. `Reason`: why the last attempt failed, or null."
+)
+
+_JSON_EXAMPLE = (
+    '[{"PracticeId":"1c2d9508-589f-4ac3-8898-16c402da5ea8",'
+    '"EncounterId":"fede1c96-5f76-4f88-b173-7c5fb843bfd3",'
+    '"InvoiceId":"a7d00b48-46d6-4e66-bf74-8ab8e731ff3c",'
+    '"Reason":"Claims switch answered HTTP 503 (service unavailable)","Status":"Aborted",'
+    '"System":"MediSwitch","SendingTime":"2026-02-05T16:06:25Z","SendingAttempts":8,'
+    '"SendingType":"Invoice"}]'
+)
+
+_XML_EXAMPLE = (
+    '<ArrayOfInvoiceSendingStatusVo xmlns:i="http://www.w3.org/2001/XMLSchema-instance" '
+    'xmlns="http://schemas.datacontract.org/2004/07/Com.Healthbridge.Hhas.Billing.Interface.'
+    'ValueObjects"><InvoiceSendingStatusVo><EncounterId>fede1c96-5f76-4f88-b173-7c5fb843bfd3'
+    "</EncounterId><InvoiceId>a7d00b48-46d6-4e66-bf74-8ab8e731ff3c</InvoiceId><PracticeId>"
+    "1c2d9508-589f-4ac3-8898-16c402da5ea8</PracticeId><Reason>Claims switch answered HTTP 503 "
+    "(service unavailable)</Reason><SendingAttempts>8</SendingAttempts><SendingTime>"
+    "2026-02-05T18:06:25.576601+02:00</SendingTime><SendingType>Invoice</SendingType><Status>"
+    "Aborted</Status><System>MediSwitch</System></InvoiceSendingStatusVo>"
+    "</ArrayOfInvoiceSendingStatusVo>"
+)
+
+_DENIED = "Authorization has been denied for this request."
+_ERROR = {
+    "description": "Web API error shape",
+    "content": {
+        "application/json": {
+            "example": {"Message": "Authorization has been denied for this request."}
+        },
+        "application/xml": {"example": f"<Error><Message>{_DENIED}</Message></Error>"},
+    },
+}
+
+STATUS_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A bare collection of InvoiceSendingStatusVo (no envelope). "
+        + STATUS_VALUES,
+        "content": {
+            "application/json": {"example": _JSON_EXAMPLE},
+            "text/json": {"example": _JSON_EXAMPLE},
+            "application/xml": {"example": _XML_EXAMPLE},
+            "text/xml": {"example": _XML_EXAMPLE},
+        },
+    },
+    401: _ERROR,
+    403: _ERROR,
+}

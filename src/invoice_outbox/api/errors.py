@@ -1,0 +1,108 @@
+"""Errors in the Web API shape, mapped once for the whole app.
+
+Every error body is ``{"Message": "..."}`` (or ``<Error><Message>...</Message></Error>``), in
+the format the request's Accept header negotiates.  Nothing escapes as a bare 500 page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Scope
+
+from invoice_outbox.legacy.json_format import error_json
+from invoice_outbox.legacy.negotiation import negotiate
+from invoice_outbox.legacy.xml_format import error_xml
+
+log = logging.getLogger(__name__)
+
+DENIED = "Authorization has been denied for this request."
+
+
+class ApiError(Exception):
+    """An error the caller can act on; `message` is shown to them as is."""
+
+    def __init__(
+        self, status_code: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, DENIED, headers={"WWW-Authenticate": 'Bearer realm="invoice-outbox"'})
+
+
+def forbidden() -> ApiError:
+    return ApiError(403, DENIED)
+
+
+def bad_parameter(name: str, problem: str) -> ApiError:
+    return ApiError(400, f"The request is invalid: {name} {problem}.")
+
+
+def error_response(
+    accept: str | None, status_code: int, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """An error body in the negotiated format."""
+    chosen = negotiate(accept)
+    body = error_xml(message) if chosen.format == "xml" else error_json(message)
+    return Response(body, status_code, headers=dict(headers or {}), media_type=chosen.content_type)
+
+
+def error_response_for_scope(scope: Scope, status_code: int, message: str) -> Response:
+    return error_response(Headers(scope=scope).get("accept"), status_code, message)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        location = [
+            str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")
+        ]
+        name = ".".join(location) or "the body"
+        problems.append(f"{name}: {error.get('msg', 'invalid')}")
+    return "The request is invalid. " + "; ".join(problems) + "."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error the app can raise to the Web API shape, once."""
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(
+            request.headers.get("accept"), exc.status_code, exc.message, exc.headers
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(request.headers.get("accept"), 400, _describe_validation(exc))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            message = f"No HTTP resource was found that matches the request URI '{request.url}'."
+        elif exc.status_code == 405:
+            message = f"The requested resource does not support http method '{request.method}'."
+        else:
+            message = str(exc.detail)
+        return error_response(request.headers.get("accept"), exc.status_code, message, exc.headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception(
+            "unhandled error", extra={"action": "request.error", "path": request.url.path}
+        )
+        return error_response(request.headers.get("accept"), 500, "An error has occurred.")
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,50 @@
+"""Who may call a route: dependencies that authenticate the bearer token and check the role."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
+
+from invoice_outbox.api.errors import forbidden, unauthorized
+from invoice_outbox.api.state import State
+from invoice_outbox.auth.principal import Principal
+from invoice_outbox.auth.tokens import InvalidToken, verify_token
+
+# Declares the scheme in OpenAPI; we parse the header ourselves to answer in the legacy shape.
+_bearer_scheme = HTTPBearer(auto_error=False, description="A token from POST /token or the CLI.")
+
+
+async def current_principal(
+    request: Request, state: State, _scheme: Annotated[object, Depends(_bearer_scheme)] = None
+) -> Principal:
+    """The caller named by a valid ``Authorization: Bearer`` token; 401 otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized()
+    try:
+        return verify_token(token.strip(), key=state.signing_key)
+    except InvalidToken:
+        raise unauthorized() from None
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+async def require_admin(principal: Caller) -> Principal:
+    """Admins only; a practice user gets 403."""
+    if not principal.is_admin:
+        raise forbidden()
+    return principal
+
+
+Admin = Annotated[Principal, Depends(require_admin)]
+
+
+def ensure_practice_access(principal: Principal, practice_id: uuid.UUID) -> None:
+    """403 unless the caller is an admin or belongs to `practice_id`."""
+    if not principal.may_access(practice_id):
+        raise forbidden()

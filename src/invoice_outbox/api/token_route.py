@@ -1,0 +1,64 @@
+"""``POST /token``: the OAuth2 password grant, as ASP.NET Web API 2 (OWIN) apps issue tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Form
+from starlette.responses import Response
+
+from invoice_outbox.api.state import Session, State
+from invoice_outbox.auth.tokens import issue_token
+from invoice_outbox.auth.users import authenticate
+
+router = APIRouter(tags=["authentication"])
+
+
+def _oauth_error(error: str, description: str) -> Response:
+    body = orjson.dumps({"error": error, "error_description": description})
+    return Response(
+        body,
+        400,
+        media_type="application/json;charset=UTF-8",
+        headers={"Cache-Control": "no-cache", "Pragma": "no-cache"},
+    )
+
+
+@router.post(
+    "/token",
+    summary="Sign in: exchange a user name and password for a bearer token",
+    description=(
+        "Anyone may call. Form-encoded `grant_type=password&username=...&password=...`. "
+        "Answers `{access_token, token_type, expires_in, userName}`; wrong credentials give "
+        "400 `invalid_grant` (the same answer whether or not the user exists)."
+    ),
+    responses={400: {"description": "unsupported grant type or wrong credentials"}},
+)
+async def issue(
+    state: State,
+    session: Session,
+    grant_type: Annotated[str, Form()] = "",
+    username: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    if grant_type != "password":
+        return _oauth_error("unsupported_grant_type", "Only grant_type=password is supported.")
+    principal = await authenticate(session, username, password)
+    if principal is None:
+        return _oauth_error("invalid_grant", "The user name or password is incorrect.")
+    lifetime = timedelta(seconds=state.settings.token_lifetime_seconds)
+    token = issue_token(principal, key=state.signing_key, now=state.clock.now(), lifetime=lifetime)
+    body: dict[str, Any] = {
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": int(lifetime.total_seconds()),
+        "userName": principal.subject,
+    }
+    return Response(
+        orjson.dumps(body),
+        200,
+        media_type="application/json;charset=UTF-8",
+        headers={"Cache-Control": "no-cache", "Pragma": "no-cache"},
+    )

@@ -1,0 +1,55 @@
+"""Signed bearer tokens (JWT, HS256).
+
+Only HS256 is accepted when verifying, so ``alg: none`` and algorithm-confusion tokens fail;
+``exp``, ``iat``, ``sub`` and the issuer are required.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+
+from invoice_outbox.auth.principal import Principal, Role
+
+ALGORITHM = "HS256"
+ISSUER = "invoice-outbox"
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, tampered with, expired, or carries bad claims."""
+
+
+def issue_token(principal: Principal, *, key: bytes, now: datetime, lifetime: timedelta) -> str:
+    """A token for `principal`, valid from `now` for `lifetime`."""
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": principal.subject,
+        "role": principal.role.value,
+        "practices": sorted(str(p) for p in principal.practices),
+        "iat": int(now.timestamp()),
+        "exp": int((now + lifetime).timestamp()),
+    }
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def verify_token(token: str, *, key: bytes) -> Principal:
+    """The principal a valid token names; raise `InvalidToken` for anything else."""
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "iss"]},
+            leeway=30,
+        )
+        role = Role(str(claims.get("role")))
+        practices = frozenset(uuid.UUID(str(p)) for p in claims.get("practices") or [])
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise InvalidToken(str(exc)) from None
+    if not isinstance(claims["sub"], str) or not claims["sub"]:
+        raise InvalidToken("empty subject")
+    return Principal(subject=claims["sub"], role=role, practices=practices)

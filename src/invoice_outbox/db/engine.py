@@ -1,0 +1,67 @@
+"""Engines and sessions.  Runtime code is async; only migrations use a synchronous engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+
+from invoice_outbox.db.urls import DatabaseUrls, normalise_database_url
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def _sqlite_file(urls: DatabaseUrls) -> Path | None:
+    if not urls.is_sqlite:
+        return None
+    return Path(urls.sync_url.removeprefix("sqlite:///"))
+
+
+def _prepare_sqlite(engine: Engine) -> None:
+    """WAL so readers never block the worker; busy timeout so writers queue instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def _ensure_parent(urls: DatabaseUrls) -> None:
+    path = _sqlite_file(urls)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_sync_engine(database_url: str) -> Engine:
+    """A synchronous engine (migrations, CLI set-up commands)."""
+    urls = normalise_database_url(database_url)
+    _ensure_parent(urls)
+    engine = create_engine(urls.sync_url, pool_pre_ping=not urls.is_sqlite)
+    if urls.is_sqlite:
+        _prepare_sqlite(engine)
+    return engine
+
+
+def make_async_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """The runtime engine: aiosqlite for SQLite files, psycopg 3 (async) for PostgreSQL."""
+    urls = normalise_database_url(database_url)
+    _ensure_parent(urls)
+    if urls.is_sqlite:
+        engine = create_async_engine(urls.async_url)
+        _prepare_sqlite(engine.sync_engine)
+        return engine
+    return create_async_engine(
+        urls.async_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (callers commit, services never do)."""
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,9 @@
+"""The complete metadata: importing this module registers every domain's models."""
+
+from __future__ import annotations
+
+from invoice_outbox.auth import models as _auth_models  # noqa: F401
+from invoice_outbox.db.base import Base
+from invoice_outbox.sendings import models as _sending_models  # noqa: F401
+
+target_metadata = Base.metadata

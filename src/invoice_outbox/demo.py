@@ -1,0 +1,172 @@
+"""Demo data: practices, systems and sendings in every status with believable histories.
+
+The reasons are the kind an administrator meets in real life (a switch answering 503, timeouts,
+a rejected member number, a mailbox refusing a message) and carry no patient data.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.status import SendingType, Status
+
+SEED = 20260205
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    outcome: str  # Retryable or Permanent
+    code: int | None
+    reason: str
+    cause: str
+
+
+FAILURES = {
+    "MediSwitch": [
+        Failure("Retryable", 503, "MediSwitch answered HTTP 503 Service Unavailable", "http-503"),
+        Failure(
+            "Permanent",
+            422,
+            "MediSwitch rejected the claim: invalid medical-aid member number",
+            "rejected-member-number",
+        ),
+    ],
+    "PracticeLedger": [
+        Failure("Retryable", None, "Timed out after 30 s waiting for PracticeLedger", "timeout"),
+        Failure(
+            "Retryable",
+            None,
+            "PracticeLedger refused the connection (is it running?)",
+            "connection-refused",
+        ),
+    ],
+    "Accounts mailbox": [
+        Failure(
+            "Permanent",
+            550,
+            "The mailbox refused the message: SMTP 550 5.1.1 recipient address rejected",
+            "smtp-550",
+        ),
+        Failure(
+            "Retryable",
+            451,
+            "The mail server deferred the message: SMTP 451 try again later",
+            "smtp-451",
+        ),
+    ],
+}
+SYSTEMS = tuple(FAILURES)
+
+
+def _uuid(rng: random.Random) -> uuid.UUID:
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+async def has_sendings(session: AsyncSession) -> bool:
+    return bool(await session.scalar(select(func.count()).select_from(Sending)))
+
+
+def _history(
+    rng: random.Random, status: Status, system: str, created: datetime
+) -> tuple[list[tuple[Failure | None, int | None]], datetime]:
+    """Outcomes of the attempts a sending in `status` would have had, and the last attempt time."""
+    failures = FAILURES[system]
+    retryable = [f for f in failures if f.outcome == "Retryable"]
+    permanent = [f for f in failures if f.outcome == "Permanent"]
+    if status is Status.PENDING:
+        return [], created
+    if status is Status.SENT:
+        tries = [(rng.choice(retryable), None) for _ in range(rng.choice([0, 0, 0, 1, 2]))]
+        return [*tries, (None, 200 if system != "Accounts mailbox" else 250)], created
+    if status is Status.FAILED:
+        return [(rng.choice(retryable), None) for _ in range(rng.randint(1, 4))], created
+    if status is Status.ABORTED:
+        if permanent and rng.random() < 0.5:
+            return [(rng.choice(permanent), None)], created
+        return [(rng.choice(retryable), None) for _ in range(8)], created
+    # Cancelled and Sending: a first attempt failed, then the invoice was cancelled / is in flight.
+    return [(rng.choice(retryable), None)], created
+
+
+async def load_demo(
+    session: AsyncSession, *, now: datetime, practices: int = 3, invoices_per_practice: int = 14
+) -> list[uuid.UUID]:
+    """Insert the demo set (deterministic for a given `now`).  Returns the practice ids."""
+    rng = random.Random(SEED)  # noqa: S311 -- reproducible demo data, not secrets
+    practice_ids = [_uuid(rng) for _ in range(practices)]
+    statuses = (
+        [Status.SENT] * 5
+        + [Status.FAILED] * 3
+        + [Status.ABORTED] * 4
+        + [Status.PENDING, Status.CANCELLED, Status.SENDING]
+    )
+    for practice_id in practice_ids:
+        for _ in range(invoices_per_practice):
+            invoice_id, encounter_id = _uuid(rng), _uuid(rng)
+            created = now - timedelta(hours=rng.uniform(1, 96))
+            for system in rng.sample(SYSTEMS, rng.randint(1, 2)):
+                status = rng.choice(statuses)
+                sending = Sending(
+                    id=_uuid(rng),
+                    practice_id=practice_id,
+                    encounter_id=encounter_id,
+                    invoice_id=invoice_id,
+                    system=system,
+                    sending_type=SendingType.INVOICE.value,
+                    status=status.value,
+                    attempts=0,
+                    sending_time=created,
+                    idempotency_key=_uuid(rng).hex,
+                    created_at=created,
+                    updated_at=created,
+                )
+                session.add(sending)
+                _add_attempts(rng, sending, _history(rng, status, system, created)[0], now)
+    await session.flush()
+    return practice_ids
+
+
+def _add_attempts(
+    rng: random.Random,
+    sending: Sending,
+    history: list[tuple[Failure | None, int | None]],
+    now: datetime,
+) -> None:
+    when = sending.created_at
+    last: Failure | None = None
+    for number, (failure, ok_code) in enumerate(history, start=1):
+        when = min(when + timedelta(minutes=rng.choice([0, 1, 5, 30, 120])), now)
+        duration = 30_000 if failure and failure.cause == "timeout" else rng.randint(40, 900)
+        sending.attempt_history.append(
+            Attempt(
+                number=number,
+                started_at=when,
+                duration_ms=duration,
+                outcome="Sent" if failure is None else failure.outcome,
+                code=ok_code if failure is None else failure.code,
+                reason=None if failure is None else failure.reason,
+                worker="demo",
+            )
+        )
+        last = failure
+    sending.attempts = len(history)
+    sending.sending_time = when
+    status = Status(sending.status)
+    if status is Status.SENT:
+        sending.sent_at = when
+    elif last is not None:
+        sending.reason, sending.cause = last.reason, last.cause
+    if status is Status.FAILED:
+        sending.next_attempt_at = now + timedelta(minutes=rng.choice([5, 30, 120]))
+    elif status is Status.PENDING:
+        sending.next_attempt_at = now
+    elif status is Status.SENDING:
+        sending.lease_owner, sending.lease_expires_at = "demo", now - timedelta(minutes=1)
+    sending.updated_at = when

@@ -1,0 +1,113 @@
+"""Sendings (the queue and the record, one table) and their attempts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from invoice_outbox.db.base import Base, UtcDateTime
+from invoice_outbox.sendings.status import SendingType, Status
+
+
+def _in_list(column: str, values: type[Status] | type[SendingType]) -> str:
+    quoted = ", ".join(f"'{member.value}'" for member in values)
+    return f"{column} IN ({quoted})"
+
+
+class Sending(Base):
+    """One sending of one invoice document (of one type) to one external system.
+
+    The status, ``next_attempt_at`` and lease columns are what workers claim on; the same row
+    is what the legacy lists read, so the queue and the record never disagree.
+    """
+
+    __tablename__ = "sendings"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    practice_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    encounter_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    invoice_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    system: Mapped[str] = mapped_column(String(100))
+    sending_type: Mapped[str] = mapped_column(String(32), default=SendingType.INVOICE.value)
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value)
+    reason: Mapped[str | None] = mapped_column(Text)
+    #: Normalised cause of the last failure (grouping key), set when a failure is recorded.
+    cause: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Time of the last attempt (of creation, before any attempt): SPEC's SendingTime.
+    sending_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: Sent with every attempt of this sending, so a receiver can drop duplicates.
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempt_history: Mapped[list[Attempt]] = relationship(
+        order_by="Attempt.number", cascade="all, delete-orphan", lazy="raise"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "system", "sending_type"),
+        UniqueConstraint("idempotency_key"),
+        CheckConstraint(_in_list("status", Status), name="status"),
+        CheckConstraint(_in_list("sending_type", SendingType), name="sending_type"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        # Legacy lists: one status, in SendingTime order; cost follows the rows returned.
+        Index("ix_sendings_status_time", "status", "sending_time", "id"),
+        # sent/sentDate/{date}: a range on sent_at, only over sent rows.
+        Index(
+            "ix_sendings_sent_at",
+            "sent_at",
+            "id",
+            sqlite_where=text("sent_at IS NOT NULL"),
+            postgresql_where=text("sent_at IS NOT NULL"),
+        ),
+        # Workers: due rows only.
+        Index(
+            "ix_sendings_due",
+            "next_attempt_at",
+            sqlite_where=text("status IN ('Pending', 'Failed')"),
+            postgresql_where=text("status IN ('Pending', 'Failed')"),
+        ),
+        Index("ix_sendings_practice", "practice_id", "invoice_id"),
+    )
+
+
+class Attempt(Base):
+    """One try at delivering a sending: when, how long, what came back, and why it failed."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sending_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("sendings.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    #: Sent, Retryable or Permanent.
+    outcome: Mapped[str] = mapped_column(String(16))
+    #: HTTP status or SMTP reply code, when the receiver answered at all.
+    code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (
+        UniqueConstraint("sending_id", "number"),
+        CheckConstraint("outcome IN ('Sent', 'Retryable', 'Permanent')", name="outcome"),
+    )

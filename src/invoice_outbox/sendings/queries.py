@@ -1,0 +1,35 @@
+"""Read-side queries over sendings.  Builders return statements; nothing here commits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.status import Status
+
+#: A SELECT of any row shape (SQLAlchemy 2.1 types rows as variadic tuples).
+AnySelect = Select[*tuple[Any, ...]]
+
+#: The columns of a legacy InvoiceSendingStatusVo row, in the positional order of legacy.rows.
+STATUS_VO_COLUMNS = (
+    Sending.practice_id,
+    Sending.encounter_id,
+    Sending.invoice_id,
+    Sending.reason,
+    Sending.status,
+    Sending.system,
+    Sending.sending_time,
+    Sending.attempts,
+    Sending.sending_type,
+)
+
+
+def status_vo_rows(status: Status) -> AnySelect:
+    """Every sending in `status`, oldest SendingTime first (served by ix_sendings_status_time)."""
+    return (
+        select(*STATUS_VO_COLUMNS)
+        .where(Sending.status == status.value)
+        .order_by(Sending.sending_time, Sending.id)
+    )

@@ -1,0 +1,83 @@
+"""Sending statuses and the only place their transitions are defined.
+
+A sending is one delivery of one invoice document to one external system.  Its status moves
+along these edges and no others; every write of a status goes through `ensure_transition`
+(or a query whose WHERE clause selects exactly `sources_of(target)`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+
+class Status(enum.StrEnum):
+    """The statuses of SPEC.md, spelt as they appear on the wire."""
+
+    PENDING = "Pending"  # waiting for its (first or next) attempt
+    SENDING = "Sending"  # claimed by a worker under a lease; an attempt is in flight
+    SENT = "Sent"  # the external system accepted it
+    FAILED = "Failed"  # the last attempt failed; another attempt is scheduled
+    ABORTED = "Aborted"  # no more automatic attempts (permanent error or attempts spent)
+    CANCELLED = "Cancelled"  # the invoice was cancelled before this sending got through
+
+
+class SendingType(enum.StrEnum):
+    """What a sending carries."""
+
+    INVOICE = "Invoice"
+    CANCELLATION = "Cancellation"
+
+
+class InvalidTransition(Exception):
+    """Raised when a sending would move along an edge the status graph does not have."""
+
+    def __init__(self, current: Status, target: Status) -> None:
+        super().__init__(f"a {current.value} sending cannot become {target.value}")
+        self.current = current
+        self.target = target
+
+
+S = Status
+
+#: Every allowed edge.  Why each exists:
+#: Pending→Sending  a worker claims it;            Pending→Cancelled  the invoice was cancelled.
+#: Sending→Sent/Failed/Aborted  an attempt's outcome;  Sending→Pending  lease released or expired.
+#: Sending→Cancelled  cancelled while in flight (the worker's outcome is then recorded as an
+#:                    attempt only, and a delivered one triggers a Cancellation sending).
+#: Failed→Sending  its next attempt is claimed;    Failed→Pending  an admin resends it now.
+#: Failed→Aborted  an admin discards it;           Failed→Cancelled  the invoice was cancelled.
+#: Aborted→Pending  resend / retry-all;            Aborted→Cancelled  the invoice was cancelled.
+#: Sent→Pending  a forced resend only (callers must say so explicitly).
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    S.PENDING: frozenset({S.SENDING, S.CANCELLED}),
+    S.SENDING: frozenset({S.SENT, S.FAILED, S.ABORTED, S.PENDING, S.CANCELLED}),
+    S.FAILED: frozenset({S.SENDING, S.PENDING, S.ABORTED, S.CANCELLED}),
+    S.ABORTED: frozenset({S.PENDING, S.CANCELLED}),
+    S.SENT: frozenset({S.PENDING}),
+    S.CANCELLED: frozenset(),
+}
+
+#: Statuses a worker may claim when due.
+CLAIMABLE: frozenset[Status] = frozenset({S.PENDING, S.FAILED})
+#: Statuses that retry-all and resend put back in the queue without force.
+RETRYABLE: frozenset[Status] = frozenset({S.FAILED, S.ABORTED})
+#: Statuses from which nothing more happens automatically.
+FINAL: frozenset[Status] = frozenset({S.SENT, S.ABORTED, S.CANCELLED})
+
+
+def can_transition(current: Status, target: Status) -> bool:
+    """True when `current` → `target` is an edge of the status graph."""
+    return target in TRANSITIONS[current]
+
+
+def ensure_transition(current: Status, target: Status) -> Status:
+    """Return `target` if the edge exists, else raise `InvalidTransition`."""
+    if not can_transition(current, target):
+        raise InvalidTransition(current, target)
+    return target
+
+
+def sources_of(target: Status) -> frozenset[Status]:
+    """Every status that may move to `target` (for guarded bulk UPDATE ... WHERE status IN)."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)

@@ -1,0 +1,68 @@
+"""Every allowed and every refused status transition, enumerated."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from invoice_outbox.sendings.status import (
+    CLAIMABLE,
+    RETRYABLE,
+    InvalidTransition,
+    Status,
+    can_transition,
+    ensure_transition,
+    sources_of,
+)
+
+S = Status
+ALLOWED = {
+    (S.PENDING, S.SENDING), (S.PENDING, S.CANCELLED),
+    (S.SENDING, S.SENT), (S.SENDING, S.FAILED), (S.SENDING, S.ABORTED),
+    (S.SENDING, S.PENDING), (S.SENDING, S.CANCELLED),
+    (S.FAILED, S.SENDING), (S.FAILED, S.PENDING), (S.FAILED, S.ABORTED), (S.FAILED, S.CANCELLED),
+    (S.ABORTED, S.PENDING), (S.ABORTED, S.CANCELLED),
+    (S.SENT, S.PENDING),
+}  # fmt: skip
+EVERY_PAIR = list(itertools.product(Status, Status))
+
+
+def test_wire_names_are_the_spec_names() -> None:
+    assert [s.value for s in Status] == [
+        "Pending", "Sending", "Sent", "Failed", "Aborted", "Cancelled",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("current", "target"), sorted(ALLOWED))
+def test_allowed_transition(current: Status, target: Status) -> None:
+    assert can_transition(current, target)
+    assert ensure_transition(current, target) is target
+
+
+@pytest.mark.parametrize(
+    ("current", "target"), [pair for pair in EVERY_PAIR if pair not in ALLOWED]
+)
+def test_refused_transition(current: Status, target: Status) -> None:
+    assert not can_transition(current, target)
+    with pytest.raises(InvalidTransition) as raised:
+        ensure_transition(current, target)
+    assert raised.value.current is current
+    assert raised.value.target is target
+    assert current.value in str(raised.value)
+
+
+def test_cancelled_is_terminal() -> None:
+    assert not any(can_transition(S.CANCELLED, target) for target in Status)
+
+
+def test_sources_of_matches_edges() -> None:
+    for target in Status:
+        assert sources_of(target) == {c for c, t in ALLOWED if t == target}
+
+
+def test_claimable_and_retryable_sets() -> None:
+    assert {S.PENDING, S.FAILED} == CLAIMABLE
+    assert {S.FAILED, S.ABORTED} == RETRYABLE
+    assert all(can_transition(s, S.SENDING) for s in CLAIMABLE)
+    assert all(can_transition(s, S.PENDING) for s in RETRYABLE)
