@@ -109,9 +109,7 @@ def make_token(
     now: datetime | None = None,
 ) -> str:
     principal = Principal(subject=f"test-{role.value}", role=role, practices=frozenset(practices))
-    return issue_token(
-        principal, key=TEST_SECRET.encode(), now=now or datetime.now(UTC), lifetime=lifetime
-    )
+    return issue_token(principal, key=TEST_SECRET.encode(), now=now or NOW, lifetime=lifetime)
 
 
 @pytest.fixture

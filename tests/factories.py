@@ -18,7 +18,7 @@ def sending(
     system: str = "MediSwitch",
     reason: str | None = None,
     attempts: int = 0,
-    **overrides: Any,
+    overrides: dict[str, Any] | None = None,
 ) -> Sending:
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
@@ -30,10 +30,11 @@ def sending(
         "status": status.value,
         "reason": reason,
         "attempts": attempts,
+        "round_attempts": attempts,
         "sending_time": when,
         "idempotency_key": uuid.uuid4().hex,
         "created_at": when,
         "updated_at": when,
     }
-    values.update(overrides)
+    values.update(overrides or {})
     return Sending(**values)

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     var_dir: Path = Field(default=Path("./var"), description="Where generated local state lives.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     stream_batch_rows: int = Field(default=2000, gt=0, le=100_000)
+    allow_private_targets: bool = Field(
+        default=False,
+        description="Allow systems on loopback, link-local or private addresses (dev and tests).",
+    )
+    worker_concurrency: int = Field(default=8, gt=0, le=512)
+    lease_seconds: float = Field(default=120.0, gt=0, description="How long a claim lasts.")
+    poll_seconds: float = Field(default=5.0, gt=0, description="Longest idle wait between checks.")
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    circuit_failure_threshold: int = Field(
+        default=5, gt=0, description="Consecutive failures after which a system counts as down."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from invoice_outbox.auth.principal import Role
-from tests.conftest import PRACTICE_A, make_token
+from tests.conftest import NOW, PRACTICE_A, make_token
 
 ROUTE = "/api/v1/billing/invoices/aborted"
 DENIED = "Authorization has been denied for this request."
@@ -21,7 +21,7 @@ DENIED = "Authorization has been denied for this request."
         "Bearer",
         "Bearer not-a-token",
         "Basic YWRtaW46YWRtaW4=",
-        f"Bearer {make_token(Role.ADMIN, now=datetime.now(UTC) - timedelta(days=2))}",  # expired
+        f"Bearer {make_token(Role.ADMIN, now=NOW - timedelta(days=2))}",  # expired
         f"Bearer {make_token(Role.ADMIN)}x",  # tampered signature
     ],
 )

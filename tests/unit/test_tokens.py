@@ -25,7 +25,7 @@ def _b64(data: dict[str, object]) -> str:
 def test_round_trip_keeps_role_and_practices() -> None:
     principal = Principal("dr-smith", Role.PRACTICE, frozenset({PRACTICE}))
     token = issue_token(principal, key=KEY, now=NOW, lifetime=timedelta(hours=1))
-    assert verify_token(token, key=KEY) == principal
+    assert verify_token(token, key=KEY, now=NOW) == principal
 
 
 def test_expired_token_refused() -> None:
@@ -36,7 +36,7 @@ def test_expired_token_refused() -> None:
         lifetime=timedelta(hours=1),
     )
     with pytest.raises(InvalidToken):
-        verify_token(token, key=KEY)
+        verify_token(token, key=KEY, now=NOW)
 
 
 def test_other_key_refused() -> None:
@@ -44,7 +44,7 @@ def test_other_key_refused() -> None:
         Principal("a", Role.ADMIN), key=b"o" * 48, now=NOW, lifetime=timedelta(hours=1)
     )
     with pytest.raises(InvalidToken):
-        verify_token(token, key=KEY)
+        verify_token(token, key=KEY, now=NOW)
 
 
 def test_tampered_payload_refused() -> None:
@@ -66,7 +66,7 @@ def test_tampered_payload_refused() -> None:
         }
     )
     with pytest.raises(InvalidToken):
-        verify_token(f"{header}.{forged}.{signature}", key=KEY)
+        verify_token(f"{header}.{forged}.{signature}", key=KEY, now=NOW)
 
 
 def test_alg_none_refused() -> None:
@@ -79,7 +79,7 @@ def test_alg_none_refused() -> None:
     }
     token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
     with pytest.raises(InvalidToken):
-        verify_token(token, key=KEY)
+        verify_token(token, key=KEY, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -99,10 +99,10 @@ def test_bad_claims_refused(claims: dict[str, object]) -> None:
         **claims,
     }
     with pytest.raises(InvalidToken):
-        verify_token(jwt.encode(full, KEY, algorithm="HS256"), key=KEY)
+        verify_token(jwt.encode(full, KEY, algorithm="HS256"), key=KEY, now=NOW)
 
 
 @pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "Bearer x", "é.é.é"])
 def test_garbage_refused(garbage: str) -> None:
     with pytest.raises(InvalidToken):
-        verify_token(garbage, key=KEY)
+        verify_token(garbage, key=KEY, now=NOW)

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from invoice_outbox import __version__
 from invoice_outbox.api import health, legacy_routes, token_route
 from invoice_outbox.api.errors import install_error_handlers
 from invoice_outbox.api.limits import BodySizeLimit
+from invoice_outbox.api.paths import AspNetPaths
 from invoice_outbox.api.state import AppState
 from invoice_outbox.auth.keys import signing_key
 from invoice_outbox.clock import Clock, SystemClock
@@ -56,7 +58,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(health.router)
-    app.include_router(token_route.router)
-    app.include_router(legacy_routes.router)
+    routers = [health.router, token_route.router, legacy_routes.router]
+    for router in routers:
+        app.include_router(router)
+    api_paths = [
+        route.path
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/api/")
+    ]
+    app.add_middleware(AspNetPaths, templates=api_paths)
     return app

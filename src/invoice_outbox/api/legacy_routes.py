@@ -6,14 +6,13 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from invoice_outbox.api.docs import STATUS_LIST_RESPONSES
-from invoice_outbox.api.routing import AspNetRoute
 from invoice_outbox.api.security import Admin
 from invoice_outbox.api.state import State
 from invoice_outbox.api.streaming import stream_status_rows
 from invoice_outbox.sendings.queries import status_vo_rows
 from invoice_outbox.sendings.status import Status
 
-router = APIRouter(route_class=AspNetRoute, tags=["legacy billing API"])
+router = APIRouter(tags=["legacy billing API"])
 
 
 @router.get(

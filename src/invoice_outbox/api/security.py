@@ -26,7 +26,7 @@ async def current_principal(
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized()
     try:
-        return verify_token(token.strip(), key=state.signing_key)
+        return verify_token(token.strip(), key=state.signing_key, now=state.clock.now())
     except InvalidToken:
         raise unauthorized() from None
 

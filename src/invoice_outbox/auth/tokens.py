@@ -16,6 +16,7 @@ from invoice_outbox.auth.principal import Principal, Role
 
 ALGORITHM = "HS256"
 ISSUER = "invoice-outbox"
+LEEWAY_SECONDS = 30
 
 
 class InvalidToken(Exception):
@@ -35,17 +36,26 @@ def issue_token(principal: Principal, *, key: bytes, now: datetime, lifetime: ti
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, *, key: bytes) -> Principal:
-    """The principal a valid token names; raise `InvalidToken` for anything else."""
+def verify_token(token: str, *, key: bytes, now: datetime) -> Principal:
+    """The principal a valid token names at time `now`; raise `InvalidToken` for anything else.
+
+    Expiry is checked against the injected clock (not the library's own reading of the time),
+    so the whole service agrees on what "now" is.
+    """
     try:
         claims = jwt.decode(
             token,
             key,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "iss"]},
-            leeway=30,
+            options={
+                "require": ["exp", "iat", "sub", "iss"],
+                "verify_exp": False,
+                "verify_iat": False,
+            },
         )
+        if not isinstance(claims["exp"], int) or claims["exp"] + LEEWAY_SECONDS < now.timestamp():
+            raise InvalidToken("expired")
         role = Role(str(claims.get("role")))
         practices = frozenset(uuid.UUID(str(p)) for p in claims.get("practices") or [])
     except (jwt.PyJWTError, ValueError, TypeError) as exc:

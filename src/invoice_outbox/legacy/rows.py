@@ -1,4 +1,4 @@
-"""The row layout every legacy writer reads: one sending, as SPEC.md's InvoiceSendingStatusVo.
+"""Shapes the legacy writers read: a sending row (SPEC.md's InvoiceSendingStatusVo), links.
 
 Rows come straight from a database cursor, so the writers read them *positionally*: a plain
 tuple, a SQLAlchemy ``Row`` or a `StatusVo` all work.  The positions follow the JSON property
@@ -15,6 +15,11 @@ order of SPEC.md; extra trailing columns (a keyset cursor, say) are ignored by t
 | 6     | sending_time  | timezone-aware datetime, any zone             |
 | 7     | attempts      | int                                           |
 | 8     | sending_type  | str (a `SendingType` value)                   |
+
+The writers check types column-wise at C speed and raise TypeError for a mismatch: GUID
+columns must really be ``uuid.UUID`` (SQLAlchemy's ``Uuid`` type returns them; a str from a
+raw SQLite query would be 32 hex digits), attempts a real ``int``, strings ``str`` (a
+``StrEnum`` member is fine).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ __all__ = [
     "SENDING_TYPE",
     "STATUS",
     "SYSTEM",
+    "LinkPair",
+    "Links",
     "SendingRow",
     "StatusVo",
     "to_utc",
@@ -54,6 +61,10 @@ ROW_WIDTH = 9
 
 #: Anything indexable with the positions above (tuple, SQLAlchemy Row, StatusVo).
 SendingRow: TypeAlias = Sequence[Any]
+
+#: One ``RestApiLink`` of the envelope, as ``(rel, href)``; `Links` is the envelope's list.
+LinkPair: TypeAlias = tuple[str | None, str | None]
+Links: TypeAlias = Sequence[LinkPair]
 
 
 class StatusVo(NamedTuple):

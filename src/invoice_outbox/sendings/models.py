@@ -27,6 +27,10 @@ def _in_list(column: str, values: type[Status] | type[SendingType]) -> str:
     return f"{column} IN ({quoted})"
 
 
+_DUE = text("status IN ('Pending', 'Failed')")
+_IN_FLIGHT = text("status = 'Sending'")
+
+
 class Sending(Base):
     """One sending of one invoice document (of one type) to one external system.
 
@@ -47,6 +51,11 @@ class Sending(Base):
     #: Normalised cause of the last failure (grouping key), set when a failure is recorded.
     cause: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Attempts since the sending was last (re)queued: what the retry policy counts.
+    round_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    document_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("documents.id", ondelete="SET NULL")
+    )
     #: Time of the last attempt (of creation, before any attempt): SPEC's SendingTime.
     sending_time: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -67,6 +76,9 @@ class Sending(Base):
         CheckConstraint(_in_list("status", Status), name="status"),
         CheckConstraint(_in_list("sending_type", SendingType), name="sending_type"),
         CheckConstraint("attempts >= 0", name="attempts"),
+        CheckConstraint(
+            "round_attempts >= 0 AND round_attempts <= attempts", name="round_attempts"
+        ),
         # Legacy lists: one status, in SendingTime order; cost follows the rows returned.
         Index("ix_sendings_status_time", "status", "sending_time", "id"),
         # sent/sentDate/{date}: a range on sent_at, only over sent rows.
@@ -77,12 +89,21 @@ class Sending(Base):
             sqlite_where=text("sent_at IS NOT NULL"),
             postgresql_where=text("sent_at IS NOT NULL"),
         ),
-        # Workers: due rows only.
+        # Workers: due rows only, overall and per system (probing a system that is down).
+        Index("ix_sendings_due", "next_attempt_at", sqlite_where=_DUE, postgresql_where=_DUE),
         Index(
-            "ix_sendings_due",
+            "ix_sendings_due_by_system",
+            "system",
             "next_attempt_at",
-            sqlite_where=text("status IN ('Pending', 'Failed')"),
-            postgresql_where=text("status IN ('Pending', 'Failed')"),
+            sqlite_where=_DUE,
+            postgresql_where=_DUE,
+        ),
+        # Takeover of sendings whose worker died: in-flight rows by lease expiry.
+        Index(
+            "ix_sendings_leases",
+            "lease_expires_at",
+            sqlite_where=_IN_FLIGHT,
+            postgresql_where=_IN_FLIGHT,
         ),
         Index("ix_sendings_practice", "practice_id", "invoice_id"),
     )

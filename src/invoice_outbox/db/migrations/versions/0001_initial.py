@@ -1,4 +1,4 @@
-"""sendings, attempts and users
+"""initial schema
 
 Revision ID: 0001
 Revises:
@@ -8,6 +8,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
+
+JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -17,6 +20,49 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
 
+    op.create_table(
+        "documents",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("content_type", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_documents")),
+    )
+    op.create_table(
+        "systems",
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("settings", JSON_TYPE, nullable=False),
+        sa.Column("secret", sa.Text(), nullable=True),
+        sa.Column("timeout_seconds", sa.Float(), nullable=False),
+        sa.Column("retry_policy", JSON_TYPE, nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("circuit", sa.String(length=16), nullable=False),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("down_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_probe_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_failure_reason", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("channel IN ('Http', 'Email')", name=op.f("ck_systems_channel")),
+        sa.CheckConstraint(
+            "circuit IN ('Healthy', 'Degraded', 'Down')", name=op.f("ck_systems_circuit")
+        ),
+        sa.CheckConstraint("timeout_seconds > 0", name=op.f("ck_systems_timeout")),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_systems")),
+    )
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("password_hash", sa.String(length=200), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("role IN ('admin', 'practice')", name=op.f("ck_users_role")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.UniqueConstraint("name", name=op.f("uq_users_name")),
+    )
     op.create_table(
         "sendings",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -29,6 +75,8 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("cause", sa.String(length=64), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("round_attempts", sa.Integer(), nullable=False),
+        sa.Column("document_id", sa.Uuid(), nullable=True),
         sa.Column("sending_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
@@ -45,6 +93,16 @@ def upgrade() -> None:
             name=op.f("ck_sendings_status"),
         ),
         sa.CheckConstraint("attempts >= 0", name=op.f("ck_sendings_attempts")),
+        sa.CheckConstraint(
+            "round_attempts >= 0 AND round_attempts <= attempts",
+            name=op.f("ck_sendings_round_attempts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["document_id"],
+            ["documents.id"],
+            name=op.f("fk_sendings_document_id_documents"),
+            ondelete="SET NULL",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sendings")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_sendings_idempotency_key")),
         sa.UniqueConstraint(
@@ -62,6 +120,20 @@ def upgrade() -> None:
             sqlite_where=sa.text("status IN ('Pending', 'Failed')"),
             postgresql_where=sa.text("status IN ('Pending', 'Failed')"),
         )
+        batch_op.create_index(
+            "ix_sendings_due_by_system",
+            ["system", "next_attempt_at"],
+            unique=False,
+            sqlite_where=sa.text("status IN ('Pending', 'Failed')"),
+            postgresql_where=sa.text("status IN ('Pending', 'Failed')"),
+        )
+        batch_op.create_index(
+            "ix_sendings_leases",
+            ["lease_expires_at"],
+            unique=False,
+            sqlite_where=sa.text("status = 'Sending'"),
+            postgresql_where=sa.text("status = 'Sending'"),
+        )
         batch_op.create_index("ix_sendings_practice", ["practice_id", "invoice_id"], unique=False)
         batch_op.create_index(
             "ix_sendings_sent_at",
@@ -75,15 +147,33 @@ def upgrade() -> None:
         )
 
     op.create_table(
-        "users",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("password_hash", sa.String(length=200), nullable=False),
-        sa.Column("role", sa.String(length=16), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("role IN ('admin', 'practice')", name=op.f("ck_users_role")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
-        sa.UniqueConstraint("name", name=op.f("uq_users_name")),
+        "system_practices",
+        sa.Column("system", sa.String(length=100), nullable=False),
+        sa.Column("practice_id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["system"],
+            ["systems.name"],
+            name=op.f("fk_system_practices_system_systems"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("system", "practice_id", name=op.f("pk_system_practices")),
+    )
+    with op.batch_alter_table("system_practices", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_system_practices_practice_id"), ["practice_id"], unique=False
+        )
+
+    op.create_table(
+        "user_practices",
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("practice_id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_user_practices_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", "practice_id", name=op.f("pk_user_practices")),
     )
     op.create_table(
         "attempts",
@@ -111,28 +201,18 @@ def upgrade() -> None:
     with op.batch_alter_table("attempts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_attempts_sending_id"), ["sending_id"], unique=False)
 
-    op.create_table(
-        "user_practices",
-        sa.Column("user_id", sa.Uuid(), nullable=False),
-        sa.Column("practice_id", sa.Uuid(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_user_practices_user_id_users"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("user_id", "practice_id", name=op.f("pk_user_practices")),
-    )
-
 
 def downgrade() -> None:
 
-    op.drop_table("user_practices")
     with op.batch_alter_table("attempts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_attempts_sending_id"))
 
     op.drop_table("attempts")
-    op.drop_table("users")
+    op.drop_table("user_practices")
+    with op.batch_alter_table("system_practices", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_system_practices_practice_id"))
+
+    op.drop_table("system_practices")
     with op.batch_alter_table("sendings", schema=None) as batch_op:
         batch_op.drop_index("ix_sendings_status_time")
         batch_op.drop_index(
@@ -142,9 +222,22 @@ def downgrade() -> None:
         )
         batch_op.drop_index("ix_sendings_practice")
         batch_op.drop_index(
+            "ix_sendings_leases",
+            sqlite_where=sa.text("status = 'Sending'"),
+            postgresql_where=sa.text("status = 'Sending'"),
+        )
+        batch_op.drop_index(
+            "ix_sendings_due_by_system",
+            sqlite_where=sa.text("status IN ('Pending', 'Failed')"),
+            postgresql_where=sa.text("status IN ('Pending', 'Failed')"),
+        )
+        batch_op.drop_index(
             "ix_sendings_due",
             sqlite_where=sa.text("status IN ('Pending', 'Failed')"),
             postgresql_where=sa.text("status IN ('Pending', 'Failed')"),
         )
 
     op.drop_table("sendings")
+    op.drop_table("users")
+    op.drop_table("systems")
+    op.drop_table("documents")

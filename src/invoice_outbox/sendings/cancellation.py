@@ -1,0 +1,107 @@
+"""Cancelling an invoice: stop what has not been delivered, tell systems that received it.
+
+Pending, Failed and Aborted sendings (and one in flight) become Cancelled.  A system that
+already received the invoice gets a `Cancellation` sending (created once; cancelling twice
+changes nothing).  Functions never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.status import SendingType, Status, can_transition
+
+
+class InvoiceNotFound(LookupError):
+    """The practice has no invoice with that id."""
+
+
+def cancellation_document(sending: Sending, content_type: str) -> bytes:
+    """What a receiver gets to cancel an invoice: ids only, no patient data."""
+    ids = {
+        "InvoiceId": str(sending.invoice_id),
+        "EncounterId": str(sending.encounter_id),
+        "PracticeId": str(sending.practice_id),
+    }
+    if content_type == "application/xml":
+        fields = "".join(f"<{k}>{v}</{k}>" for k, v in ids.items())
+        return f"<InvoiceCancellation>{fields}</InvoiceCancellation>".encode()
+    return orjson.dumps({**ids, "Cancelled": True})
+
+
+async def add_cancellation(
+    session: AsyncSession, delivered: Sending, *, content_type: str, now: datetime
+) -> Sending:
+    """Queue a Cancellation for the system that received `delivered` (once per system)."""
+    existing = await session.scalar(
+        select(Sending).where(
+            Sending.invoice_id == delivered.invoice_id,
+            Sending.system == delivered.system,
+            Sending.sending_type == SendingType.CANCELLATION.value,
+        )
+    )
+    if existing is not None:
+        return existing
+    body = cancellation_document(delivered, content_type)
+    document = Document(
+        id=uuid.uuid4(), sha256=hashlib.sha256(body).hexdigest(), content_type=content_type,
+        body=body, created_at=now,
+    )  # fmt: skip
+    cancellation = Sending(
+        id=uuid.uuid4(), practice_id=delivered.practice_id, encounter_id=delivered.encounter_id,
+        invoice_id=delivered.invoice_id, system=delivered.system,
+        sending_type=SendingType.CANCELLATION.value, status=Status.PENDING.value, attempts=0,
+        round_attempts=0, sending_time=now, next_attempt_at=now, idempotency_key=uuid.uuid4().hex,
+        document_id=document.id, created_at=now, updated_at=now,
+    )  # fmt: skip
+    session.add_all([document, cancellation])
+    return cancellation
+
+
+async def _content_type(session: AsyncSession, sending: Sending) -> str:
+    if sending.document_id is None:
+        return "application/json"
+    found = await session.scalar(
+        select(Document.content_type).where(Document.id == sending.document_id)
+    )
+    return found or "application/json"
+
+
+async def cancel_invoice(
+    session: AsyncSession, practice_id: uuid.UUID, invoice_id: uuid.UUID, *, now: datetime
+) -> list[Sending]:
+    """Cancel the invoice's sendings; returns the sendings changed or created."""
+    sendings = (
+        await session.scalars(
+            select(Sending)
+            .where(Sending.practice_id == practice_id, Sending.invoice_id == invoice_id)
+            .with_for_update()
+        )
+    ).all()
+    if not sendings:
+        raise InvoiceNotFound(f"practice {practice_id} has no invoice {invoice_id}")
+    changed: list[Sending] = []
+    for sending in sendings:
+        status = Status(sending.status)
+        if sending.sending_type != SendingType.INVOICE.value:
+            continue
+        if status is Status.SENT:
+            content_type = await _content_type(session, sending)
+            changed.append(
+                await add_cancellation(session, sending, content_type=content_type, now=now)
+            )
+        elif can_transition(status, Status.CANCELLED):
+            sending.status = Status.CANCELLED.value
+            sending.next_attempt_at = None
+            sending.updated_at = now
+            changed.append(sending)
+    await session.flush()
+    return changed

@@ -1,0 +1,163 @@
+"""Submitting an invoice: one sending per target system, idempotent, corrections replace.
+
+Rules (each sending is one invoice x one system x type Invoice):
+- no sending yet                      → a new Pending sending, due now;
+- same document already queued/sent   → nothing new (the existing sending is returned);
+- corrected document, not yet delivered (Pending, Failed, Aborted) → the document is replaced
+  and the sending is queued again, due now, with a fresh attempt budget;
+- corrected document while an attempt is in flight → `IntakeConflict` (try again shortly);
+- corrected document after delivery (Sent) or after cancellation → `IntakeConflict`.
+Nothing is ever delivered twice on purpose.  Functions never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.status import SendingType, Status, ensure_transition
+from invoice_outbox.systems.models import System, SystemPractice
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One invoice as a practice submits it."""
+
+    practice_id: uuid.UUID
+    invoice_id: uuid.UUID
+    encounter_id: uuid.UUID
+    document: bytes
+    content_type: str
+    systems: tuple[str, ...] | None = None
+
+
+class IntakeError(ValueError):
+    """The submission cannot be accepted as it is (a 400 for the caller)."""
+
+
+class IntakeConflict(IntakeError):
+    """The submission contradicts the invoice's current state (a 409 for the caller)."""
+
+
+async def _target_systems(session: AsyncSession, submission: Submission) -> list[str]:
+    of_practice = SystemPractice.practice_id == submission.practice_id
+    serving = set((await session.scalars(select(SystemPractice.system).where(of_practice))).all())
+    if submission.systems is None:
+        if not serving:
+            raise IntakeError(
+                f"no systems are configured for practice {submission.practice_id}; "
+                "name them in Systems or configure the practice's systems"
+            )
+        return sorted(serving)
+    names = list(dict.fromkeys(submission.systems))
+    known = set((await session.scalars(select(System.name).where(System.name.in_(names)))).all())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise IntakeError(f"unknown system(s): {', '.join(unknown)}")
+    foreign = [n for n in names if n not in serving]
+    if foreign:
+        raise IntakeError(
+            f"system(s) not configured for practice {submission.practice_id}: {', '.join(foreign)}"
+        )
+    return names
+
+
+def _new_document(submission: Submission, digest: str, now: datetime) -> Document:
+    return Document(
+        id=uuid.uuid4(), sha256=digest, content_type=submission.content_type,
+        body=submission.document, created_at=now,
+    )  # fmt: skip
+
+
+async def submit(session: AsyncSession, submission: Submission, *, now: datetime) -> list[Sending]:
+    """Create or update the invoice's sendings; return them in system order."""
+    systems = await _target_systems(session, submission)
+    digest = hashlib.sha256(submission.document).hexdigest()
+    existing = {
+        s.system: s
+        for s in (await session.scalars(
+            select(Sending).where(
+                Sending.invoice_id == submission.invoice_id,
+                Sending.sending_type == SendingType.INVOICE.value,
+            )
+        )).all()
+    }  # fmt: skip
+    foreign = [s for s in existing.values() if s.practice_id != submission.practice_id]
+    if foreign:
+        # Invoice ids are global: never let one practice touch another's invoice.
+        raise IntakeConflict(f"invoice {submission.invoice_id} belongs to another practice")
+    mismatch = [s for s in existing.values() if s.encounter_id != submission.encounter_id]
+    if mismatch:
+        raise IntakeConflict(
+            f"invoice {submission.invoice_id} was submitted for another encounter; "
+            "an invoice bills exactly one encounter"
+        )
+    documents = {
+        d.id: d
+        for d in (await session.scalars(
+            select(Document).where(Document.id.in_([s.document_id for s in existing.values()]))
+        )).all()
+    }  # fmt: skip
+    shared: Document | None = None
+    result = []
+    for system in systems:
+        sending = existing.get(system)
+        current = documents.get(sending.document_id) if sending and sending.document_id else None
+        if sending is not None and current is not None and current.sha256 == digest:
+            result.append(sending)
+            continue
+        shared = shared or _new_document(submission, digest, now)
+        if sending is None:
+            sending = _new_sending(submission, system, shared.id, now)
+            session.add(shared)
+            session.add(sending)
+        else:
+            _replace_document(sending, shared, now)
+            session.add(shared)
+        result.append(sending)
+    await session.flush()
+    return result
+
+
+def _new_sending(
+    submission: Submission, system: str, document_id: uuid.UUID, now: datetime
+) -> Sending:
+    return Sending(
+        id=uuid.uuid4(), practice_id=submission.practice_id, encounter_id=submission.encounter_id,
+        invoice_id=submission.invoice_id, system=system, sending_type=SendingType.INVOICE.value,
+        status=Status.PENDING.value, attempts=0, round_attempts=0, sending_time=now,
+        next_attempt_at=now, idempotency_key=uuid.uuid4().hex, document_id=document_id,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+def _replace_document(sending: Sending, document: Document, now: datetime) -> None:
+    status = Status(sending.status)
+    if status is Status.SENDING:
+        raise IntakeConflict(
+            f"a delivery of this invoice to {sending.system} is in progress; "
+            "send the correction again in a minute"
+        )
+    if status is Status.SENT:
+        raise IntakeConflict(
+            f"this invoice was already delivered to {sending.system}; cancel it and submit "
+            "the corrected invoice under a new InvoiceId"
+        )
+    if status is Status.CANCELLED:
+        raise IntakeConflict(f"this invoice was cancelled for {sending.system}")
+    if status is not Status.PENDING:
+        ensure_transition(status, Status.PENDING)
+    sending.status = Status.PENDING.value
+    sending.document_id = document.id
+    # A corrected document is new content: a receiver must not drop it as a duplicate.
+    sending.idempotency_key = uuid.uuid4().hex
+    sending.round_attempts = 0
+    sending.next_attempt_at = now
+    sending.updated_at = now

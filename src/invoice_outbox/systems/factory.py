@@ -1,0 +1,94 @@
+"""Channels for configured systems, built once per configuration and shared by deliveries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from invoice_outbox.clock import Clock
+from invoice_outbox.sendings.retry import RetryPolicy
+from invoice_outbox.systems.channels.base import DeliveryChannel
+from invoice_outbox.systems.channels.email import EmailChannel
+from invoice_outbox.systems.channels.http import HttpChannel
+from invoice_outbox.systems.models import System
+from invoice_outbox.systems.targets import TargetRefused, http_target_host
+
+
+@dataclass(frozen=True, slots=True)
+class SystemConfig:
+    """What a worker needs of a system to deliver to it (read once per claim round)."""
+
+    name: str
+    channel: str
+    settings: dict[str, Any]
+    secret: str | None
+    timeout_seconds: float
+    retry_policy: dict[str, Any]
+    updated_at: datetime
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy.from_config(self.retry_policy) if self.retry_policy else RetryPolicy()
+
+    def target(self) -> tuple[str, int]:
+        """Host and port deliveries connect to (TargetRefused when malformed)."""
+        if self.channel == "Http":
+            return http_target_host(str(self.settings.get("Url") or ""))
+        host = str(self.settings.get("Host") or "")
+        if not host:
+            raise TargetRefused("no Host configured")
+        return host, int(self.settings.get("Port") or 587)
+
+
+async def load_system_configs(connection: AsyncConnection) -> dict[str, SystemConfig]:
+    rows = await connection.execute(
+        select(System.name, System.channel, System.settings, System.secret,
+               System.timeout_seconds, System.retry_policy, System.updated_at)
+    )  # fmt: skip
+    return {row.name: SystemConfig(*row) for row in rows}
+
+
+class ChannelPool:
+    """One channel per system configuration; a changed configuration gets a new channel."""
+
+    def __init__(self, *, clock: Clock) -> None:
+        self._clock = clock
+        self._channels: dict[str, tuple[datetime, DeliveryChannel]] = {}
+        # One connection pool for every HTTP system: keep-alive across deliveries.
+        self._http = httpx.AsyncClient(
+            follow_redirects=False, limits=httpx.Limits(max_connections=200)
+        )
+
+    def channel_for(self, config: SystemConfig) -> DeliveryChannel:
+        cached = self._channels.get(config.name)
+        if cached is not None and cached[0] == config.updated_at:
+            return cached[1]
+        channel = self._build(config)
+        self._channels[config.name] = (config.updated_at, channel)
+        return channel
+
+    def _build(self, config: SystemConfig) -> DeliveryChannel:
+        s = config.settings
+        if config.channel == "Http":
+            return HttpChannel(
+                system=config.name, url=str(s.get("Url") or ""), timeout=config.timeout_seconds,
+                auth_header=s.get("AuthHeader"), auth_value=config.secret, client=self._http,
+                clock=self._clock,
+            )  # fmt: skip
+        return EmailChannel(
+            system=config.name, host=str(s.get("Host") or ""), port=int(s.get("Port") or 587),
+            sender=str(s.get("Sender") or ""), recipient=str(s.get("Recipient") or ""),
+            timeout=config.timeout_seconds, starttls=bool(s.get("StartTls", True)),
+            use_tls=bool(s.get("UseTls", False)), username=s.get("Username"),
+            password=config.secret, clock=self._clock,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        for _, channel in self._channels.values():
+            await channel.aclose()
+        self._channels.clear()
+        await self._http.aclose()

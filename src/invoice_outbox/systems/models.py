@@ -1,0 +1,72 @@
+"""Configured external systems: where sendings go, how, and whether the system is up."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from invoice_outbox.db.base import Base, UtcDateTime
+
+JsonColumn = JSON().with_variant(JSONB(), "postgresql")
+
+
+class System(Base):
+    """An external system (billing system, medical-aid switch, mailbox).
+
+    ``settings`` holds the channel's non-secret settings; ``secret`` (an auth header value or
+    SMTP password) is write-only over the API and never logged.  The circuit columns record the
+    system's health as seen by deliveries, so outages hold its queue instead of spending attempts.
+    """
+
+    __tablename__ = "systems"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
+    secret: Mapped[str | None] = mapped_column(Text)
+    timeout_seconds: Mapped[float] = mapped_column(Float, default=30.0)
+    retry_policy: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Healthy, Degraded (recent failures) or Down (queue held, probing).
+    circuit: Mapped[str] = mapped_column(String(16), default="Healthy")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    down_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_probe_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    practices: Mapped[list[SystemPractice]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __table_args__ = (
+        CheckConstraint("channel IN ('Http', 'Email')", name="channel"),
+        CheckConstraint("circuit IN ('Healthy', 'Degraded', 'Down')", name="circuit"),
+        CheckConstraint("timeout_seconds > 0", name="timeout"),
+    )
+
+
+class SystemPractice(Base):
+    """A practice whose invoices go to a system by default."""
+
+    __tablename__ = "system_practices"
+
+    system: Mapped[str] = mapped_column(
+        String(100), ForeignKey("systems.name", ondelete="CASCADE"), primary_key=True
+    )
+    practice_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)

@@ -1,0 +1,107 @@
+"""Configure external systems and read them back.  Functions never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from invoice_outbox.sendings.retry import RetryPolicy
+from invoice_outbox.systems.models import System, SystemPractice
+from invoice_outbox.systems.schemas import SystemIn
+from invoice_outbox.systems.targets import TargetRefused, check_target, http_target_host
+
+
+class SystemConfigError(ValueError):
+    """The configuration cannot be accepted; the message says why."""
+
+
+async def validate_target(spec: SystemIn, *, allow_private: bool) -> None:
+    """Refuse targets on internal addresses (unless allowed) and malformed URLs."""
+    try:
+        if spec.Channel == "Http":
+            host, port = http_target_host(spec.Url or "")
+        else:
+            host, port = spec.Host or "", spec.Port or 587
+        await check_target(host, port, allow_private=allow_private)
+    except TargetRefused as exc:
+        raise SystemConfigError(str(exc)) from None
+
+
+def _policy_config(spec: SystemIn) -> dict[str, Any]:
+    if spec.RetryPolicy is None:
+        return RetryPolicy().to_config()
+    try:
+        return RetryPolicy.from_config(spec.RetryPolicy).to_config()
+    except ValueError as exc:
+        raise SystemConfigError(f"RetryPolicy: {exc}") from None
+
+
+async def put_system(
+    session: AsyncSession, name: str, spec: SystemIn, *, now: datetime
+) -> tuple[System, bool]:
+    """Create or replace system `name`.  Returns the row and whether it was created.
+
+    Omitted secrets keep the stored value; health (circuit) columns are left alone.
+    """
+    policy = _policy_config(spec)
+    system = await session.get(System, name)
+    created = system is None
+    if system is None:
+        system = System(name=name, created_at=now, circuit="Healthy", consecutive_failures=0)
+        session.add(system)
+    elif system.channel != spec.Channel and spec.secret() is None:
+        system.secret = None  # a secret for the other channel kind means nothing here
+    system.channel = spec.Channel
+    system.settings = spec.channel_settings()
+    secret = spec.secret()
+    if secret is not None:
+        system.secret = secret.get_secret_value() or None
+    system.timeout_seconds = spec.TimeoutSeconds
+    system.retry_policy = policy
+    system.enabled = spec.Enabled
+    system.updated_at = now
+    system.practices = [
+        SystemPractice(system=name, practice_id=p) for p in sorted(set(spec.Practices))
+    ]
+    await session.flush()
+    return system, created
+
+
+async def get_system(session: AsyncSession, name: str) -> System | None:
+    return await session.get(System, name)
+
+
+async def list_systems(session: AsyncSession) -> Sequence[System]:
+    return (await session.scalars(select(System).order_by(System.name))).all()
+
+
+async def systems_for_practice(session: AsyncSession, practice_id: uuid.UUID) -> list[str]:
+    """Names of the systems a practice's invoices go to by default."""
+    rows = await session.scalars(
+        select(SystemPractice.system).where(SystemPractice.practice_id == practice_id)
+    )
+    return sorted(rows.all())
+
+
+def system_view(system: System) -> dict[str, Any]:
+    """The API's picture of a system: settings without secrets, plus its health."""
+    view: dict[str, Any] = {"Name": system.name, "Channel": system.channel}
+    view.update({k: v for k, v in system.settings.items() if v is not None})
+    view["HasSecret"] = system.secret is not None
+    view["TimeoutSeconds"] = system.timeout_seconds
+    view["RetryPolicy"] = system.retry_policy
+    view["Enabled"] = system.enabled
+    view["Practices"] = [str(link.practice_id) for link in system.practices]
+    view["Health"] = {
+        "State": system.circuit,
+        "DownSince": system.down_since,
+        "ConsecutiveFailures": system.consecutive_failures,
+        "LastFailure": system.last_failure_reason,
+        "NextProbeAt": system.next_probe_at if system.circuit == "Down" else None,
+    }
+    return view

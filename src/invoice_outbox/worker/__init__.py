@@ -1,0 +1,1 @@
+"""Workers: claim due sendings under a lease, deliver them, record every outcome."""

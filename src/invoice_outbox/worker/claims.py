@@ -1,0 +1,191 @@
+"""Claiming due sendings under a lease.
+
+A claim is one UPDATE over the rows a sub-select picks ``FOR UPDATE SKIP LOCKED`` (PostgreSQL;
+on SQLite the single write lock makes the statement atomic anyway), so two workers never hold
+the same sending.  Claiming increments ``attempts``: the attempt number belongs to the claim,
+and an attempt whose worker died is recorded (visibly) when another worker takes it over.
+
+Systems that are disabled or down are held: their sendings are not claimed, except one probe
+at a time for a down system whose probe is due.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Result, ScalarSelect, Update, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.queries import AnySelect
+from invoice_outbox.sendings.status import CLAIMABLE, Status
+from invoice_outbox.systems.models import System
+
+LOST_REASON = (
+    "The worker delivering this stopped before recording the outcome; it was sent again "
+    "(the receiver may see a repeat with the same idempotency key)"
+)
+LOST_CAUSE = "worker-lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A sending this worker now holds, and the attempt it is about to make."""
+
+    sending_id: uuid.UUID
+    system: str
+    practice_id: uuid.UUID
+    invoice_id: uuid.UUID
+    sending_type: str
+    idempotency_key: str
+    document_id: uuid.UUID | None
+    attempt: int
+    round_attempts: int
+    probe: bool = False
+
+
+_RETURNING = (
+    Sending.id, Sending.system, Sending.practice_id, Sending.invoice_id, Sending.sending_type,
+    Sending.idempotency_key, Sending.document_id, Sending.attempts, Sending.round_attempts,
+)  # fmt: skip
+_CLAIMABLE = [s.value for s in CLAIMABLE]
+
+
+def _held_systems() -> AnySelect:
+    return select(System.name).where(or_(System.enabled.is_(False), System.circuit == "Down"))
+
+
+def _take(worker: str, now: datetime, lease: timedelta, ids: ScalarSelect[Any]) -> Update:
+    return (
+        update(Sending)
+        .where(Sending.id.in_(ids))
+        .values(
+            status=Status.SENDING.value,
+            lease_owner=worker,
+            lease_expires_at=now + lease,
+            attempts=Sending.attempts + 1,
+            round_attempts=Sending.round_attempts + 1,
+            sending_time=now,
+            updated_at=now,
+        )
+        .returning(*_RETURNING)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _claims(rows: Result[Any], *, probe: bool = False) -> list[Claim]:
+    return [
+        Claim(
+            sending_id=r.id,
+            system=r.system,
+            practice_id=r.practice_id,
+            invoice_id=r.invoice_id,
+            sending_type=r.sending_type,
+            idempotency_key=r.idempotency_key,
+            document_id=r.document_id,
+            attempt=r.attempts,
+            round_attempts=r.round_attempts,
+            probe=probe,
+        )
+        for r in rows
+    ]
+
+
+async def take_over_expired(
+    connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
+) -> list[Claim]:
+    """Claim in-flight sendings whose lease expired (their worker died), recording the lost try."""
+    expired = (
+        select(Sending.id)
+        .where(Sending.status == Status.SENDING.value, Sending.lease_expires_at <= now,
+               Sending.system.not_in(_held_systems()))
+        .order_by(Sending.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )  # fmt: skip
+    claims = _claims(await connection.execute(_take(worker, now, lease, expired.scalar_subquery())))
+    if claims:
+        await connection.execute(insert(Attempt), [
+            {"sending_id": c.sending_id, "number": c.attempt - 1, "started_at": now,
+             "duration_ms": 0, "outcome": "Retryable", "code": None, "reason": LOST_REASON,
+             "worker": worker}
+            for c in claims
+        ])  # fmt: skip
+    return claims
+
+
+async def claim_due(
+    connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
+) -> list[Claim]:
+    """Claim up to `limit` due sendings of systems that are not held, earliest due first."""
+    due = (
+        select(Sending.id)
+        .where(Sending.status.in_(_CLAIMABLE), Sending.next_attempt_at <= now,
+               Sending.system.not_in(_held_systems()))
+        .order_by(Sending.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )  # fmt: skip
+    return _claims(await connection.execute(_take(worker, now, lease, due.scalar_subquery())))
+
+
+async def claim_probes(
+    connection: AsyncConnection,
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+    probe_interval: timedelta,
+) -> list[Claim]:
+    """For each down system whose probe is due, claim its earliest due sending as the probe.
+
+    The probe slot is taken with a guarded UPDATE on the system, so only one worker probes.
+    """
+    ready = await connection.scalars(
+        update(System)
+        .where(System.circuit == "Down", System.enabled.is_(True), System.next_probe_at <= now)
+        .values(next_probe_at=now + probe_interval)
+        .returning(System.name)
+    )
+    claims: list[Claim] = []
+    for name in ready.all():
+        first = (
+            select(Sending.id)
+            .where(Sending.system == name, Sending.status.in_(_CLAIMABLE),
+                   Sending.next_attempt_at <= now)
+            .order_by(Sending.next_attempt_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )  # fmt: skip
+        taken = await connection.execute(_take(worker, now, lease, first.scalar_subquery()))
+        claims.extend(_claims(taken, probe=True))
+    return claims
+
+
+async def next_due_time(connection: AsyncConnection) -> datetime | None:
+    """When something next falls due for this worker: a scheduled sending of a system that is
+    not held, an expiring lease, or a down system's probe.  None when nothing is scheduled."""
+    due = await connection.scalar(
+        select(Sending.next_attempt_at)
+        .where(Sending.status.in_(_CLAIMABLE), Sending.next_attempt_at.is_not(None),
+               Sending.system.not_in(_held_systems()))
+        .order_by(Sending.next_attempt_at)
+        .limit(1)
+    )  # fmt: skip
+    lease = await connection.scalar(
+        select(Sending.lease_expires_at)
+        .where(Sending.status == Status.SENDING.value)
+        .order_by(Sending.lease_expires_at)
+        .limit(1)
+    )
+    probe = await connection.scalar(
+        select(System.next_probe_at)
+        .where(System.circuit == "Down", System.enabled.is_(True))
+        .order_by(System.next_probe_at)
+        .limit(1)
+    )
+    times = [t for t in (due, lease, probe) if t is not None]
+    return min(times) if times else None

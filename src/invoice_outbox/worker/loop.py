@@ -1,0 +1,291 @@
+"""The worker: claims due sendings, delivers them concurrently, records every outcome.
+
+Lifecycle: `run()` until `stop()`.  Stopping ends claiming at once, lets deliveries in flight
+finish for up to `shutdown_grace_seconds`, then interrupts the rest and gives them back to the
+queue (recorded, budget not spent).  Outcomes are saved even while shutting down.
+`drain()` runs rounds until nothing is due *now* (tests and simulations with a moved clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from invoice_outbox.clock import Clock
+from invoice_outbox.metrics import DeliveryMetrics
+from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.retry import RetryPolicy, sample_jitter
+from invoice_outbox.settings import Settings
+from invoice_outbox.systems.channels.base import (
+    Delivery,
+    DeliveryError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+)
+from invoice_outbox.systems.factory import ChannelPool, SystemConfig, load_system_configs
+from invoice_outbox.systems.targets import TargetRefused, check_target
+from invoice_outbox.worker import claims
+from invoice_outbox.worker.outcomes import Outcome, record, release
+from invoice_outbox.worker.waker import Waker
+
+log = logging.getLogger(__name__)
+PROBE_INTERVAL = timedelta(seconds=30)
+TARGET_CHECK_TTL = 60.0
+
+
+def worker_name() -> str:
+    """host:pid:random — unique per process, readable in attempt records."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """One worker process's delivery loop (async; `concurrency` deliveries at once)."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        settings: Settings,
+        clock: Clock,
+        waker: Waker | None = None,
+        metrics: DeliveryMetrics | None = None,
+        concurrency: int | None = None,
+        name: str | None = None,
+        rng: random.Random | None = None,
+        probe_interval: timedelta = PROBE_INTERVAL,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self.waker = waker or Waker()
+        self.metrics = metrics
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.name = name or worker_name()
+        self.rng = rng or random.Random()  # noqa: S311 -- jitter, not secrets
+        self.probe_interval = probe_interval
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.channels = ChannelPool(clock=clock)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._checked_targets: dict[tuple[str, int], tuple[float, str | None]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; `run` returns once in-flight deliveries are finished or released."""
+        self._stopping.set()
+        self.waker.wake()
+
+    async def run(self) -> None:
+        log.info("worker started", extra={"action": "worker.start", "worker": self.name,
+                                          "concurrency": self.concurrency})  # fmt: skip
+        try:
+            while not self._stopping.is_set():
+                try:
+                    started = await self._fill()
+                except Exception:  # the database may be briefly away: keep the worker alive
+                    log.exception("claim round failed", extra={"action": "worker.claim_error"})
+                    started = 0
+                    await self.waker.wait(self.settings.poll_seconds)
+                    continue
+                if started and len(self._inflight) < self.concurrency:
+                    continue  # there may be more due right now
+                await self.waker.wait(await self._idle_seconds())
+        finally:
+            await self._shutdown()
+
+    async def drain(self) -> int:
+        """Deliver everything due now (at the clock's time), round after round; count attempts."""
+        total = 0
+        while True:
+            started = await self._fill()
+            total += started
+            if self._inflight:
+                await asyncio.gather(*self._inflight)
+            elif not started:
+                return total
+
+    async def aclose(self) -> None:
+        await self.channels.aclose()
+
+    async def _shutdown(self) -> None:
+        if self._inflight:
+            grace = self.settings.shutdown_grace_seconds
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.channels.aclose()
+        log.info("worker stopped", extra={"action": "worker.stop", "worker": self.name})
+
+    async def _idle_seconds(self) -> float:
+        async with self.engine.connect() as connection:
+            due = await claims.next_due_time(connection)
+        if due is None:
+            return self.settings.poll_seconds
+        wait = (due - self.clock.now()).total_seconds()
+        return min(self.settings.poll_seconds, max(0.05, wait))
+
+    # -- claiming --------------------------------------------------------------------------
+
+    async def _fill(self) -> int:
+        free = self.concurrency - len(self._inflight)
+        if free <= 0 or self._stopping.is_set():
+            return 0
+        now = self.clock.now()
+        common: dict[str, Any] = {"worker": self.name, "now": now, "lease": self.lease}
+        async with self.engine.begin() as connection:
+            taken = await claims.take_over_expired(connection, limit=free, **common)
+            if len(taken) < free:
+                probes = await claims.claim_probes(connection, probe_interval=self.probe_interval,
+                                                   **common)  # fmt: skip
+                taken += probes
+            if len(taken) < free:
+                taken += await claims.claim_due(connection, limit=free - len(taken), **common)
+            if not taken:
+                return 0
+            configs = await load_system_configs(connection)
+            ids = [c.document_id for c in taken if c.document_id is not None]
+            rows = await connection.execute(
+                select(Document.id, Document.body, Document.content_type).where(
+                    Document.id.in_(ids)
+                )
+            )
+            documents = {row.id: (row.body, row.content_type) for row in rows}
+        for claim in taken:
+            document = documents.get(claim.document_id) if claim.document_id else None
+            task = asyncio.create_task(self._deliver(claim, configs.get(claim.system), document))
+            self._inflight.add(task)
+            task.add_done_callback(self._finished)
+        return len(taken)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.waker.wake()
+
+    # -- delivering ------------------------------------------------------------------------
+
+    async def _check_target(self, config: SystemConfig) -> None:
+        """Refuse internal addresses at delivery time too (a name may re-resolve)."""
+        try:
+            host, port = config.target()
+        except TargetRefused as exc:
+            raise PermanentDeliveryError(
+                f"{config.name} is misconfigured: {exc}", cause="config"
+            ) from None
+        cached = self._checked_targets.get((host, port))
+        if cached is None or time.monotonic() - cached[0] > TARGET_CHECK_TTL:
+            try:
+                await check_target(host, port, allow_private=self.settings.allow_private_targets)
+                problem = None
+            except TargetRefused as exc:
+                problem = str(exc)
+            cached = (time.monotonic(), problem)
+            self._checked_targets[(host, port)] = cached
+        if cached[1] is not None:
+            raise PermanentDeliveryError(f"{config.name} is refused: {cached[1]}", cause="config")
+
+    async def _attempt(
+        self, claim: claims.Claim, config: SystemConfig | None, document: tuple[bytes, str] | None
+    ) -> Outcome:
+        started_at, started = self.clock.now(), time.monotonic()
+        try:
+            if config is None:
+                raise PermanentDeliveryError(
+                    f"{claim.system} is not configured; configure it, then resend", cause="config"
+                )
+            if document is None:
+                raise PermanentDeliveryError(
+                    "The invoice document is no longer stored; submit the invoice again",
+                    cause="no-document",
+                )
+            await self._check_target(config)
+            delivered = await self.channels.channel_for(config).deliver(Delivery(
+                sending_id=claim.sending_id, idempotency_key=claim.idempotency_key,
+                practice_id=claim.practice_id, invoice_id=claim.invoice_id,
+                sending_type=claim.sending_type, attempt=claim.attempt, document=document[0],
+                content_type=document[1],
+            ))  # fmt: skip
+            return Outcome(claim, started_at, _ms(started), delivered=delivered)
+        except DeliveryError as exc:
+            return Outcome(claim, started_at, _ms(started), error=exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery crashed", extra=_event("delivery.internal_error", claim))
+            error = RetryableDeliveryError(
+                "invoice-outbox hit an internal error delivering this; it will try again",
+                cause="internal",
+            )
+            return Outcome(claim, started_at, _ms(started), error=error)
+
+    async def _deliver(
+        self, claim: claims.Claim, config: SystemConfig | None, document: tuple[bytes, str] | None
+    ) -> None:
+        started_at = self.clock.now()
+        try:
+            outcome = await self._attempt(claim, config, document)
+        except asyncio.CancelledError:
+            await self._release(claim, started_at)
+            raise
+        await self._save(outcome, config)
+
+    async def _save(self, outcome: Outcome, config: SystemConfig | None) -> None:
+        claim = outcome.claim
+        policy = config.policy() if config is not None else None
+        for attempt in range(3):
+            try:
+                async with self.engine.begin() as connection:
+                    recorded = await record(
+                        connection, outcome, worker=self.name, now=self.clock.now(),
+                        policy=policy or RetryPolicy(), jitter=sample_jitter(self.rng),
+                        threshold=self.settings.circuit_failure_threshold,
+                        probe_interval=self.probe_interval,
+                    )  # fmt: skip
+                break
+            except Exception:
+                log.exception(
+                    "could not record outcome",
+                    extra={"action": "delivery.record_error", "sending_id": str(claim.sending_id)},
+                )
+                if attempt == 2:
+                    return  # the lease expires and another worker takes over, visibly
+                await asyncio.sleep(0.5 * (attempt + 1))
+        cause = outcome.error.cause if outcome.error else None
+        if self.metrics is not None:
+            self.metrics.observe(claim.system, recorded.status, outcome.duration_ms / 1000)
+        log.info("attempt recorded", extra={
+            "action": "delivery.recorded", "sending_id": str(claim.sending_id),
+            "system": claim.system, "attempt": claim.attempt, "status": recorded.status,
+            "cause": cause, "duration_ms": outcome.duration_ms, "probe": claim.probe,
+        })  # fmt: skip
+        if recorded.recovered_system:
+            self.waker.wake()  # its held queue is claimable again
+
+    async def _release(self, claim: claims.Claim, started_at: datetime) -> None:
+        try:
+            async with self.engine.begin() as connection:
+                await release(connection, claim, worker=self.name, now=self.clock.now(),
+                              started_at=started_at)  # fmt: skip
+            log.info("released at shutdown", extra=_event("delivery.released", claim))
+        except Exception:
+            log.exception("could not release", extra=_event("delivery.release_error", claim))
+
+
+def _event(action: str, claim: claims.Claim) -> dict[str, str]:
+    """Log fields for a sending: ids and the action, never patient data."""
+    return {"action": action, "sending_id": str(claim.sending_id), "system": claim.system}
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,180 @@
+"""Recording what an attempt did: the sending's new status, one Attempt row, the system's health.
+
+Every outcome is written in one transaction guarded by the claim (same worker, same attempt,
+still Sending), so a worker whose lease was taken over cannot overwrite the newer attempt.
+A sending cancelled while in flight keeps its Cancelled status; if the receiver got it anyway,
+a Cancellation sending is queued for that system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from invoice_outbox.sendings.cancellation import add_cancellation
+from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.retry import RetryPolicy, decide
+from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.systems.channels.base import Delivered, DeliveryError
+from invoice_outbox.worker.circuit import note_failure, note_reachable
+from invoice_outbox.worker.claims import Claim
+
+HELD_SUFFIX = " (the system is down: this invoice waits, without spending attempts)"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt produced: exactly one of `delivered` and `error` is set."""
+
+    claim: Claim
+    started_at: datetime
+    duration_ms: int
+    delivered: Delivered | None = None
+    error: DeliveryError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The status the sending ended the attempt in ('lost' when the lease was taken over)."""
+
+    status: str
+    recovered_system: bool = False
+
+
+def _failure_values(
+    outcome: Outcome, error: DeliveryError, policy: RetryPolicy, now: datetime, jitter: float
+) -> dict[str, object]:
+    claim = outcome.claim
+    if claim.probe and error.kind == "retryable":
+        # A failed probe says the system is still down; the invoice should not pay for that.
+        return {
+            "status": Status.FAILED.value,
+            "next_attempt_at": now,
+            "round_attempts": claim.round_attempts - 1,
+            "reason": error.reason + HELD_SUFFIX,
+        }
+    decision = decide(policy, attempts_made=claim.round_attempts, error=error.kind,
+                      retry_after=error.retry_after, now=now, jitter_sample=jitter)  # fmt: skip
+    if decision.retry:
+        return {"status": Status.FAILED.value, "next_attempt_at": decision.next_attempt_at,
+                "reason": error.reason}  # fmt: skip
+    reason = error.reason
+    if error.kind == "retryable":
+        reason = f"{reason}; gave up after {claim.round_attempts} attempts"
+    return {"status": Status.ABORTED.value, "next_attempt_at": None, "reason": reason}
+
+
+async def record(
+    connection: AsyncConnection,
+    outcome: Outcome,
+    *,
+    worker: str,
+    now: datetime,
+    policy: RetryPolicy,
+    jitter: float,
+    threshold: int,
+    probe_interval: timedelta,
+) -> Recorded:
+    """Write the outcome (caller commits).  See the module docstring for the guarantees."""
+    claim = outcome.claim
+    values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+    if outcome.delivered is not None:
+        values.update(status=Status.SENT.value, sent_at=now, reason=None, cause=None,
+                      next_attempt_at=None)  # fmt: skip
+        attempt_outcome, code, reason = "Sent", outcome.delivered.code, None
+    else:
+        error = outcome.error
+        assert error is not None
+        values.update(_failure_values(outcome, error, policy, now, jitter), cause=error.cause)
+        attempt_outcome = "Retryable" if error.kind == "retryable" else "Permanent"
+        code, reason = error.code, error.reason
+    result = await connection.execute(
+        update(Sending)
+        .where(Sending.id == claim.sending_id, Sending.status == Status.SENDING.value,
+               Sending.lease_owner == worker, Sending.attempts == claim.attempt)
+        .values(values)
+    )  # fmt: skip
+    if not result.rowcount:
+        return await _record_unowned(connection, outcome, now=now, worker=worker)
+    await _insert_attempt(connection, outcome, attempt_outcome, code, reason, worker)
+    recovered = False
+    if outcome.error is not None and outcome.error.kind == "retryable":
+        await note_failure(connection, claim.system, reason=outcome.error.reason, now=now,
+                           threshold=threshold, probe_interval=probe_interval)  # fmt: skip
+    else:
+        recovered = await note_reachable(connection, claim.system)
+    return Recorded(str(values["status"]), recovered_system=recovered)
+
+
+async def _insert_attempt(
+    connection: AsyncConnection, outcome: Outcome, attempt_outcome: str, code: int | None,
+    reason: str | None, worker: str,
+) -> None:  # fmt: skip
+    await connection.execute(insert(Attempt).values(
+        sending_id=outcome.claim.sending_id, number=outcome.claim.attempt,
+        started_at=outcome.started_at, duration_ms=outcome.duration_ms, outcome=attempt_outcome,
+        code=code, reason=reason, worker=worker,
+    ))  # fmt: skip
+
+
+async def _record_unowned(
+    connection: AsyncConnection, outcome: Outcome, *, now: datetime, worker: str
+) -> Recorded:
+    """The claim no longer holds: cancelled in flight, or the lease was taken over."""
+    claim = outcome.claim
+    current = await connection.scalar(
+        select(Sending.status).where(Sending.id == claim.sending_id, Sending.lease_owner == worker,
+                                     Sending.attempts == claim.attempt)
+    )  # fmt: skip
+    if current != Status.CANCELLED.value:
+        return Recorded("lost")
+    error = outcome.error
+    await _insert_attempt(
+        connection, outcome, "Sent" if error is None else error.kind.capitalize(),
+        outcome.delivered.code if outcome.delivered else (error.code if error else None),
+        None if error is None else error.reason, worker,
+    )  # fmt: skip
+    await connection.execute(
+        update(Sending).where(Sending.id == claim.sending_id)
+        .values(lease_owner=None, lease_expires_at=None, updated_at=now)
+    )  # fmt: skip
+    if outcome.delivered is not None and claim.sending_type == SendingType.INVOICE.value:
+        session = AsyncSession(bind=connection)
+        sending = await session.get_one(Sending, claim.sending_id)
+        content_type = await session.scalar(
+            select(Document.content_type).where(Document.id == claim.document_id)
+        )
+        await add_cancellation(session, sending, content_type=content_type or "application/json",
+                               now=now)  # fmt: skip
+        await session.flush()
+    return Recorded(Status.CANCELLED.value)
+
+
+INTERRUPTED_REASON = "Interrupted: invoice-outbox was shutting down; it will be sent again"
+
+
+async def release(
+    connection: AsyncConnection, claim: Claim, *, worker: str, now: datetime, started_at: datetime
+) -> bool:
+    """Give a claimed sending back to the queue, due now, without spending its attempt budget.
+
+    Used when a worker stops before an attempt finished.  The attempt is recorded (the receiver
+    may have got it).  Returns False when the claim no longer held.
+    """
+    result = await connection.execute(
+        update(Sending)
+        .where(Sending.id == claim.sending_id, Sending.status == Status.SENDING.value,
+               Sending.lease_owner == worker, Sending.attempts == claim.attempt)
+        .values(status=Status.FAILED.value if claim.attempt > 1 else Status.PENDING.value,
+                next_attempt_at=now, round_attempts=claim.round_attempts - 1, lease_owner=None,
+                lease_expires_at=None, updated_at=now)
+    )  # fmt: skip
+    if not result.rowcount:
+        return False
+    outcome = Outcome(claim, started_at, 0)
+    await _insert_attempt(connection, outcome, "Retryable", None, INTERRUPTED_REASON, worker)
+    return True

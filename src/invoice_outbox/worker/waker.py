@@ -1,0 +1,65 @@
+"""Waking idle workers when work arrives, instead of making them poll fast.
+
+In one process (API and worker together) an `asyncio.Event` is enough.  Across processes and
+hosts, PostgreSQL's LISTEN/NOTIFY carries the signal: intake sends ``NOTIFY`` in the same
+transaction that creates the sendings, so a worker never wakes before the rows are visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+CHANNEL = "invoice_outbox_due"
+log = logging.getLogger(__name__)
+
+
+class Waker:
+    """A level-triggered wake-up signal for the worker loop."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait until woken or `seconds` pass; True when woken.  Clears the signal."""
+        try:
+            await asyncio.wait_for(self._event.wait(), seconds)
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+
+async def notify_workers(session: AsyncSession) -> None:
+    """Queue a NOTIFY for other processes' workers; delivered when the session commits."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+async def listen(conninfo: str, waker: Waker, *, retry_seconds: float = 5.0) -> None:
+    """Forward PostgreSQL notifications on `CHANNEL` to `waker` until cancelled.
+
+    A lost connection is re-opened; the worker's own periodic check covers the gap.
+    """
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                waker.wake()  # anything queued while we were not listening
+                async for _ in conn.notifies():
+                    waker.wake()
+        except psycopg.Error as exc:
+            log.warning(
+                "listen connection lost",
+                extra={"action": "worker.listen_lost", "error": type(exc).__name__},
+            )
+        await asyncio.sleep(retry_seconds)
