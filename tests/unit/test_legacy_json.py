@@ -249,12 +249,16 @@ def test_json_value(value: object, expected: bytes) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [1.5, {"x": [0.1]}, datetime(2026, 1, 1)],
-    ids=["float", "nested-float", "naive"],
+    [float("nan"), {"x": [float("inf")]}, datetime(2026, 1, 1)],
+    ids=["nan", "nested-infinity", "naive"],
 )
-def test_json_value_refuses_what_has_no_legacy_meaning(value: object) -> None:
+def test_json_value_refuses_what_has_no_json_meaning(value: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         json_value(value)
+
+
+def test_json_value_writes_plain_floats_like_json_net() -> None:
+    assert json_value({"TimeoutSeconds": 30.0, "Jitter": 0.1}) == b'{"TimeoutSeconds":30.0,"Jitter":0.1}'
 
 
 def test_error_json_is_web_api_http_error() -> None:

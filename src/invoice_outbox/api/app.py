@@ -9,7 +9,14 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from invoice_outbox import __version__
-from invoice_outbox.api import health, legacy_routes, token_route
+from invoice_outbox.api import (
+    health,
+    invoices,
+    legacy_routes,
+    metrics_route,
+    systems,
+    token_route,
+)
 from invoice_outbox.api.errors import install_error_handlers
 from invoice_outbox.api.limits import BodySizeLimit
 from invoice_outbox.api.paths import AspNetPaths
@@ -17,7 +24,10 @@ from invoice_outbox.api.state import AppState
 from invoice_outbox.auth.keys import signing_key
 from invoice_outbox.clock import Clock, SystemClock
 from invoice_outbox.db.engine import make_async_engine, make_session_factory
+from invoice_outbox.metrics import Metrics
 from invoice_outbox.settings import Settings, get_settings
+from invoice_outbox.worker.runner import run_background_worker
+from invoice_outbox.worker.waker import Waker
 
 DESCRIPTION = """
 Sends medical practices' invoices to the external systems that must receive them, retries when
@@ -31,24 +41,35 @@ Errors are `{"Message": "..."}` / `<Error><Message>...</Message></Error>`.
 """
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
-    """Build the app.  Settings and clock are injected; the engine is created at start-up."""
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, run_worker: bool = False
+) -> FastAPI:
+    """Build the app.  Settings and clock are injected; the engine is created at start-up.
+
+    With `run_worker`, a delivery worker runs inside the process for the app's lifetime and
+    is stopped gracefully (in-flight deliveries finish or are released) at shutdown.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_async_engine(settings.database_url)
-        app.state.runtime = AppState(
+        state = AppState(
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
             signing_key=signing_key(settings),
             clock=clock or SystemClock(),
+            waker=Waker(),
+            metrics=Metrics(),
         )
-        try:
-            yield
-        finally:
-            await engine.dispose()
+        app.state.runtime = state
+        async with run_background_worker(state, enabled=run_worker):
+            try:
+                yield
+            finally:
+                pass
+        await engine.dispose()
 
     app = FastAPI(
         title="invoice-outbox",
@@ -58,7 +79,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    routers = [health.router, token_route.router, legacy_routes.router]
+    routers = [
+        health.router,
+        metrics_route.router,
+        token_route.router,
+        legacy_routes.router,
+        invoices.router,
+        systems.router,
+    ]
     for router in routers:
         app.include_router(router)
     api_paths = [

@@ -60,3 +60,30 @@ STATUS_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _ERROR,
     403: _ERROR,
 }
+
+
+ENVELOPE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "The `RestApiResult<T>` envelope: `Sucess` (sic), `ResponseCode`, `ResponseMessage`, "
+            "`Data`, `Links`. XML root `RestApiResultOfguid` (T = Guid) or "
+            "`RestApiResultOfArrayOfInvoiceSendingStatusVo8ZwS41wm` (T = list of rows)."
+        ),
+        "content": {
+            "application/json": {
+                "example": {
+                    "Sucess": True,
+                    "ResponseCode": 200,
+                    "ResponseMessage": "...",
+                    "Data": "...",
+                    "Links": [],
+                }
+            },
+            "application/xml": {},
+        },
+    },
+    400: _ERROR,
+    401: _ERROR,
+    403: _ERROR,
+    404: _ERROR,
+}

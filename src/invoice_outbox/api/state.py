@@ -10,7 +10,9 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from invoice_outbox.clock import Clock
+from invoice_outbox.metrics import Metrics
 from invoice_outbox.settings import Settings
+from invoice_outbox.worker.waker import Waker
 
 
 @dataclass(slots=True)
@@ -22,6 +24,8 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     signing_key: bytes
     clock: Clock
+    waker: Waker
+    metrics: Metrics
 
 
 def get_state(request: Request) -> AppState:

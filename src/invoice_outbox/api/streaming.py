@@ -1,8 +1,8 @@
-"""Streamed legacy collections: rows go from a database cursor to the socket batch by batch.
+"""Streamed lists of InvoiceSendingStatusVo rows: from a database cursor to the socket.
 
 Memory stays bounded by one batch whatever the list's length.  The first batch is read before
 the response starts, so a failing query still gets a proper error status, and an empty list
-gets the exact empty form of its format.
+gets the exact empty form of its format (`Frame.empty`).
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from invoice_outbox.api.state import AppState
-from invoice_outbox.legacy.json_format import JSON_CLOSE, JSON_OPEN, json_rows
+from invoice_outbox.legacy.frame import Frame
+from invoice_outbox.legacy.json_format import JSON_LIST, json_rows
 from invoice_outbox.legacy.negotiation import negotiate
-from invoice_outbox.legacy.xml_format import (
-    XML_LIST_CLOSE,
-    xml_empty_list,
-    xml_list_open,
-    xml_rows,
-)
+from invoice_outbox.legacy.xml_format import XML_LIST, xml_rows
 from invoice_outbox.sendings.queries import AnySelect
 
 
@@ -35,34 +31,39 @@ async def _batches(
             yield batch
 
 
-async def stream_status_rows(request: Request, state: AppState, statement: AnySelect) -> Response:
-    """Answer `statement`'s InvoiceSendingStatusVo rows as a bare JSON or XML collection."""
+async def stream_status_rows(
+    request: Request,
+    state: AppState,
+    statement: AnySelect,
+    *,
+    json_frame: Frame = JSON_LIST,
+    xml_frame: Frame = XML_LIST,
+    xml_prefix: str = "",
+    status_code: int = 200,
+) -> Response:
+    """Answer `statement`'s rows inside the frames (a bare list by default), JSON or XML."""
     chosen = negotiate(request.headers.get("accept"))
+    as_xml = chosen.format == "xml"
+    frame = xml_frame if as_xml else json_frame
     zone = state.settings.zone
     batches = _batches(state.engine, statement, state.settings.stream_batch_rows)
     first = await anext(batches, None)
     if first is None:
         await batches.aclose()
-        body = xml_empty_list() if chosen.format == "xml" else JSON_OPEN + JSON_CLOSE
-        return Response(body, media_type=chosen.content_type)
+        return Response(frame.empty, status_code, media_type=chosen.content_type)
 
-    async def json_body() -> AsyncIterator[bytes]:
+    def render(batch: Sequence[Any], is_first: bool) -> bytes:
+        if as_xml:
+            return xml_rows(batch, zone, prefix=xml_prefix)
+        return json_rows(batch, first=is_first)
+
+    async def body() -> AsyncIterator[bytes]:
         try:
-            yield JSON_OPEN + json_rows(first, first=True)
+            yield frame.open + render(first, True)
             async for batch in batches:
-                yield json_rows(batch, first=False)
-            yield JSON_CLOSE
+                yield render(batch, False)
+            yield frame.close
         finally:
             await batches.aclose()
 
-    async def xml_body() -> AsyncIterator[bytes]:
-        try:
-            yield xml_list_open() + xml_rows(first, zone)
-            async for batch in batches:
-                yield xml_rows(batch, zone)
-            yield XML_LIST_CLOSE
-        finally:
-            await batches.aclose()
-
-    body_iter = xml_body() if chosen.format == "xml" else json_body()
-    return StreamingResponse(body_iter, media_type=chosen.content_type)
+    return StreamingResponse(body(), status_code, media_type=chosen.content_type)

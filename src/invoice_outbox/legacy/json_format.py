@@ -16,6 +16,7 @@ truncated, as the old service's ``yyyy-MM-ddTHH:mm:ssZ`` format did), literal ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
@@ -150,15 +151,15 @@ def json_rows(rows: Iterable[SendingRow], *, first: bool) -> bytes:
 
 
 def _prepare(value: object) -> object:
-    """Datetimes to UTC (orjson would keep their own offset); floats refused.
+    """Datetimes to UTC (orjson would keep their own offset); non-finite floats refused.
 
-    Floats are refused because Json.NET and orjson print some of them differently (``1E+20``
-    vs ``1e20``); no legacy shape has one.
+    No legacy shape has a float; the service's own shapes (timeouts, jitter) use plain values
+    that Json.NET and orjson print alike (``30.0``, ``0.1``).
     """
     if isinstance(value, datetime):
         return to_utc(value)
-    if isinstance(value, float):
-        raise TypeError("floats are not part of the legacy JSON contract")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TypeError("NaN and infinities have no JSON form")
     if isinstance(value, Mapping):
         return {k: _prepare(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

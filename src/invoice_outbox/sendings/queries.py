@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -33,3 +36,15 @@ def status_vo_rows(status: Status) -> AnySelect:
         .where(Sending.status == status.value)
         .order_by(Sending.sending_time, Sending.id)
     )
+
+
+def sent_between(
+    start: datetime, end: datetime, practices: Collection[uuid.UUID] | None
+) -> AnySelect:
+    """Sendings that reached Sent in [start, end), optionally only of `practices`, in order."""
+    statement = select(*STATUS_VO_COLUMNS).where(
+        Sending.sent_at >= start, Sending.sent_at < end, Sending.status == Status.SENT.value
+    )
+    if practices is not None:
+        statement = statement.where(Sending.practice_id.in_(list(practices)))
+    return statement.order_by(Sending.sent_at, Sending.id)

@@ -1,0 +1,48 @@
+"""Answers in the ``RestApiResult<T>`` envelope, JSON or XML by the Accept header."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from invoice_outbox.api.state import AppState
+from invoice_outbox.legacy.json_format import json_envelope, json_envelope_rows
+from invoice_outbox.legacy.negotiation import negotiate
+from invoice_outbox.legacy.xml_format import xml_envelope_guid, xml_envelope_rows
+
+
+def guid_envelope(
+    request: Request, data: uuid.UUID, *, message: str, status_code: int = 200
+) -> Response:
+    """``RestApiResult<Guid>`` with `Sucess` true and `ResponseCode` = the HTTP status."""
+    chosen = negotiate(request.headers.get("accept"))
+    if chosen.format == "xml":
+        body = xml_envelope_guid(sucess=True, response_code=status_code,
+                                 response_message=message, data=data, links=[])  # fmt: skip
+    else:
+        body = json_envelope(sucess=True, response_code=status_code, response_message=message,
+                             data=data, links=[])  # fmt: skip
+    return Response(body, status_code, media_type=chosen.content_type)
+
+
+def rows_envelope(
+    request: Request,
+    state: AppState,
+    rows: Sequence[Sequence[Any]],
+    *,
+    message: str,
+    status_code: int,
+) -> Response:
+    """``RestApiResult<List<InvoiceSendingStatusVo>>`` with `Data` = `rows`."""
+    chosen = negotiate(request.headers.get("accept"))
+    if chosen.format == "xml":
+        body = xml_envelope_rows(sucess=True, response_code=status_code, response_message=message,
+                                 rows=rows, zone=state.settings.zone, links=[])  # fmt: skip
+    else:
+        body = json_envelope_rows(sucess=True, response_code=status_code,
+                                  response_message=message, rows=rows, links=[])  # fmt: skip
+    return Response(body, status_code, media_type=chosen.content_type)

@@ -1,0 +1,148 @@
+"""Submitting invoices for delivery, and reading one invoice's sendings and attempts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from xml.etree.ElementTree import Element, tostring
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from starlette.responses import Response
+
+from invoice_outbox.api.bodies import answer, read_body, xml_children
+from invoice_outbox.api.docs import ENVELOPE_RESPONSES
+from invoice_outbox.api.envelopes import rows_envelope
+from invoice_outbox.api.errors import ApiError
+from invoice_outbox.api.security import Caller, ensure_practice_access
+from invoice_outbox.api.state import Session, State
+from invoice_outbox.sendings.intake import IntakeConflict, IntakeError, Submission, submit
+from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.systems.schemas import Name
+from invoice_outbox.worker.waker import notify_workers
+
+router = APIRouter(tags=["invoices"])
+
+
+class InvoiceIn(BaseModel):
+    """An invoice to deliver.  `Document` is the invoice itself, kept as given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    InvoiceId: uuid.UUID
+    EncounterId: uuid.UUID
+    Systems: list[Name] | None = Field(default=None, max_length=50)
+    Document: Any = Field(description="JSON: any object. XML: one child element of <Document>.")
+
+
+def _xml_invoice(root: Element) -> dict[str, Any]:
+    values = xml_children(root)
+    for child in root:
+        if child.tag.rsplit("}", 1)[-1] == "Document":
+            elements = list(child)
+            values["Document"] = elements[0] if len(elements) == 1 else None
+    if isinstance(values.get("Systems"), str):
+        values["Systems"] = [values["Systems"]] if values["Systems"] else []
+    return values
+
+
+def _document(body: InvoiceIn) -> tuple[bytes, str]:
+    if isinstance(body.Document, Element):
+        return tostring(body.Document, encoding="utf-8", xml_declaration=False), "application/xml"
+    if body.Document is None:
+        raise ApiError(400, "The request is invalid: Document is required (the invoice itself).")
+    return orjson.dumps(body.Document), "application/json"
+
+
+@router.post(
+    "/api/v1/{practiceId}/billing/invoices",
+    status_code=202,
+    summary="Submit an invoice for delivery to the practice's systems",
+    description=(
+        "**Admins, or users of that practice.** JSON or XML body with `InvoiceId`, "
+        "`EncounterId`, `Document` (the invoice, kept as given) and optional `Systems` "
+        "(default: the systems configured for the practice). Answers 202 with the envelope "
+        "whose `Data` is the invoice's sendings. Submitting the same document again creates "
+        "nothing; a corrected document replaces one not yet delivered (409 if it is being "
+        "delivered right now or was already delivered)."
+    ),
+    response_class=Response,
+    responses={**ENVELOPE_RESPONSES, 409: ENVELOPE_RESPONSES[400]},
+)
+async def submit_invoice(
+    request: Request,
+    state: State,
+    session: Session,
+    caller: Caller,
+    practiceId: uuid.UUID,
+) -> Response:
+    ensure_practice_access(caller, practiceId)
+    body, _ = await read_body(request, InvoiceIn, _xml_invoice)
+    document, content_type = _document(body)
+    submission = Submission(
+        practice_id=practiceId, invoice_id=body.InvoiceId, encounter_id=body.EncounterId,
+        document=document, content_type=content_type,
+        systems=tuple(body.Systems) if body.Systems is not None else None,
+    )  # fmt: skip
+    try:
+        sendings = await submit(session, submission, now=state.clock.now())
+    except IntakeConflict as exc:
+        raise ApiError(409, str(exc)) from None
+    except IntakeError as exc:
+        raise ApiError(400, f"The request is invalid: {exc}.") from None
+    await notify_workers(session)
+    await session.commit()
+    state.waker.wake()
+    rows = [_vo_row(s) for s in sendings]
+    return rows_envelope(request, state, rows, message="Invoice accepted for delivery",
+                         status_code=202)  # fmt: skip
+
+
+def _vo_row(s: Sending) -> tuple[Any, ...]:
+    return (s.practice_id, s.encounter_id, s.invoice_id, s.reason, s.status, s.system,
+            s.sending_time, s.attempts, s.sending_type)  # fmt: skip
+
+
+@router.get(
+    "/api/v1/{practiceId}/billing/invoices/{invoiceId}",
+    summary="One invoice: its sendings and every attempt",
+    description="**Admins, or users of that practice.** 404 when the practice has no such invoice.",
+    response_class=Response,
+)
+async def invoice_detail(
+    request: Request, state: State, session: Session, caller: Caller,
+    practiceId: uuid.UUID, invoiceId: uuid.UUID,
+) -> Response:  # fmt: skip
+    ensure_practice_access(caller, practiceId)
+    sendings = (await session.scalars(
+        select(Sending)
+        .where(Sending.practice_id == practiceId, Sending.invoice_id == invoiceId)
+        .order_by(Sending.system, Sending.sending_type)
+    )).all()  # fmt: skip
+    if not sendings:
+        raise ApiError(404, f"Practice {practiceId} has no invoice {invoiceId}.")
+    attempts: dict[uuid.UUID, list[dict[str, Any]]] = {s.id: [] for s in sendings}
+    for a in (await session.scalars(
+        select(Attempt).where(Attempt.sending_id.in_(list(attempts))).order_by(Attempt.number)
+    )).all():  # fmt: skip
+        attempts[a.sending_id].append({
+            "Number": a.number, "StartedAt": a.started_at, "DurationMs": a.duration_ms,
+            "Outcome": a.outcome, "Code": a.code, "Reason": a.reason, "Worker": a.worker,
+        })  # fmt: skip
+    value = {
+        "PracticeId": practiceId, "InvoiceId": invoiceId, "EncounterId": sendings[0].encounter_id,
+        "Sendings": [_sending_view(s, attempts[s.id]) for s in sendings],
+    }  # fmt: skip
+    return answer(request, state, value, root="Invoice")
+
+
+def _sending_view(s: Sending, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "SendingId": s.id, "System": s.system, "SendingType": s.sending_type,
+        "Status": s.status, "Reason": s.reason, "Cause": s.cause,
+        "SendingAttempts": s.attempts, "SendingTime": s.sending_time,
+        "NextAttemptAt": s.next_attempt_at, "SentAt": s.sent_at,
+        "IdempotencyKey": s.idempotency_key, "Attempts": attempts,
+    }  # fmt: skip

@@ -1,0 +1,63 @@
+"""Running a worker next to something else (the API), or on its own (the CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+
+from invoice_outbox.api.state import AppState
+from invoice_outbox.db.urls import normalise_database_url
+from invoice_outbox.worker.loop import Worker
+from invoice_outbox.worker.waker import listen
+
+
+def libpq_conninfo(database_url: str) -> str | None:
+    """The plain libpq URL for LISTEN, or None for SQLite."""
+    urls = normalise_database_url(database_url)
+    return (
+        None
+        if urls.is_sqlite
+        else urls.sync_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    )
+
+
+@contextlib.asynccontextmanager
+async def run_background_worker(
+    state: AppState, *, enabled: bool, concurrency: int | None = None
+) -> AsyncIterator[Worker | None]:
+    """Run a worker (and its LISTEN connection on PostgreSQL) until the block exits."""
+    if not enabled:
+        yield None
+        return
+    worker = Worker(
+        engine=state.engine,
+        settings=state.settings,
+        clock=state.clock,
+        waker=state.waker,
+        metrics=state.metrics.delivery,
+        concurrency=concurrency,
+    )
+    tasks = [asyncio.create_task(worker.run(), name="worker")]
+    conninfo = libpq_conninfo(state.settings.database_url)
+    if conninfo is not None:
+        tasks.append(asyncio.create_task(listen(conninfo, state.waker), name="listen"))
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await tasks[0]
+        for task in tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*tasks[1:], return_exceptions=True)
+
+
+async def run_worker_until_signalled(state: AppState, *, concurrency: int | None) -> None:
+    """The `invoice-outbox worker` command: run until SIGTERM or SIGINT, then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with run_background_worker(state, enabled=True, concurrency=concurrency):
+        await stop.wait()
