@@ -21,11 +21,15 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
+# make run is the local demo: a pretend receiver (the sandbox) on this machine, so deliveries to
+# loopback are allowed.  Never set these two in production.
+DEMO_ENV := INVOICE_OUTBOX_SANDBOX=true INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true
+
 ## run: install, migrate, load demo data on first start, serve on http://$(HOST):$(PORT)
 run: $(RUN_STAMP)
 	$(BIN)/invoice-outbox migrate
-	$(BIN)/invoice-outbox demo --if-empty
-	$(BIN)/invoice-outbox serve --host $(HOST) --port $(PORT)
+	$(DEMO_ENV) $(BIN)/invoice-outbox demo --if-empty --sandbox-url http://$(HOST):$(PORT)/sandbox
+	$(DEMO_ENV) $(BIN)/invoice-outbox serve --host $(HOST) --port $(PORT)
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(DEV_STAMP)

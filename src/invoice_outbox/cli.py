@@ -26,6 +26,13 @@ app = typer.Typer(
 user_app = typer.Typer(help="Manage local users.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
+
+def _register_subcommands() -> None:
+    from invoice_outbox.cli_systems import system_app
+
+    app.add_typer(system_app, name="system")
+
+
 DEMO_CREDENTIALS_FILE = "demo-credentials.txt"
 
 
@@ -68,8 +75,11 @@ def _schema_is_current(settings: Settings) -> bool:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Deliver in this process too.")
+    ] = True,
 ) -> None:
-    """Run the HTTP service (API and admin pages)."""
+    """Run the HTTP service (API and admin pages), with a delivery worker unless --no-worker."""
     import uvicorn
 
     from invoice_outbox.api.app import create_app
@@ -85,7 +95,9 @@ def serve(
     configure_logging()
     _print_banner(settings, host, port)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, run_worker=worker),
+        # Open requests get this long at shutdown; then the worker's own grace period runs.
+        timeout_graceful_shutdown=10,
         host=host,
         port=port,
         log_config=None,
@@ -110,7 +122,51 @@ def _print_banner(settings: Settings, host: str, port: int) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-async def _load_demo(settings: Settings, if_empty: bool) -> tuple[bool, list[uuid.UUID], str]:
+@app.command("worker")
+def worker_command(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Deliveries at once (default INVOICE_OUTBOX_WORKER_CONCURRENCY).", min=1, max=512
+        ),
+    ] = None,
+) -> None:
+    """Run a delivery worker until SIGTERM/SIGINT (then finish or release what is in flight)."""
+    from invoice_outbox.logs import configure_logging
+
+    settings = _settings()
+    if not _schema_is_current(settings):
+        raise _fail("the database schema is not current: run `invoice-outbox migrate` first")
+    configure_logging()
+    asyncio.run(_run_worker(settings, concurrency))
+
+
+async def _run_worker(settings: Settings, concurrency: int | None) -> None:
+    from invoice_outbox.api.state import AppState
+    from invoice_outbox.db.engine import make_async_engine, make_session_factory
+    from invoice_outbox.metrics import Metrics
+    from invoice_outbox.worker.runner import run_worker_until_signalled
+    from invoice_outbox.worker.waker import Waker
+
+    engine = make_async_engine(settings.database_url)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        signing_key=b"",
+        clock=SystemClock(),
+        waker=Waker(),
+        metrics=Metrics(),
+    )
+    try:
+        await run_worker_until_signalled(state, concurrency=concurrency)
+    finally:
+        await engine.dispose()
+
+
+async def _load_demo(
+    settings: Settings, if_empty: bool, sandbox_url: str
+) -> tuple[bool, list[uuid.UUID], str]:
     from invoice_outbox.auth.users import add_user
     from invoice_outbox.db.engine import make_async_engine, make_session_factory
     from invoice_outbox.demo import has_sendings, load_demo
@@ -121,7 +177,7 @@ async def _load_demo(settings: Settings, if_empty: bool) -> tuple[bool, list[uui
             if if_empty and await has_sendings(session):
                 return False, [], ""
             now = SystemClock().now()
-            practices = await load_demo(session, now=now)
+            practices = await load_demo(session, now=now, sandbox_url=sandbox_url)
             password = secrets.token_urlsafe(12)
             admin_name = f"admin-{secrets.token_hex(2)}" if not if_empty else "admin"
             await add_user(session, name=admin_name, password=password, role=Role.ADMIN, now=now)
@@ -149,10 +205,16 @@ def demo(
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Only when there are no sendings yet.")
     ] = False,
+    sandbox_url: Annotated[
+        str,
+        typer.Option(
+            help="Where the demo systems deliver (serve with INVOICE_OUTBOX_SANDBOX=true)."
+        ),
+    ] = "http://127.0.0.1:8000/sandbox",
 ) -> None:
-    """Load demo practices, sendings (every status, with attempt histories) and demo users."""
+    """Load demo systems, practices, a delivery history, live invoices and demo users."""
     settings = _settings()
-    loaded, practices, credentials = asyncio.run(_load_demo(settings, if_empty))
+    loaded, practices, credentials = asyncio.run(_load_demo(settings, if_empty, sandbox_url))
     if not loaded:
         typer.echo("demo data already present; nothing loaded")
         return
@@ -240,3 +302,6 @@ def user_add(
     except UserError as exc:
         raise _fail(str(exc), 2) from None
     typer.echo(f"user {name!r} added ({role.value})")
+
+
+_register_subcommands()

@@ -6,16 +6,22 @@ a rejected member number, a mailbox refusing a message) and carry no patient dat
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.intake import Submission, submit
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.systems.schemas import SystemIn
+from invoice_outbox.systems.service import put_system
 
 SEED = 20260205
 
@@ -95,12 +101,74 @@ def _history(
     return [(rng.choice(retryable), None)], created
 
 
+def demo_document(rng: random.Random, invoice_id: uuid.UUID) -> bytes:
+    """A made-up invoice (no real person's data)."""
+    lines = [
+        {"Tariff": rng.choice(["0190", "0191", "0141", "3587"]),
+         "Amount": f"{rng.randint(300, 2500)}.00"}
+        for _ in range(rng.randint(1, 3))
+    ]  # fmt: skip
+    return orjson.dumps({
+        "InvoiceNumber": f"INV-{invoice_id.hex[:8].upper()}",
+        "Patient": "Demo Patient",
+        "MemberNumber": str(rng.randint(10**8, 10**9)),
+        "Lines": lines,
+    })  # fmt: skip
+
+
+async def configure_demo_systems(
+    session: AsyncSession, practice_ids: list[uuid.UUID], sandbox_url: str, now: datetime
+) -> None:
+    """MediSwitch and PracticeLedger deliver to the sandbox; the mailbox is disabled (no SMTP)."""
+    base = sandbox_url.rstrip("/")
+    specs = {
+        "MediSwitch": SystemIn(
+            Channel="Http", Url=f"{base}/mediswitch", TimeoutSeconds=5, Practices=practice_ids
+        ),
+        "PracticeLedger": SystemIn(
+            Channel="Http", Url=f"{base}/practiceledger", TimeoutSeconds=5,
+            Practices=practice_ids[:2],
+        ),
+        "Accounts mailbox": SystemIn(
+            Channel="Email", Host="127.0.0.1", Port=2525, Sender="billing@practice.example",
+            Recipient="accounts@practice.example", StartTls=False, Enabled=False, Practices=[],
+        ),
+    }  # fmt: skip
+    for name, spec in specs.items():
+        await put_system(session, name, spec, now=now)
+
+
+async def submit_live_invoices(
+    session: AsyncSession, practice_ids: list[uuid.UUID], now: datetime, per_practice: int
+) -> int:
+    """Submit new invoices through intake, for the worker to deliver to the sandbox."""
+    rng = random.Random(SEED + 1)  # noqa: S311 -- reproducible demo data, not secrets
+    count = 0
+    for practice_id in practice_ids:
+        for _ in range(per_practice):
+            invoice_id = uuid.uuid4()
+            submission = Submission(
+                practice_id=practice_id, invoice_id=invoice_id, encounter_id=uuid.uuid4(),
+                document=demo_document(rng, invoice_id), content_type="application/json",
+            )  # fmt: skip
+            await submit(session, submission, now=now)
+            count += 1
+    return count
+
+
 async def load_demo(
-    session: AsyncSession, *, now: datetime, practices: int = 3, invoices_per_practice: int = 14
+    session: AsyncSession,
+    *,
+    now: datetime,
+    sandbox_url: str,
+    practices: int = 3,
+    invoices_per_practice: int = 14,
+    live_per_practice: int = 8,
 ) -> list[uuid.UUID]:
-    """Insert the demo set (deterministic for a given `now`).  Returns the practice ids."""
+    """Insert the demo set: systems, a delivery history, live invoices.  Returns practice ids."""
     rng = random.Random(SEED)  # noqa: S311 -- reproducible demo data, not secrets
     practice_ids = [_uuid(rng) for _ in range(practices)]
+    await configure_demo_systems(session, practice_ids, sandbox_url, now)
     statuses = (
         [Status.SENT] * 5
         + [Status.FAILED] * 3
@@ -127,9 +195,19 @@ async def load_demo(
                     created_at=created,
                     updated_at=created,
                 )
-                session.add(sending)
+                body = demo_document(rng, invoice_id)
+                document = Document(
+                    id=_uuid(rng),
+                    sha256=hashlib.sha256(body).hexdigest(),
+                    content_type="application/json",
+                    body=body,
+                    created_at=created,
+                )
+                sending.document_id = document.id
+                session.add_all([document, sending])
                 _add_attempts(rng, sending, _history(rng, status, system, created)[0], now)
     await session.flush()
+    await submit_live_invoices(session, practice_ids, now, live_per_practice)
     return practice_ids
 
 
@@ -157,6 +235,7 @@ def _add_attempts(
         )
         last = failure
     sending.attempts = len(history)
+    sending.round_attempts = len(history)
     sending.sending_time = when
     status = Status(sending.status)
     if status is Status.SENT:
@@ -167,6 +246,10 @@ def _add_attempts(
         sending.next_attempt_at = now + timedelta(minutes=rng.choice([5, 30, 120]))
     elif status is Status.PENDING:
         sending.next_attempt_at = now
+        sending.round_attempts = sending.attempts
     elif status is Status.SENDING:
+        # The attempt in flight has no record yet: its worker "died" (the lease has expired).
+        sending.attempts += 1
+        sending.round_attempts += 1
         sending.lease_owner, sending.lease_expires_at = "demo", now - timedelta(minutes=1)
     sending.updated_at = when

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         default=False,
         description="Allow systems on loopback, link-local or private addresses (dev and tests).",
     )
+    sandbox: bool = Field(
+        default=False,
+        description="Serve /sandbox/{name}, a pretend receiver for the demo (never in production).",
+    )
     worker_concurrency: int = Field(default=8, gt=0, le=512)
     lease_seconds: float = Field(default=120.0, gt=0, description="How long a claim lasts.")
     poll_seconds: float = Field(default=5.0, gt=0, description="Longest idle wait between checks.")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -54,16 +57,20 @@ def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def server(cli_env: dict[str, str]) -> Iterator[str]:
-    assert _cli(cli_env, "migrate").returncode == 0
-    demo = _cli(cli_env, "demo")
-    assert demo.returncode == 0, demo.stderr
+def server(cli_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    # As `make run`: the demo's systems deliver to the sandbox served by the same process.
+    cli_env.update(
+        {"INVOICE_OUTBOX_SANDBOX": "true", "INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS": "true"}
+    )
     port = _free_port()
+    assert _cli(cli_env, "migrate").returncode == 0
+    demo = _cli(cli_env, "demo", "--sandbox-url", f"http://127.0.0.1:{port}/sandbox")
+    assert demo.returncode == 0, demo.stderr
     process = subprocess.Popen(
         [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=cli_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=(tmp_path / "serve.out").open("w"),  # a file never fills up and blocks the server
+        stderr=(tmp_path / "serve.log").open("w"),
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -72,7 +79,10 @@ def server(cli_env: dict[str, str]) -> Iterator[str]:
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        # uvicorn shuts down gracefully, then re-raises SIGTERM: -15 is a clean stop.
+        code = process.wait(timeout=60)
+        assert code in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()[-3000:]
+        assert "worker stopped" in (tmp_path / "serve.log").read_text()
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen[str]) -> None:
@@ -109,6 +119,24 @@ def test_readme_flow(server: str, cli_env: dict[str, str]) -> None:
     items = ElementTree.fromstring(as_xml.content).findall(f"{NS}InvoiceSendingStatusVo")
     assert len(items) == len(rows)
     assert [i.findtext(f"{NS}InvoiceId") for i in items] == [r["InvoiceId"] for r in rows]
+
+
+def test_demo_invoices_are_really_delivered(server: str, cli_env: dict[str, str]) -> None:
+    token = _cli(cli_env, "token", "--role", "admin").stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    today = datetime.now(ZoneInfo("Africa/Johannesburg")).date().isoformat()
+    route = f"{server}/api/v1/billing/invoices/sent/sentDate/{today}"
+    # The in-process worker delivers the demo's live invoices to the sandbox; poll the
+    # observable result (bounded), as a user refreshing the list would.
+    deadline = time.monotonic() + 60
+    sent: list[dict[str, object]] = []
+    while time.monotonic() < deadline and len(sent) < 10:
+        sent = httpx.get(route, headers=headers).json()
+        time.sleep(0.2)
+    assert len(sent) >= 10
+    assert {row["Status"] for row in sent} == {"Sent"}
+    metrics = httpx.get(f"{server}/metrics").text
+    assert 'invoice_outbox_deliveries_total{outcome="Sent",system="MediSwitch"}' in metrics
 
 
 def test_practice_token_and_user_sign_in(server: str, cli_env: dict[str, str]) -> None:

@@ -14,6 +14,7 @@ from invoice_outbox.api import (
     invoices,
     legacy_routes,
     metrics_route,
+    sandbox,
     systems,
     token_route,
 )
@@ -87,6 +88,8 @@ def create_app(
         invoices.router,
         systems.router,
     ]
+    if settings.sandbox:
+        routers.append(sandbox.router)
     for router in routers:
         app.include_router(router)
     api_paths = [

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Result, ScalarSelect, Update, insert, or_, select, update
+from sqlalchemy import Insert, Result, ScalarSelect, Update, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.sendings.models import Attempt, Sending
@@ -94,6 +96,13 @@ def _claims(rows: Result[Any], *, probe: bool = False) -> list[Claim]:
     ]
 
 
+def _insert_ignoring_duplicates(connection: AsyncConnection) -> Insert:
+    """INSERT INTO attempts that skips a number already recorded (never fails a claim round)."""
+    if connection.dialect.name == "postgresql":
+        return postgresql_insert(Attempt).on_conflict_do_nothing()
+    return sqlite_insert(Attempt).on_conflict_do_nothing()
+
+
 async def take_over_expired(
     connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
 ) -> list[Claim]:
@@ -108,12 +117,15 @@ async def take_over_expired(
     )  # fmt: skip
     claims = _claims(await connection.execute(_take(worker, now, lease, expired.scalar_subquery())))
     if claims:
-        await connection.execute(insert(Attempt), [
+        lost = [
             {"sending_id": c.sending_id, "number": c.attempt - 1, "started_at": now,
              "duration_ms": 0, "outcome": "Retryable", "code": None, "reason": LOST_REASON,
              "worker": worker}
             for c in claims
-        ])  # fmt: skip
+            if c.attempt > 1
+        ]  # fmt: skip
+        if lost:
+            await connection.execute(_insert_ignoring_duplicates(connection), lost)
     return claims
 
 
