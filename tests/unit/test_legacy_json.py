@@ -258,7 +258,8 @@ def test_json_value_refuses_what_has_no_json_meaning(value: object) -> None:
 
 
 def test_json_value_writes_plain_floats_like_json_net() -> None:
-    assert json_value({"TimeoutSeconds": 30.0, "Jitter": 0.1}) == b'{"TimeoutSeconds":30.0,"Jitter":0.1}'
+    expected = b'{"TimeoutSeconds":30.0,"Jitter":0.1}'
+    assert json_value({"TimeoutSeconds": 30.0, "Jitter": 0.1}) == expected
 
 
 def test_error_json_is_web_api_http_error() -> None:
