@@ -10,6 +10,8 @@ import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from invoice_outbox.api.bodies import answer, read_body, xml_children
@@ -17,7 +19,7 @@ from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.envelopes import rows_envelope
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.api.security import Caller, ensure_practice_access
-from invoice_outbox.api.state import Session, State
+from invoice_outbox.api.state import AppState, Session, State
 from invoice_outbox.sendings.intake import IntakeConflict, IntakeError, Submission, submit
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.systems.schemas import Name
@@ -86,18 +88,39 @@ async def submit_invoice(
         document=document, content_type=content_type,
         systems=tuple(body.Systems) if body.Systems is not None else None,
     )  # fmt: skip
-    try:
-        sendings = await submit(session, submission, now=state.clock.now())
-    except IntakeConflict as exc:
-        raise ApiError(409, str(exc)) from None
-    except IntakeError as exc:
-        raise ApiError(400, f"The request is invalid: {exc}.") from None
+    sendings = await _submit_once_more_if_raced(session, submission, state)
     await notify_workers(session)
     await session.commit()
     state.waker.wake()
     rows = [_vo_row(s) for s in sendings]
     return rows_envelope(request, state, rows, message="Invoice accepted for delivery",
                          status_code=202)  # fmt: skip
+
+
+async def _submit_once_more_if_raced(
+    session: AsyncSession, submission: Submission, state: AppState
+) -> list[Sending]:
+    """Submit; if an identical submission won a race to insert first, read its rows instead.
+
+    The unique (invoice, system, type) key makes the loser's INSERT fail; submitting again
+    then finds the winner's sendings, which is the idempotent answer.
+    """
+    for last_try in (False, True):
+        try:
+            sendings = await submit(session, submission, now=state.clock.now())
+            await session.flush()
+            return sendings
+        except IntakeConflict as exc:
+            raise ApiError(409, str(exc)) from None
+        except IntakeError as exc:
+            raise ApiError(400, f"The request is invalid: {exc}.") from None
+        except IntegrityError:
+            await session.rollback()
+            if last_try:
+                raise ApiError(
+                    409, "The invoice is being submitted concurrently; try again."
+                ) from None
+    raise AssertionError("unreachable")
 
 
 def _vo_row(s: Sending) -> tuple[Any, ...]:

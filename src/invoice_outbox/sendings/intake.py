@@ -57,6 +57,8 @@ async def _target_systems(session: AsyncSession, submission: Submission) -> list
             )
         return sorted(serving)
     names = list(dict.fromkeys(submission.systems))
+    if not names:
+        raise IntakeError("Systems is empty; name at least one system, or omit Systems")
     known = set((await session.scalars(select(System.name).where(System.name.in_(names)))).all())
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -30,7 +30,6 @@ LOST_REASON = (
     "The worker delivering this stopped before recording the outcome; it was sent again "
     "(the receiver may see a repeat with the same idempotency key)"
 )
-LOST_CAUSE = "worker-lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,26 +105,34 @@ def _insert_ignoring_duplicates(connection: AsyncConnection) -> Insert:
 async def take_over_expired(
     connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
 ) -> list[Claim]:
-    """Claim in-flight sendings whose lease expired (their worker died), recording the lost try."""
+    """Claim in-flight sendings whose lease expired (their worker died), recording the lost try.
+
+    The lost attempt is recorded under the worker that made it and the time it started (the
+    previous lease owner and SendingTime), so the timeline blames the right process.
+    """
     expired = (
-        select(Sending.id)
+        select(Sending.id, Sending.lease_owner, Sending.sending_time)
         .where(Sending.status == Status.SENDING.value, Sending.lease_expires_at <= now,
                Sending.system.not_in(_held_systems()))
         .order_by(Sending.lease_expires_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )  # fmt: skip
-    claims = _claims(await connection.execute(_take(worker, now, lease, expired.scalar_subquery())))
-    if claims:
-        lost = [
-            {"sending_id": c.sending_id, "number": c.attempt - 1, "started_at": now,
-             "duration_ms": 0, "outcome": "Retryable", "code": None, "reason": LOST_REASON,
-             "worker": worker}
-            for c in claims
-            if c.attempt > 1
-        ]  # fmt: skip
-        if lost:
-            await connection.execute(_insert_ignoring_duplicates(connection), lost)
+    previous = {row.id: row for row in await connection.execute(expired)}
+    if not previous:
+        return []
+    ids = select(Sending.id).where(Sending.id.in_(list(previous))).scalar_subquery()
+    claims = _claims(await connection.execute(_take(worker, now, lease, ids)))
+    lost = [
+        {"sending_id": c.sending_id, "number": c.attempt - 1,
+         "started_at": previous[c.sending_id].sending_time, "duration_ms": 0,
+         "outcome": "Retryable", "code": None, "reason": LOST_REASON,
+         "worker": previous[c.sending_id].lease_owner}
+        for c in claims
+        if c.attempt > 1
+    ]  # fmt: skip
+    if lost:
+        await connection.execute(_insert_ignoring_duplicates(connection), lost)
     return claims
 
 
