@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from tests.databases import (
     postgres_databases,
     require_postgres,
 )
+from tests.receivers import HttpReceiver
 
 TEST_SECRET = "test-signing-key-" + "x" * 40
 NOW = datetime(2026, 2, 5, 16, 6, 25, 576601, tzinfo=UTC)
@@ -74,14 +76,30 @@ def database_url(
     return _sqlite_databases.fresh()
 
 
+def build_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    """Test settings: a fresh database, a throwaway var dir, a fixed key, small stream batches,
+    and loopback targets allowed (the tests' receivers listen on 127.0.0.1)."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "var_dir": tmp_path / "var",
+        "jwt_secret": SecretStr(TEST_SECRET),
+        "stream_batch_rows": 50,
+        "allow_private_targets": True,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=database_url,
-        var_dir=tmp_path / "var",
-        jwt_secret=SecretStr(TEST_SECRET),
-        stream_batch_rows=50,
-    )
+    return build_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[HttpReceiver]:
+    """A real HTTP receiver on loopback, for tests that deliver."""
+    async with HttpReceiver() as running:
+        yield running
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import orjson
 from defusedxml import ElementTree
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from invoice_outbox.api.state import AppState
@@ -26,7 +25,7 @@ from invoice_outbox.auth.principal import Role
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.settings import Settings
 from invoice_outbox.worker.loop import Worker
-from tests.conftest import PRACTICE_A, TEST_SECRET, make_token
+from tests.conftest import PRACTICE_A, build_settings, make_token
 from tests.receivers import ReceivedRequest, Reply, ThreadedHttpReceiver
 
 __all__ = [
@@ -53,16 +52,8 @@ XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
 
 def pipeline_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    """conftest's settings, plus loopback targets (the receivers listen on 127.0.0.1)."""
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "var_dir": tmp_path / "var",
-        "jwt_secret": SecretStr(TEST_SECRET),
-        "stream_batch_rows": 50,
-        "allow_private_targets": True,
-    }
-    values.update(overrides)
-    return Settings(**values)
+    """conftest's settings with `overrides` (thresholds, leases) for one module."""
+    return build_settings(database_url, tmp_path, **overrides)
 
 
 async def configure_system(

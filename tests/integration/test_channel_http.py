@@ -40,12 +40,6 @@ DELIVERY = Delivery(
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[HttpReceiver]:
-    async with HttpReceiver() as running:
-        yield running
-
-
-@pytest.fixture
 async def channel(receiver: HttpReceiver) -> AsyncIterator[HttpChannel]:
     made = HttpChannel(
         system="MediSwitch",

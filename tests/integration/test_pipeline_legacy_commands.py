@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +20,6 @@ from invoice_outbox.api.state import AppState
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.models import Sending
-from invoice_outbox.settings import Settings
 from tests.conftest import PRACTICE_A, PRACTICE_B, make_token
 from tests.pipeline_helpers import (
     all_sendings,
@@ -31,24 +28,12 @@ from tests.pipeline_helpers import (
     envelope,
     gated_receiver,
     invoice_body,
-    pipeline_settings,
     running_worker,
     submit,
 )
 from tests.receivers import HttpReceiver, ReceivedRequest, Reply
 
 RETRY_ALL = "/api/v1/billing/invoices/retryallfailed"
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return pipeline_settings(database_url, tmp_path)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[HttpReceiver]:
-    async with HttpReceiver() as running:
-        yield running
 
 
 @pytest.fixture

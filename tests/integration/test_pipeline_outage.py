@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,12 +53,6 @@ def admin_headers() -> dict[str, str]:
 @pytest.fixture
 def practice_headers() -> dict[str, str]:
     return long_lived_headers(Role.PRACTICE, PRACTICE_A)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[HttpReceiver]:
-    async with HttpReceiver() as running:
-        yield running
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,12 +49,6 @@ SENDINGS = 200
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return pipeline_settings(database_url, tmp_path, lease_seconds=60.0)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[HttpReceiver]:
-    async with HttpReceiver() as running:
-        yield running
 
 
 @pytest.fixture
