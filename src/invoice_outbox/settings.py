@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=120.0, gt=0, description="How long a claim lasts.")
     poll_seconds: float = Field(default=5.0, gt=0, description="Longest idle wait between checks.")
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    document_retention_days: float = Field(
+        default=30, gt=0, description="Keep delivered or cancelled invoices' documents this long."
+    )
     circuit_failure_threshold: int = Field(
         default=5, gt=0, description="Consecutive failures after which a system counts as down."
     )

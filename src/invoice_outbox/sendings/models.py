@@ -54,7 +54,7 @@ class Sending(Base):
     #: Attempts since the sending was last (re)queued: what the retry policy counts.
     round_attempts: Mapped[int] = mapped_column(Integer, default=0)
     document_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("documents.id", ondelete="SET NULL")
+        Uuid, ForeignKey("documents.id", ondelete="SET NULL"), index=True
     )
     #: Time of the last attempt (of creation, before any attempt): SPEC's SendingTime.
     sending_time: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from invoice_outbox.clock import Clock
 from invoice_outbox.metrics import DeliveryMetrics
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.retention import purge_documents
 from invoice_outbox.sendings.retry import RetryPolicy, sample_jitter
 from invoice_outbox.settings import Settings
 from invoice_outbox.systems.channels.base import (
@@ -41,6 +42,7 @@ from invoice_outbox.worker.waker import Waker
 log = logging.getLogger(__name__)
 PROBE_INTERVAL = timedelta(seconds=30)
 TARGET_CHECK_TTL = 60.0
+MAINTENANCE_SECONDS = 3600.0
 
 
 def worker_name() -> str:
@@ -78,6 +80,7 @@ class Worker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._checked_targets: dict[tuple[str, int], tuple[float, str | None]] = {}
+        self._next_maintenance = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -91,6 +94,7 @@ class Worker:
                                           "concurrency": self.concurrency})  # fmt: skip
         try:
             while not self._stopping.is_set():
+                await self._maintain()
                 try:
                     started = await self._fill()
                 except Exception:  # the database may be briefly away: keep the worker alive
@@ -127,6 +131,20 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.channels.aclose()
         log.info("worker stopped", extra={"action": "worker.stop", "worker": self.name})
+
+    async def _maintain(self) -> None:
+        """Housekeeping at most once an hour: purge documents delivery no longer needs."""
+        if time.monotonic() < self._next_maintenance:
+            return
+        self._next_maintenance = time.monotonic() + MAINTENANCE_SECONDS
+        keep = timedelta(days=self.settings.document_retention_days)
+        try:
+            async with self.engine.begin() as connection:
+                purged = await purge_documents(connection, now=self.clock.now(), keep=keep)
+            if purged:
+                log.info("documents purged", extra={"action": "retention.purge", "count": purged})
+        except Exception:
+            log.exception("purge failed", extra={"action": "retention.purge_error"})
 
     async def _idle_seconds(self) -> float:
         async with self.engine.connect() as connection:

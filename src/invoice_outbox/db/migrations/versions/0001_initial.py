@@ -136,6 +136,9 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_sendings_practice", ["practice_id", "invoice_id"], unique=False)
         batch_op.create_index(
+            batch_op.f("ix_sendings_document_id"), ["document_id"], unique=False
+        )
+        batch_op.create_index(
             "ix_sendings_sent_at",
             ["sent_at", "id"],
             unique=False,
@@ -221,6 +224,7 @@ def downgrade() -> None:
             postgresql_where=sa.text("sent_at IS NOT NULL"),
         )
         batch_op.drop_index("ix_sendings_practice")
+        batch_op.drop_index(batch_op.f("ix_sendings_document_id"))
         batch_op.drop_index(
             "ix_sendings_leases",
             sqlite_where=sa.text("status = 'Sending'"),
