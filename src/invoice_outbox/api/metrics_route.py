@@ -27,13 +27,13 @@ async def metrics(state: State) -> Response:
         counts = await connection.execute(
             select(Sending.status, func.count()).group_by(Sending.status)
         )
-        snapshot.by_status = dict(counts.tuples().all())
+        snapshot.by_status = dict(counts.all())
         snapshot.oldest_due = await connection.scalar(
             select(func.min(Sending.next_attempt_at)).where(
                 Sending.status.in_([s.value for s in CLAIMABLE]), Sending.next_attempt_at <= now
             )
         )
         circuits = await connection.execute(select(System.name, System.circuit))
-        snapshot.circuits = dict(circuits.tuples().all())
+        snapshot.circuits = dict(circuits.all())
     snapshot.now = now
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
