@@ -59,6 +59,8 @@ class Sending(Base):
     #: Time of the last attempt (of creation, before any attempt): SPEC's SendingTime.
     sending_time: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: When it last became Aborted (kept after a resend: a later Sent is a recovery).
+    aborted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -106,6 +108,8 @@ class Sending(Base):
             postgresql_where=_IN_FLIGHT,
         ),
         Index("ix_sendings_practice", "practice_id", "invoice_id"),
+        # Failures grouped and filtered by cause: index reads, not text scans.
+        Index("ix_sendings_status_cause", "status", "cause", "sending_time"),
     )
 
 

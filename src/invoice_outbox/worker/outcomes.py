@@ -65,7 +65,8 @@ def _failure_values(
     reason = error.reason
     if error.kind == "retryable":
         reason = f"{reason}; gave up after {claim.round_attempts} attempts"
-    return {"status": Status.ABORTED.value, "next_attempt_at": None, "reason": reason}
+    return {"status": Status.ABORTED.value, "next_attempt_at": None, "reason": reason,
+            "aborted_at": now}  # fmt: skip
 
 
 async def record(

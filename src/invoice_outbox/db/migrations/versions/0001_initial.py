@@ -135,9 +135,7 @@ def upgrade() -> None:
             postgresql_where=sa.text("status = 'Sending'"),
         )
         batch_op.create_index("ix_sendings_practice", ["practice_id", "invoice_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_sendings_document_id"), ["document_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_sendings_document_id"), ["document_id"], unique=False)
         batch_op.create_index(
             "ix_sendings_sent_at",
             ["sent_at", "id"],

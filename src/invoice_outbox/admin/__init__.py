@@ -1,0 +1,1 @@
+"""Admin operations: audit log, bulk resend jobs, failure notifications."""
