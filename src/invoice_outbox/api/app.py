@@ -10,9 +10,12 @@ from fastapi.routing import APIRoute
 
 from invoice_outbox import __version__
 from invoice_outbox.api import (
+    admin_routes,
     health,
     invoices,
-    legacy_routes,
+    legacy_commands,
+    legacy_lists,
+    listing_routes,
     metrics_route,
     sandbox,
     systems,
@@ -84,7 +87,10 @@ def create_app(
         health.router,
         metrics_route.router,
         token_route.router,
-        legacy_routes.router,
+        legacy_lists.router,
+        legacy_commands.router,
+        listing_routes.router,
+        admin_routes.router,
         invoices.router,
         systems.router,
     ]

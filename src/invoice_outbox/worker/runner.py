@@ -7,6 +7,8 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator
 
+from invoice_outbox.admin.jobs_service import run_resend_jobs
+from invoice_outbox.admin.notify_service import run_notifications
 from invoice_outbox.api.state import AppState
 from invoice_outbox.db.urls import normalise_database_url
 from invoice_outbox.worker.loop import Worker
@@ -39,7 +41,12 @@ async def run_background_worker(
         metrics=state.metrics.delivery,
         concurrency=concurrency,
     )
-    tasks = [asyncio.create_task(worker.run(), name="worker")]
+    services_stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(worker.run(), name="worker"),
+        asyncio.create_task(run_resend_jobs(state, services_stop), name="resend-jobs"),
+        asyncio.create_task(run_notifications(state, services_stop), name="notifications"),
+    ]
     conninfo = libpq_conninfo(state.settings.database_url)
     if conninfo is not None:
         tasks.append(asyncio.create_task(listen(conninfo, state.waker), name="listen"))
@@ -47,10 +54,11 @@ async def run_background_worker(
         yield worker
     finally:
         worker.stop()
-        await tasks[0]
-        for task in tasks[1:]:
+        services_stop.set()
+        await asyncio.gather(*tasks[:3])
+        for task in tasks[3:]:
             task.cancel()
-        await asyncio.gather(*tasks[1:], return_exceptions=True)
+        await asyncio.gather(*tasks[3:], return_exceptions=True)
 
 
 async def run_worker_until_signalled(state: AppState, *, concurrency: int | None) -> None:
