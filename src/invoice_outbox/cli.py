@@ -95,7 +95,7 @@ def serve(
     configure_logging()
     _print_banner(settings, host, port)
     uvicorn.run(
-        create_app(settings, run_worker=worker),
+        create_app(settings, run_worker=worker, tune_gc=True),
         # Open requests get this long at shutdown; then the worker's own grace period runs.
         timeout_graceful_shutdown=10,
         host=host,

@@ -29,6 +29,7 @@ from invoice_outbox.auth.keys import signing_key
 from invoice_outbox.clock import Clock, SystemClock
 from invoice_outbox.db.engine import make_async_engine, make_session_factory
 from invoice_outbox.metrics import Metrics
+from invoice_outbox.runtime import tune_garbage_collector
 from invoice_outbox.settings import Settings, get_settings
 from invoice_outbox.worker.runner import run_background_worker
 from invoice_outbox.worker.waker import Waker
@@ -46,10 +47,15 @@ Errors are `{"Message": "..."}` / `<Error><Message>...</Message></Error>`.
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, run_worker: bool = False
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    run_worker: bool = False,
+    tune_gc: bool = False,
 ) -> FastAPI:
     """Build the app.  Settings and clock are injected; the engine is created at start-up.
 
+    `tune_gc` (the serve command) tunes the garbage collector once start-up is done.
     With `run_worker`, a delivery worker runs inside the process for the app's lifetime and
     is stopped gracefully (in-flight deliveries finish or are released) at shutdown.
     """
@@ -69,10 +75,9 @@ def create_app(
         )
         app.state.runtime = state
         async with run_background_worker(state, enabled=run_worker):
-            try:
-                yield
-            finally:
-                pass
+            if tune_gc:
+                tune_garbage_collector()
+            yield
         await engine.dispose()
 
     app = FastAPI(

@@ -11,6 +11,7 @@ from invoice_outbox.admin.jobs_service import run_resend_jobs
 from invoice_outbox.admin.notify_service import run_notifications
 from invoice_outbox.api.state import AppState
 from invoice_outbox.db.urls import normalise_database_url
+from invoice_outbox.runtime import tune_garbage_collector
 from invoice_outbox.worker.loop import Worker
 from invoice_outbox.worker.waker import listen
 
@@ -68,4 +69,5 @@ async def run_worker_until_signalled(state: AppState, *, concurrency: int | None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with run_background_worker(state, enabled=True, concurrency=concurrency):
+        tune_garbage_collector()
         await stop.wait()
