@@ -7,12 +7,24 @@ receive it by injection.  Invalid values fail fast with a message naming the var
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Sequence
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/invoice-outbox.db"
 
@@ -25,6 +37,50 @@ def _check_zone(name: str) -> str:
             f"unknown time zone {name!r} (use an IANA name such as Africa/Johannesburg)"
         ) from exc
     return name
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_address(address: str) -> str:
+    """An address, optionally with a display name ("Outbox <outbox@example.org>")."""
+    _, parsed = parseaddr(address)
+    if "@" not in parsed or " " in parsed or _CONTROL.search(address):
+        raise ValueError(f"{address!r} is not an e-mail address")
+    return address.strip()
+
+
+def _split_addresses(value: object) -> object:
+    """A comma-separated list from the environment (or a sequence in code) as a tuple."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, Sequence):
+        return tuple(value)
+    return value
+
+
+def _check_webhook_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError(
+            "put credentials in INVOICE_OUTBOX_NOTIFY_WEBHOOK_AUTH_HEADER/_VALUE, not in the URL"
+        )
+    return url
+
+
+def _check_header_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+        raise ValueError(f"{name!r} is not a valid HTTP header name")
+    return name
+
+
+EmailAddresses = Annotated[
+    tuple[Annotated[str, AfterValidator(_check_address)], ...],
+    NoDecode,
+    BeforeValidator(_split_addresses),
+]
 
 
 class Settings(BaseSettings):
@@ -67,12 +123,100 @@ class Settings(BaseSettings):
         default=5, gt=0, description="Consecutive failures after which a system counts as down."
     )
 
+    # Notifications to admins (admin/notifications.py): what aborted and what recovered,
+    # batched, by webhook and/or e-mail.  Nothing is sent when neither is configured.
+    # (Field order matters: a field's validator sees only the fields above it.)
+    notify_webhook_url: Annotated[str, AfterValidator(_check_webhook_url)] | None = Field(
+        default=None,
+        description="Admin notifications are POSTed here as a small JSON document (optional).",
+    )
+    notify_webhook_auth_header: Annotated[str, AfterValidator(_check_header_name)] | None = Field(
+        default=None,
+        description="Header name sent with each notification POST, e.g. Authorization.",
+    )
+    notify_webhook_auth_value: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="Value of notify_webhook_auth_header, e.g. 'Bearer ...' (both or neither).",
+    )
+    notify_email_from: Annotated[str, AfterValidator(_check_address)] | None = Field(
+        default=None, description="Sender address of notification e-mails."
+    )
+    notify_smtp_host: str | None = Field(
+        default=None, description="SMTP server for notification e-mails."
+    )
+    notify_smtp_port: int = Field(
+        default=587, gt=0, le=65535, description="Port of notify_smtp_host."
+    )
+    notify_smtp_starttls: bool = Field(
+        default=True,
+        description="Send notification e-mails only after STARTTLS (false: plain SMTP).",
+    )
+    notify_smtp_username: str | None = Field(
+        default=None, description="SMTP login for notification e-mails (optional)."
+    )
+    notify_smtp_password: SecretStr | None = Field(
+        default=None, description="Password of notify_smtp_username."
+    )
+    notify_email_to: EmailAddresses = Field(
+        default=(),
+        description="Admin mailboxes for notifications, comma-separated (optional); needs "
+        "notify_email_from and notify_smtp_host.",
+    )
+    notify_interval_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="At most one notification per this many seconds; each counts what "
+        "happened since the previous one.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
         from invoice_outbox.db.urls import normalise_database_url
 
         return normalise_database_url(value).sync_url
+
+    @field_validator("notify_webhook_auth_value")
+    @classmethod
+    def _check_webhook_auth(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if "notify_webhook_auth_header" not in info.data:
+            return value  # the header itself was invalid; that error is reported
+        if (info.data["notify_webhook_auth_header"] is None) != (value is None):
+            raise ValueError(
+                "set both INVOICE_OUTBOX_NOTIFY_WEBHOOK_AUTH_HEADER and "
+                "INVOICE_OUTBOX_NOTIFY_WEBHOOK_AUTH_VALUE, or neither"
+            )
+        secret = value.get_secret_value() if value is not None else ""
+        if not secret.isascii() or any(c in secret for c in "\r\n\0"):
+            raise ValueError("must be ASCII without line breaks (it is sent as an HTTP header)")
+        return value
+
+    @field_validator("notify_smtp_password")
+    @classmethod
+    def _check_smtp_password(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if value is not None and info.data.get("notify_smtp_username") is None:
+            raise ValueError("needs INVOICE_OUTBOX_NOTIFY_SMTP_USERNAME")
+        return value
+
+    @field_validator("notify_email_to")
+    @classmethod
+    def _check_email_to(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        needed = ("notify_email_from", "notify_smtp_host")
+        if any(name not in info.data for name in needed):
+            return value  # one of them was invalid; that error is reported
+        if value and not all(info.data[name] for name in needed):
+            raise ValueError(
+                "needs INVOICE_OUTBOX_NOTIFY_EMAIL_FROM and INVOICE_OUTBOX_NOTIFY_SMTP_HOST"
+            )
+        return value
+
+    @property
+    def notifications_enabled(self) -> bool:
+        """Whether any admin notification recipient (webhook or mailbox) is configured."""
+        return self.notify_webhook_url is not None or bool(self.notify_email_to)
 
     @property
     def zone(self) -> ZoneInfo:
