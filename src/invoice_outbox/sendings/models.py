@@ -29,6 +29,7 @@ def _in_list(column: str, values: type[Status] | type[SendingType]) -> str:
 
 _DUE = text("status IN ('Pending', 'Failed')")
 _IN_FLIGHT = text("status = 'Sending'")
+_ABORTED = text("aborted_at IS NOT NULL")
 
 
 class Sending(Base):
@@ -110,6 +111,10 @@ class Sending(Base):
         Index("ix_sendings_practice", "practice_id", "invoice_id"),
         # Failures grouped and filtered by cause: index reads, not text scans.
         Index("ix_sendings_status_cause", "status", "cause", "sending_time"),
+        # Notifications: what aborted in a period (only rows that ever aborted).
+        Index(
+            "ix_sendings_aborted_at", "aborted_at", sqlite_where=_ABORTED, postgresql_where=_ABORTED
+        ),
     )
 
 

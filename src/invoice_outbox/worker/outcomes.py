@@ -84,7 +84,8 @@ async def record(
     claim = outcome.claim
     values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
     if outcome.delivered is not None:
-        values.update(status=Status.SENT.value, sent_at=now, reason=None, cause=None,
+        # `cause` stays: a sending that got through after failing is grouped by what it overcame.
+        values.update(status=Status.SENT.value, sent_at=now, reason=None,
                       next_attempt_at=None)  # fmt: skip
         attempt_outcome, code, reason = "Sent", outcome.delivered.code, None
     else:

@@ -110,6 +110,13 @@ def upgrade() -> None:
     with op.batch_alter_table("sendings", schema=None) as batch_op:
         batch_op.add_column(sa.Column("aborted_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(
+            "ix_sendings_aborted_at",
+            ["aborted_at"],
+            unique=False,
+            sqlite_where=sa.text("aborted_at IS NOT NULL"),
+            postgresql_where=sa.text("aborted_at IS NOT NULL"),
+        )
+        batch_op.create_index(
             "ix_sendings_status_cause", ["status", "cause", "sending_time"], unique=False
         )
 
@@ -118,6 +125,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("sendings", schema=None) as batch_op:
         batch_op.drop_index("ix_sendings_status_cause")
+        batch_op.drop_index("ix_sendings_aborted_at")
         batch_op.drop_column("aborted_at")
 
     with op.batch_alter_table("resend_jobs", schema=None) as batch_op:
