@@ -1,7 +1,491 @@
-"""Filtered, paginated lists of sendings, cause groups, and the practice view."""
+"""Filtered, paginated lists of sendings, cause groups, and the practice view.
+
+Query parameters are read here once for every list route, the legacy ones included
+(`read_params`): names match case-insensitively as ASP.NET model binding does
+(``practiceid`` = ``practiceId``), unknown names are ignored, empty values count as absent,
+and a value that cannot mean anything is a 400 naming the parameter.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import dataclasses
+import re
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any, Final
+
+from fastapi import APIRouter, Request
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import QueryableAttribute
+from starlette.responses import Response
+
+from invoice_outbox.api.bodies import answer
+from invoice_outbox.api.docs import STATUS_VALUES
+from invoice_outbox.api.errors import bad_parameter, forbidden
+from invoice_outbox.api.security import Admin, Caller, ensure_practice_access
+from invoice_outbox.api.state import AppState, State
+from invoice_outbox.auth.principal import Principal
+from invoice_outbox.sendings.causes import (
+    FAILURE_STATUSES,
+    cause_groups,
+    describe,
+    failure_statuses,
+    group_key,
+    group_view,
+    practice_explanation,
+)
+from invoice_outbox.sendings.filters import SendingFilter
+from invoice_outbox.sendings.listing import (
+    MAX_LIMIT,
+    CursorError,
+    CursorSigner,
+    CursorState,
+    Order,
+    Page,
+    read_page,
+    scope_of,
+)
+from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.status import SendingType, Status
 
 router = APIRouter(tags=["finding failures"])
+
+#: Page size when a list is paged without a `limit`.
+DEFAULT_LIMIT: Final = 100
+#: Practices listed per cause group (PracticeCount tells how many there are).
+PRACTICE_CAP: Final = 100
+#: Values one parameter may carry (repeated or comma-separated).
+MAX_VALUES: Final = 100
+MAX_TEXT: Final = 200
+
+# Parameter names, as documented (matched case-insensitively).
+PRACTICE: Final = "practiceId"
+SYSTEM: Final = "system"
+SENDING_TYPE: Final = "sendingType"
+STATUS: Final = "status"
+CAUSE: Final = "cause"
+FROM: Final = "from"
+TO: Final = "to"
+TEXT: Final = "q"
+LIMIT: Final = "limit"
+CURSOR: Final = "cursor"
+_MULTI = frozenset({PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE})
+
+LEGACY_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, CAUSE, FROM, TO, TEXT, LIMIT, CURSOR)
+SENT_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, LIMIT, CURSOR)
+LIST_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE, FROM, TO, TEXT, LIMIT, CURSOR)
+PRACTICE_VIEW_PARAMS: Final = tuple(p for p in LIST_PARAMS if p != PRACTICE)
+CAUSE_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE, FROM, TO, TEXT)
+
+_SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
+_CAUSE_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+# "…T10:00:00+02:00" sent unencoded arrives as "…T10:00:00 02:00" ("+" means space in a query).
+_SPACE_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
+_DIGITS = re.compile(r"[0-9]{1,7}")
+
+
+# Parameters ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListParams:
+    """What a list request asked for.  `given`: any recognised parameter had a value."""
+
+    selection: SendingFilter
+    limit: int | None
+    cursor: str | None
+    given: bool
+
+    @property
+    def paged(self) -> bool:
+        return self.limit is not None or self.cursor is not None
+
+
+def _collect(request: Request, names: Collection[str]) -> dict[str, list[str]]:
+    by_lower = {name.lower(): name for name in names}
+    found: dict[str, list[str]] = {}
+    for key, raw in request.query_params.multi_items():
+        name = by_lower.get(key.strip().lower())
+        if name is None:
+            continue
+        parts = raw.split(",") if name in _MULTI else [raw]
+        values = [part.strip() for part in parts if part.strip()]
+        if values:
+            found.setdefault(name, []).extend(values)
+    for name, values in found.items():
+        if len(values) > MAX_VALUES:
+            raise bad_parameter(name, f"has more than {MAX_VALUES} values")
+        if any("\0" in value for value in values):
+            raise bad_parameter(name, "contains a NUL character")
+    return found
+
+
+def _guids(values: list[str]) -> frozenset[uuid.UUID]:
+    try:
+        return frozenset(uuid.UUID(v) for v in values)
+    except ValueError:
+        raise bad_parameter(PRACTICE, "is not a GUID") from None
+
+
+def _systems(values: list[str]) -> frozenset[str]:
+    for value in values:
+        if not _SYSTEM_NAME.fullmatch(value):
+            raise bad_parameter(SYSTEM, "is not a system name (letters, digits, space . _ -)")
+    return frozenset(values)
+
+
+def _members(
+    name: str, values: list[str], enum: type[Status] | type[SendingType]
+) -> frozenset[Any]:
+    members = {member.value.lower(): member for member in enum}
+    try:
+        return frozenset(members[v.lower()] for v in values)
+    except KeyError:
+        allowed = ", ".join(member.value for member in enum)
+        raise bad_parameter(name, f"must be one of {allowed}") from None
+
+
+def _causes(values: list[str]) -> frozenset[str]:
+    causes = frozenset(v.lower() for v in values)
+    if any(len(c) > 64 or not _CAUSE_SLUG.fullmatch(c) for c in causes):
+        raise bad_parameter(CAUSE, "is not a cause (a slug such as http-503 or timeout)")
+    return causes
+
+
+def parse_moment(name: str, raw: str, zone: tzinfo, *, end: bool) -> datetime:
+    """An ISO date or date-time as an aware datetime.
+
+    A date is a calendar day in the service's zone: `from` starts at its beginning, and `to`
+    (`end`) includes the whole day.  A date-time without an offset is in the service's zone.
+    """
+    text = _SPACE_OFFSET.sub(r"\1+\2", raw)
+    try:
+        if _DATE_ONLY.fullmatch(text):
+            day = date.fromisoformat(text)
+            if end:
+                day += timedelta(days=1)
+            moment = datetime.combine(day, time.min, tzinfo=zone)
+        else:
+            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=zone)
+        # The instant must exist in UTC (stored) and in the zone (XML dates) calendars.
+        moment.astimezone(UTC).astimezone(zone)
+        return moment
+    except (ValueError, OverflowError):
+        raise bad_parameter(
+            name, "is not a date or date-time (yyyy-MM-dd or yyyy-MM-ddTHH:mm:ss+02:00)"
+        ) from None
+
+
+def _limit(raw: str) -> int:
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise bad_parameter(LIMIT, f"must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def read_params(request: Request, names: Collection[str], zone: tzinfo) -> ListParams:
+    """The recognised parameters among `names`; 400 (naming it) for a value that is invalid."""
+    found = _collect(request, names)
+    first = {name: values[0] for name, values in found.items()}
+    since = parse_moment(FROM, first[FROM], zone, end=False) if FROM in first else None
+    until = parse_moment(TO, first[TO], zone, end=True) if TO in first else None
+    if since is not None and until is not None and since >= until:
+        raise bad_parameter(FROM, "is not before to")
+    text = first.get(TEXT)
+    if text is not None and len(text) > MAX_TEXT:
+        raise bad_parameter(TEXT, f"is longer than {MAX_TEXT} characters")
+    cursor = first.get(CURSOR)
+    selection = SendingFilter(
+        practices=_guids(found[PRACTICE]) if PRACTICE in found else None,
+        systems=_systems(found.get(SYSTEM, [])),
+        sending_types=_members(SENDING_TYPE, found.get(SENDING_TYPE, []), SendingType),
+        statuses=_members(STATUS, found.get(STATUS, []), Status),
+        causes=_causes(found.get(CAUSE, [])),
+        since=since,
+        until=until,
+        text=text,
+    )
+    limit = _limit(first[LIMIT]) if LIMIT in first else None
+    return ListParams(selection, limit, cursor, given=bool(found))
+
+
+def scoped(selection: SendingFilter, caller: Principal) -> SendingFilter:
+    """`selection` narrowed to what `caller` may read; 403 if it names another practice."""
+    if caller.is_admin:
+        return selection
+    if selection.practices is not None and not selection.practices <= caller.practices:
+        raise forbidden()
+    return selection.restricted_to(frozenset(caller.practices))
+
+
+# Pages -----------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose reads share one snapshot (PostgreSQL: REPEATABLE READ)."""
+    async with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execution_options(isolation_level="REPEATABLE READ")
+        yield connection
+
+
+async def read_list_page(
+    state: AppState,
+    params: ListParams,
+    selection: SendingFilter,
+    *,
+    columns: Sequence[QueryableAttribute[Any]],
+    order: Order,
+    scope_parts: Sequence[str],
+    extra: Sequence[ColumnElement[bool]] = (),
+) -> Page:
+    """The page `params` ask for (the first one without a cursor); 400 for a bad cursor."""
+    signer = CursorSigner(state.signing_key)
+    scope = scope_of(selection, order, *scope_parts)
+    cursor: CursorState | None = None
+    if params.cursor is not None:
+        try:
+            cursor = signer.load(params.cursor, scope)
+        except CursorError as exc:
+            raise bad_parameter(CURSOR, str(exc)) from None
+    async with reading(state.engine) as connection:
+        return await read_page(
+            connection, columns=columns, selection=selection, order=order,
+            limit=params.limit or DEFAULT_LIMIT, cursor=cursor, signer=signer, scope=scope,
+            extra=extra,
+        )  # fmt: skip
+
+
+def paging_headers(request: Request, page: Page) -> dict[str, str]:
+    """``X-Total-Count``, and for a page with a successor ``X-Next-Cursor`` and ``Link``."""
+    headers = {"X-Total-Count": str(page.total)}
+    if page.next_cursor is not None:
+        sent = [key for key, _ in request.query_params.multi_items() if key.lower() == CURSOR]
+        url = request.url.remove_query_params(sent).include_query_params(cursor=page.next_cursor)
+        headers["X-Next-Cursor"] = page.next_cursor
+        headers["Link"] = f'<{url}>; rel="next"'
+    return headers
+
+
+# Items -----------------------------------------------------------------------------------------
+
+ITEM_COLUMNS: Final = (
+    Sending.id, Sending.practice_id, Sending.invoice_id, Sending.encounter_id, Sending.system,
+    Sending.sending_type, Sending.status, Sending.reason, Sending.cause, Sending.attempts,
+    Sending.sending_time, Sending.next_attempt_at, Sending.sent_at,
+)  # fmt: skip
+
+
+def _item(row: Sequence[Any]) -> dict[str, Any]:
+    (sending_id, practice_id, invoice_id, encounter_id, system, sending_type, status, reason,
+     cause, attempts, sending_time, next_attempt_at, sent_at) = row[:13]  # fmt: skip
+    group = group_key(status, cause)
+    return {
+        "SendingId": sending_id, "PracticeId": practice_id, "InvoiceId": invoice_id,
+        "EncounterId": encounter_id, "System": system, "SendingType": sending_type,
+        "Status": status, "Reason": reason, "Cause": group,
+        "CauseLabel": None if group is None else describe(group).label,
+        "SendingAttempts": attempts, "SendingTime": sending_time,
+        "NextAttemptAt": next_attempt_at, "SentAt": sent_at,
+    }  # fmt: skip
+
+
+def _practice_item(row: Sequence[Any], zone: tzinfo, now: datetime) -> dict[str, Any]:
+    item = _item(row)
+    explanation, next_step = practice_explanation(
+        status=item["Status"], cause=item["Cause"], next_attempt_at=item["NextAttemptAt"],
+        sent_at=item["SentAt"], zone=zone, now=now,
+    )  # fmt: skip
+    item["Explanation"] = explanation
+    item["NextStep"] = next_step
+    return item
+
+
+def _page_answer(
+    request: Request, state: AppState, page: Page, items: list[dict[str, Any]]
+) -> Response:
+    value = {"Items": items, "Total": page.total, "NextCursor": page.next_cursor}
+    response = answer(request, state, value, root="SendingPage")
+    response.headers.update(paging_headers(request, page))
+    return response
+
+
+# OpenAPI ---------------------------------------------------------------------------------------
+
+_PARAM_DOCS: Final[Mapping[str, tuple[str, dict[str, Any]]]] = {
+    PRACTICE: ("Only these practices (GUID; repeat or comma-separate).", {"type": "string"}),
+    SYSTEM: ("Only sendings to these systems (exact name; repeat or comma-separate).",
+             {"type": "string"}),
+    SENDING_TYPE: ("`Invoice` or `Cancellation` (repeat or comma-separate).", {"type": "string"}),
+    STATUS: ("`Pending`, `Sending`, `Sent`, `Failed`, `Aborted`, `Cancelled` (repeat or "
+             "comma-separate).", {"type": "string"}),
+    CAUSE: ("Cause groups: slugs such as `http-503`, `timeout`, `smtp-550`, `config` (see "
+            "`GET api/v1/billing/causes`); `unknown` = failures recorded without a cause.",
+            {"type": "string"}),
+    FROM: ("SendingTime from (inclusive): `yyyy-MM-dd` (the start of that day in the service's "
+           "time zone) or an ISO date-time (no offset: the service's zone).", {"type": "string"}),
+    TO: ("SendingTime up to: `yyyy-MM-dd` includes that whole day; an ISO date-time is "
+         "exclusive.", {"type": "string"}),
+    TEXT: ("Text the Reason contains (case-insensitive).", {"type": "string", "maxLength": 200}),
+    LIMIT: (f"Page size, 1 to {MAX_LIMIT}. Giving `limit` or `cursor` pages the list "
+            f"(default page: {DEFAULT_LIMIT}).", {"type": "integer", "minimum": 1,
+                                                  "maximum": MAX_LIMIT}),
+    CURSOR: ("The opaque cursor of the next page (`X-Next-Cursor` / `NextCursor`), used with "
+             "the same filters as the first page.", {"type": "string"}),
+}  # fmt: skip
+
+
+def query_docs(names: Sequence[str]) -> dict[str, Any]:
+    """OpenAPI `parameters` for the named query parameters (read by `read_params`)."""
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "description": _PARAM_DOCS[name][0],
+             "schema": _PARAM_DOCS[name][1]}
+            for name in names
+        ]
+    }  # fmt: skip
+
+
+PAGING_HEADERS_DOC: Final = {
+    "X-Total-Count": {"description": "Rows in the whole list (fixed by its first page).",
+                      "schema": {"type": "integer"}},
+    "X-Next-Cursor": {"description": "Cursor of the next page; absent on the last page.",
+                      "schema": {"type": "string"}},
+    "Link": {"description": 'The next page\'s URL: `<...>; rel="next"`.',
+             "schema": {"type": "string"}},
+}  # fmt: skip
+
+_ERROR_DOC: Final = {"description": 'Web API error shape `{"Message": "..."}`'}
+
+_ITEM_FIELDS = (
+    "`SendingId`, `PracticeId`, `InvoiceId`, `EncounterId`, `System`, `SendingType`, `Status`, "
+    "`Reason`, `Cause` (the cause group's slug; `unknown` for a failure recorded without one; "
+    "null when nothing failed), `CauseLabel` (the group's name for admins), `SendingAttempts`, "
+    "`SendingTime`, `NextAttemptAt`, `SentAt`"
+)
+_PAGE_SHAPE = (
+    '`{"Items": [...], "Total": n, "NextCursor": "..." | null}` (XML root `SendingPage`, items '
+    "`Item`). Order: SendingTime, then SendingId (stable). Paging headers as on the legacy "
+    "lists: `X-Total-Count`, `X-Next-Cursor`, `Link`."
+)
+
+
+def _page_responses(extra_fields: str = "") -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {
+            "description": f"{_PAGE_SHAPE} Items: {_ITEM_FIELDS}{extra_fields}. {STATUS_VALUES}",
+            "headers": PAGING_HEADERS_DOC,
+            "content": {"application/json": {}, "application/xml": {}},
+        },
+        400: _ERROR_DOC,
+        401: _ERROR_DOC,
+        403: _ERROR_DOC,
+    }
+
+
+# Routes ----------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/api/v1/billing/sendings",
+    summary="Sendings, filtered, a page at a time",
+    description=(
+        "**Admins:** every practice. **Practice users:** only their practices (naming another "
+        f"practice in `practiceId` is 403). Filters combine with AND; repeated values of one "
+        f"filter with OR. Always paged (default {DEFAULT_LIMIT} per page)."
+    ),
+    response_class=Response,
+    responses=_page_responses(),
+    openapi_extra=query_docs(LIST_PARAMS),
+)
+async def list_sendings(request: Request, state: State, caller: Caller) -> Response:
+    params = read_params(request, LIST_PARAMS, state.settings.zone)
+    selection = scoped(params.selection, caller)
+    page = await read_list_page(
+        state, params, selection, columns=ITEM_COLUMNS, order=Order.SENDING_TIME,
+        scope_parts=("sendings",),
+    )  # fmt: skip
+    return _page_answer(request, state, page, [_item(row) for row in page.rows])
+
+
+@router.get(
+    "/api/v1/{practiceId}/billing/invoices",
+    summary="A practice's invoices: where each sending stands, in plain words",
+    description=(
+        "**Admins, or users of that practice.** The practice's sendings with the filters and "
+        "paging of `GET api/v1/billing/sendings`; each item also has `Explanation` (what "
+        "happened, in plain words) and `NextStep` (what happens next, or what to do)."
+    ),
+    response_class=Response,
+    responses=_page_responses(", `Explanation`, `NextStep`"),
+    openapi_extra=query_docs(PRACTICE_VIEW_PARAMS),
+)
+async def practice_invoices(
+    request: Request, state: State, caller: Caller, practiceId: uuid.UUID
+) -> Response:
+    ensure_practice_access(caller, practiceId)
+    zone = state.settings.zone
+    params = read_params(request, PRACTICE_VIEW_PARAMS, zone)
+    selection = dataclasses.replace(params.selection, practices=frozenset({practiceId}))
+    page = await read_list_page(
+        state, params, selection, columns=ITEM_COLUMNS, order=Order.SENDING_TIME,
+        scope_parts=("practice",),
+    )  # fmt: skip
+    now = state.clock.now()
+    items = [_practice_item(row, zone, now) for row in page.rows]
+    return _page_answer(request, state, page, items)
+
+
+@router.get(
+    "/api/v1/billing/causes",
+    summary="Failures grouped by cause, with counts",
+    description=(
+        "**Admins only.** `Failed` and `Aborted` sendings grouped by cause: "
+        '`{"Groups": [...], "Total": n}` (XML root `CauseGroups`, items `CauseGroup`), largest '
+        "group first. Each group: `Cause` (its id: a slug such as `http-503`, usable as the "
+        "`cause` filter of the lists), `Count`, `Reason` (the most recent reason in the group), "
+        "`Label` (the group's name), `FirstSeen` and `LastSeen` (SendingTime), `Statuses` "
+        "(count per status), `Systems`, `SystemCount`, `Practices` (at most "
+        f"{PRACTICE_CAP}) and `PracticeCount`, `Retryable` (the worker retries this cause "
+        "by itself). Filters as on the lists; `status` may be `Failed` or `Aborted`."
+    ),
+    response_class=Response,
+    responses={200: {"description": "The cause groups.",
+                     "content": {"application/json": {}, "application/xml": {}}},
+               400: _ERROR_DOC, 401: _ERROR_DOC, 403: _ERROR_DOC},
+    openapi_extra=query_docs(CAUSE_PARAMS),
+)  # fmt: skip
+async def list_causes(request: Request, state: State, _caller: Admin) -> Response:
+    params = read_params(request, CAUSE_PARAMS, state.settings.zone)
+    if not params.selection.statuses <= frozenset(FAILURE_STATUSES):
+        raise bad_parameter(STATUS, "must be Failed or Aborted for cause groups")
+    async with reading(state.engine) as connection:
+        groups = await cause_groups(connection, params.selection)
+    statuses = failure_statuses(params.selection)
+    value = {
+        "Groups": [group_view(g, practice_cap=PRACTICE_CAP, statuses=statuses) for g in groups],
+        "Total": sum(g.count for g in groups),
+    }
+    return answer(request, state, value, root="CauseGroups")
+
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "LEGACY_PARAMS",
+    "SENT_PARAMS",
+    "ListParams",
+    "paging_headers",
+    "parse_moment",
+    "query_docs",
+    "read_list_page",
+    "read_params",
+    "router",
+    "scoped",
+]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 
+from invoice_outbox.sendings.filters import SendingFilter, filter_clauses
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
 
@@ -48,3 +50,27 @@ def sent_between(
     if practices is not None:
         statement = statement.where(Sending.practice_id.in_(list(practices)))
     return statement.order_by(Sending.sent_at, Sending.id)
+
+
+#: The cause group of failures recorded without a cause (and of any recorded as "unknown").
+UNKNOWN_CAUSE: Final = "unknown"
+_FAILURES = (Status.FAILED.value, Status.ABORTED.value)
+
+
+def cause_clause(causes: Collection[str]) -> ColumnElement[bool]:
+    """Sendings whose cause is one of `causes`; `UNKNOWN_CAUSE` also selects Failed and
+    Aborted sendings that have no cause (never Sent or Pending ones, whose cause is empty)."""
+    named = sorted(c for c in causes if c != UNKNOWN_CAUSE)
+    if UNKNOWN_CAUSE not in causes:
+        return Sending.cause.in_(named)
+    without = and_(Sending.cause.is_(None), Sending.status.in_(_FAILURES))
+    return or_(Sending.cause.in_([*named, UNKNOWN_CAUSE]), without)
+
+
+def selection_clauses(selection: SendingFilter) -> list[ColumnElement[bool]]:
+    """`filter_clauses`, with the cause group `UNKNOWN_CAUSE` understood (see `cause_clause`)."""
+    if UNKNOWN_CAUSE not in selection.causes:
+        return filter_clauses(selection)
+    clauses = filter_clauses(dataclasses.replace(selection, causes=frozenset()))
+    clauses.append(cause_clause(selection.causes))
+    return clauses

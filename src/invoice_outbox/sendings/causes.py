@@ -1,0 +1,507 @@
+"""Cause groups: what a failure's cause slug means, for admins and for practices, and counts.
+
+The worker stores a cause slug (``http-503``, ``timeout``, ``smtp-550``, ...) on a sending when
+a failure is recorded (see `invoice_outbox.systems.channels.base.DeliveryError.cause`).  This
+module turns a slug into words:
+
+- `CauseInfo.label`: short, for admins ("HTTP 503 Service Unavailable");
+- `CauseInfo.explanation` and `CauseInfo.next_step`: plain words for practice users ("The
+  receiver rejected the invoice." / "Check the patient's medical-aid details ...").
+
+Every text is fixed in this module: nothing from a request, a reason or a document is ever
+put into one, so no patient data can appear in them.  Unknown slugs get a generic entry
+(``http-418`` → "HTTP 418"); `describe` never fails.
+
+`cause_groups` counts Failed and Aborted sendings by cause: one GROUP BY over the
+(status, cause, sending_time) index for counts and first/last seen, one pass for the systems
+and practices affected, and one index lookup per group for its most recent reason.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any, Final
+
+from sqlalchemy import func, select, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from invoice_outbox.sendings.filters import SendingFilter
+from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.queries import (
+    UNKNOWN_CAUSE,
+    AnySelect,
+    cause_clause,
+    selection_clauses,
+)
+from invoice_outbox.sendings.status import Status
+
+__all__ = [
+    "FAILURE_STATUSES",
+    "KNOWN",
+    "UNKNOWN",
+    "CauseGroup",
+    "CauseInfo",
+    "cause_groups",
+    "describe",
+    "failure_statuses",
+    "group_key",
+    "group_view",
+    "practice_explanation",
+]
+
+#: The group of failures recorded without a cause (older rows, manual changes).
+UNKNOWN: Final = UNKNOWN_CAUSE
+#: The statuses cause groups are made of.
+FAILURE_STATUSES: Final = (Status.FAILED, Status.ABORTED)
+
+_KEEP_TRYING = (
+    "We will keep trying automatically; nothing to do unless it stays like this for a day."
+)
+_GAVE_UP = (
+    "We stopped trying automatically after several attempts. Your administrator can send it "
+    "again once the system is back; contact them if it is urgent."
+)
+_ADMIN_TOLD = "Your administrator has been told; nothing to do on your side."
+_FIX_DETAILS = (
+    "Check the invoice and the patient's medical-aid details (member number, dependant code) "
+    "in the patient's file, correct them and send again."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CauseInfo:
+    """What one cause slug means.
+
+    `retryable`: the channels try this cause again by themselves; once such a sending is
+    Aborted, its attempts were spent, and the next step says so.  `known` is False only for
+    slugs this registry has never heard of (a generic entry was made up).
+    """
+
+    slug: str
+    label: str
+    explanation: str
+    next_step: str
+    retryable: bool
+    known: bool = True
+
+    def next_step_for(self, status: str) -> str:
+        """The next step for a sending in `status` failed with this cause."""
+        if self.retryable and status == Status.ABORTED.value:
+            return _GAVE_UP
+        return self.next_step
+
+
+def _temporary(slug: str, label: str, explanation: str) -> CauseInfo:
+    return CauseInfo(slug, label, explanation, _KEEP_TRYING, retryable=True)
+
+
+def _setup(slug: str, label: str, explanation: str, *, retryable: bool = False) -> CauseInfo:
+    return CauseInfo(slug, label, explanation, _ADMIN_TOLD, retryable=retryable)
+
+
+def _rejected(slug: str, label: str, explanation: str, next_step: str = _FIX_DETAILS) -> CauseInfo:
+    return CauseInfo(slug, label, explanation, next_step, retryable=False)
+
+
+_UNAVAILABLE = "The system the invoice is sent to is temporarily unavailable."
+_NOT_ANSWERING = "The system the invoice is sent to did not answer in time."
+_UNREACHABLE = "We could not reach the system the invoice is sent to; it may be down."
+_WRONG_ADDRESS = "The address set up for this system is not correct."
+_LOGIN = "The system the invoice is sent to did not accept our login."
+_MAIL_LATER = "The mail server asked us to try again later."
+_MAIL_REFUSED = "The mailbox the invoice is sent to refused it."
+_OUR_SIDE = "Something went wrong on our side while sending."
+
+_ENTRIES: tuple[CauseInfo, ...] = (
+    # Network and transport (both channels).
+    _temporary("timeout", "Timed out", _NOT_ANSWERING),
+    _temporary("connection-refused", "Connection refused", _UNREACHABLE),
+    _temporary("connection-closed", "Connection closed unexpectedly", _UNREACHABLE),
+    _temporary("connection-reset", "Connection reset", _UNREACHABLE),
+    _temporary("connection", "Could not connect", _UNREACHABLE),
+    _temporary("unreachable", "Network unreachable", _UNREACHABLE),
+    _temporary("dns", "Host name not found (DNS)", _UNREACHABLE),
+    _temporary("proxy", "Proxy refused the connection", _UNREACHABLE),
+    _setup(
+        "tls",
+        "Secure connection failed (TLS)",
+        "A secure connection to the system the invoice is sent to could not be made.",
+        retryable=True,
+    ),
+    # Set-up of the system in this service.
+    _setup(
+        "config", "System misconfigured", "The connection to this system is not set up correctly."
+    ),
+    _setup("smtp-auth", "Mailbox login refused (SMTP authentication)", _LOGIN),
+    _temporary(
+        "smtp-protocol",
+        "Mail server answered oddly",
+        "The mail server gave an answer we could not understand.",
+    ),
+    # This service itself.
+    _temporary("internal", "Internal error in invoice-outbox", _OUR_SIDE),
+    _temporary(
+        "worker-lost",
+        "Interrupted (worker stopped)",
+        "Sending was interrupted on our side before it finished.",
+    ),
+    _rejected(
+        "no-document",
+        "Document no longer stored",
+        "The invoice document is no longer kept here, so it cannot be sent again.",
+        "Submit the invoice again from your practice software.",
+    ),
+    # HTTP answers.
+    _rejected(
+        "http-400",
+        "Bad request (HTTP 400)",
+        "The receiver could not accept the invoice as it is.",
+        "Check the invoice's details (codes, amounts, the patient's medical-aid details), correct "
+        "them and send again. Ask your administrator if it keeps failing.",
+    ),
+    _setup("http-401", "Credentials refused (HTTP 401)", _LOGIN),
+    _setup("http-403", "Access refused (HTTP 403)", _LOGIN),
+    _setup("http-404", "Wrong address (HTTP 404)", _WRONG_ADDRESS),
+    _setup("http-405", "Wrong address (HTTP 405)", _WRONG_ADDRESS),
+    _temporary("http-408", "Receiver timed out (HTTP 408)", _NOT_ANSWERING),
+    _rejected(
+        "http-409",
+        "Conflict (HTTP 409)",
+        "The receiver already holds a different version of this invoice.",
+        "Ask your administrator: the receiver's copy must be checked before sending again.",
+    ),
+    _rejected(
+        "http-410",
+        "Gone (HTTP 410)",
+        "The receiver no longer accepts this invoice.",
+        "Ask your administrator whether it must still be sent.",
+    ),
+    _rejected(
+        "http-413",
+        "Invoice too large (HTTP 413)",
+        "The invoice is larger than the receiver accepts.",
+        "Remove large attachments from the invoice and send again.",
+    ),
+    _setup(
+        "http-415",
+        "Format not accepted (HTTP 415)",
+        "The receiver does not accept invoices in this format.",
+    ),
+    _rejected(
+        "http-422", "Rejected by the receiver (HTTP 422)", "The receiver rejected the invoice."
+    ),
+    _temporary(
+        "http-429",
+        "Too many requests (HTTP 429)",
+        "The system the invoice is sent to asked us to slow down.",
+    ),
+    _temporary(
+        "http-500",
+        "HTTP 500 Internal Server Error",
+        "The system the invoice is sent to had an internal error.",
+    ),
+    _temporary("http-502", "HTTP 502 Bad Gateway", _UNAVAILABLE),
+    _temporary("http-503", "HTTP 503 Service Unavailable", _UNAVAILABLE),
+    _temporary("http-504", "HTTP 504 Gateway Timeout", _NOT_ANSWERING),
+    # SMTP replies.
+    _temporary("smtp-421", "Mail server unavailable (SMTP 421)", _UNAVAILABLE),
+    _temporary("smtp-450", "Mailbox busy (SMTP 450)", _MAIL_LATER),
+    _temporary("smtp-451", "Mail server deferred the message (SMTP 451)", _MAIL_LATER),
+    _temporary("smtp-452", "Mail server out of space (SMTP 452)", _MAIL_LATER),
+    _setup("smtp-530", "Mail server requires a login (SMTP 530)", _LOGIN),
+    _setup("smtp-535", "Mailbox login refused (SMTP 535)", _LOGIN),
+    _setup("smtp-550", "Mailbox refused the message (SMTP 550)", _MAIL_REFUSED),
+    _setup("smtp-551", "Mailbox not here (SMTP 551)", _MAIL_REFUSED),
+    _rejected(
+        "smtp-552",
+        "Mailbox full or message too large (SMTP 552)",
+        "The mailbox is full, or the invoice is larger than it accepts.",
+        "Ask your administrator; the receiver must make room before we send again.",
+    ),
+    _setup("smtp-553", "Mailbox address not accepted (SMTP 553)", _MAIL_REFUSED),
+    _setup("smtp-554", "Message refused (SMTP 554)", _MAIL_REFUSED),
+    # Receivers' own rejections (named by what was wrong).
+    _rejected("rejected", "Rejected by the receiver", "The receiver rejected the invoice."),
+    _rejected(
+        "rejected-member-number",
+        "Rejected: invalid member number",
+        "The medical aid rejected the member number.",
+        "Correct it in the patient's file and send again.",
+    ),
+    CauseInfo(
+        UNKNOWN,
+        "Unknown cause",
+        "The invoice could not be sent.",
+        "Your administrator can see the details; contact them if it is urgent.",
+        retryable=False,
+    ),
+)
+
+#: Every cause with its own entry, by slug.
+KNOWN: Final[Mapping[str, CauseInfo]] = {entry.slug: entry for entry in _ENTRIES}
+
+_FAMILY = re.compile(r"(http|smtp)-([1-9][0-9]{2})")
+
+
+def _family(slug: str, kind: str, code: int) -> CauseInfo:
+    """The generic entry of an HTTP status or SMTP reply code without its own entry."""
+    label = f"{kind.upper()} {code}"
+    if kind == "http":
+        if 300 <= code <= 399:
+            return _setup(slug, label, _WRONG_ADDRESS)
+        if 400 <= code <= 499:
+            return _rejected(slug, label, "The receiver rejected the invoice.")
+        if 500 <= code <= 599:
+            return _temporary(slug, label, _UNAVAILABLE)
+        return _temporary(slug, label, "The system the invoice is sent to answered oddly.")
+    if 400 <= code <= 499:
+        return _temporary(slug, label, _MAIL_LATER)
+    if 500 <= code <= 599:
+        return _setup(slug, label, _MAIL_REFUSED)
+    return _temporary(slug, label, "The mail server gave an answer we could not understand.")
+
+
+def describe(slug: str | None) -> CauseInfo:
+    """What `slug` means; None is the `UNKNOWN` group.  Never raises."""
+    if slug is None:
+        return KNOWN[UNKNOWN]
+    entry = KNOWN.get(slug)
+    if entry is not None:
+        return entry
+    match = _FAMILY.fullmatch(slug)
+    if match is not None:
+        return _family(slug, match[1], int(match[2]))
+    return CauseInfo(
+        slug,
+        f"Other ({slug})",
+        "The invoice could not be sent.",
+        "Your administrator can see the details; contact them if it is urgent.",
+        retryable=False,
+        known=False,
+    )
+
+
+def group_key(status: str, cause: str | None) -> str | None:
+    """The cause group a sending belongs to: its slug, `UNKNOWN` for a failure without one,
+    None for sendings that are not failures (Sent, Pending, ...) and have no cause."""
+    if cause is not None:
+        return cause
+    return UNKNOWN if status in (Status.FAILED.value, Status.ABORTED.value) else None
+
+
+# Practice view ---------------------------------------------------------------------------------
+
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)  # fmt: skip
+
+
+def _local(moment: datetime, zone: tzinfo) -> tuple[str, str]:
+    """(``18:06 SAST``, ``5 February 2026``): the service's zone, words a practice can read."""
+    local = moment.astimezone(zone)
+    name = local.tzname() or ""
+    clock = f"{local:%H:%M} {name}" if name.isalpha() else f"{local:%H:%M}"
+    return clock, f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
+
+
+def practice_explanation(
+    *,
+    status: str,
+    cause: str | None,
+    next_attempt_at: datetime | None,
+    sent_at: datetime | None,
+    zone: tzinfo,
+    now: datetime | None = None,
+) -> tuple[str, str]:
+    """(Explanation, NextStep) of a sending's state for a practice user, in plain words.
+
+    A Failed sending whose next attempt is already due at `now` (its system is held while it
+    is down, or the worker is busy) is promised an attempt "shortly", not at a past time.
+    """
+    if status == Status.SENT.value:
+        if sent_at is None:
+            return "Delivered.", "Nothing to do."
+        clock, day = _local(sent_at, zone)
+        return f"Delivered on {day} at {clock}.", "Nothing to do."
+    if status == Status.PENDING.value:
+        return "Waiting to be sent.", "Nothing to do; it will be sent shortly."
+    if status == Status.SENDING.value:
+        return "Being sent now.", "Nothing to do."
+    if status == Status.CANCELLED.value:
+        return "The invoice was cancelled, so this will not be sent.", "Nothing to do."
+    info = describe(cause)
+    if status == Status.FAILED.value:
+        if next_attempt_at is None:
+            return info.explanation, _KEEP_TRYING
+        if now is not None and next_attempt_at <= now:
+            step = "We will try again shortly."
+        else:
+            clock, day = _local(next_attempt_at, zone)
+            step = f"We will try again at {clock} on {day}."
+        if not info.retryable:
+            step = f"{step} {info.next_step}"
+        return info.explanation, step
+    return info.explanation, info.next_step_for(status)
+
+
+# Grouping --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CauseGroup:
+    """Failed and Aborted sendings with one cause, and where they happened."""
+
+    cause: str
+    count: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    statuses: dict[str, int] = field(default_factory=dict)
+    reason: str | None = None
+    systems: set[str] = field(default_factory=set)
+    practices: set[uuid.UUID] = field(default_factory=set)
+
+    @property
+    def info(self) -> CauseInfo:
+        return describe(self.cause)
+
+    def sorted_practices(self, cap: int) -> list[uuid.UUID]:
+        """Up to `cap` of the practices affected, in a stable order."""
+        return sorted(self.practices)[:cap]
+
+
+def failure_statuses(selection: SendingFilter) -> tuple[Status, ...]:
+    """The failure statuses `selection` asks for (both when it names none)."""
+    wanted = selection.statuses or frozenset(FAILURE_STATUSES)
+    return tuple(s for s in FAILURE_STATUSES if s in wanted)
+
+
+def _without_statuses_and_causes(selection: SendingFilter) -> SendingFilter:
+    return SendingFilter(
+        practices=selection.practices, systems=selection.systems,
+        sending_types=selection.sending_types, invoice_ids=selection.invoice_ids,
+        sending_ids=selection.sending_ids, since=selection.since, until=selection.until,
+        text=selection.text,
+    )  # fmt: skip
+
+
+def counts_statement(selection: SendingFilter) -> AnySelect:
+    """Counts, first and last SendingTime per (status, cause): the (status, cause) index."""
+    statuses = [s.value for s in failure_statuses(selection)]
+    rest = _without_statuses_and_causes(selection)
+    clauses = [Sending.status.in_(statuses), *selection_clauses(rest)]
+    if selection.causes:
+        clauses.append(cause_clause(selection.causes))
+    return (
+        select(
+            Sending.status,
+            Sending.cause,
+            func.count().label("count"),
+            func.min(Sending.sending_time).label("first_seen"),
+            func.max(Sending.sending_time).label("last_seen"),
+        )
+        .where(*clauses)
+        .group_by(Sending.status, Sending.cause)
+    )
+
+
+def spread_statement(selection: SendingFilter) -> AnySelect:
+    """The distinct (cause, system, practice) of the same sendings: who is affected."""
+    statuses = [s.value for s in failure_statuses(selection)]
+    rest = _without_statuses_and_causes(selection)
+    clauses = [Sending.status.in_(statuses), *selection_clauses(rest)]
+    if selection.causes:
+        clauses.append(cause_clause(selection.causes))
+    return (
+        select(Sending.cause, Sending.system, Sending.practice_id)
+        .where(*clauses)
+        .group_by(Sending.cause, Sending.system, Sending.practice_id)
+    )
+
+
+def latest_reason_statement(
+    selection: SendingFilter, keys: Sequence[tuple[str, str | None]]
+) -> AnySelect:
+    """The most recent reason of each (status, cause): one backward index read per key."""
+    rest = selection_clauses(_without_statuses_and_causes(selection))
+    branches = []
+    for status, cause in keys:
+        match = Sending.cause.is_(None) if cause is None else Sending.cause == cause
+        branch = (
+            select(Sending.cause, Sending.reason, Sending.sending_time)
+            .where(Sending.status == status, match, *rest)
+            .order_by(Sending.sending_time.desc())
+            .limit(1)
+        )
+        branches.append(select(branch.subquery()))
+    if len(branches) == 1:
+        return branches[0]
+    return select(union_all(*branches).subquery())
+
+
+#: Union branches per statement (SQLite allows 500 terms in a compound SELECT).
+_LOOKUPS_PER_STATEMENT = 100
+
+
+async def cause_groups(connection: AsyncConnection, selection: SendingFilter) -> list[CauseGroup]:
+    """Failed and Aborted sendings matching `selection`, grouped by cause.
+
+    `selection.statuses` may narrow to Failed or Aborted (other statuses are ignored); a cause
+    of `UNKNOWN` selects failures recorded without one.  Largest group first.
+    """
+    groups: dict[str, CauseGroup] = {}
+    keys: list[tuple[str, str | None]] = []
+    for status, cause, count, first_seen, last_seen in await connection.execute(
+        counts_statement(selection)
+    ):
+        group = groups.setdefault(cause or UNKNOWN, CauseGroup(cause or UNKNOWN))
+        group.count += count
+        group.statuses[status] = group.statuses.get(status, 0) + count
+        group.first_seen = (
+            first_seen if group.first_seen is None else min(group.first_seen, first_seen)
+        )
+        group.last_seen = last_seen if group.last_seen is None else max(group.last_seen, last_seen)
+        keys.append((status, cause))
+    if not groups:
+        return []
+    for cause, system, practice_id in await connection.execute(spread_statement(selection)):
+        found = groups.get(cause or UNKNOWN)
+        if found is not None:  # None: a row added between the two reads (counted next time)
+            found.systems.add(system)
+            found.practices.add(practice_id)
+    latest: dict[str, datetime] = {}
+    for start in range(0, len(keys), _LOOKUPS_PER_STATEMENT):
+        chunk = keys[start : start + _LOOKUPS_PER_STATEMENT]
+        for cause, reason, when in await connection.execute(
+            latest_reason_statement(selection, chunk)
+        ):
+            name = cause or UNKNOWN
+            if name in groups and (name not in latest or when > latest[name]):
+                latest[name] = when
+                groups[name].reason = reason
+    return sorted(groups.values(), key=lambda g: (-g.count, g.cause))
+
+
+def group_view(
+    group: CauseGroup, *, practice_cap: int, statuses: Iterable[Status]
+) -> dict[str, Any]:
+    """One group as the API's CauseGroup shape (PascalCase, in this order)."""
+    info = group.info
+    return {
+        "Cause": group.cause,
+        "Count": group.count,
+        "Reason": group.reason or info.label,
+        "Label": info.label,
+        "FirstSeen": group.first_seen,
+        "LastSeen": group.last_seen,
+        "Statuses": {s.value: group.statuses.get(s.value, 0) for s in statuses},
+        "Systems": sorted(group.systems),
+        "SystemCount": len(group.systems),
+        "Practices": group.sorted_practices(practice_cap),
+        "PracticeCount": len(group.practices),
+        "Retryable": info.retryable,
+    }
