@@ -259,19 +259,32 @@ def token(
 async def _add_user(
     settings: Settings, name: str, password: str, role: Role, practices: list[uuid.UUID]
 ) -> None:
+    from invoice_outbox.admin import audit
     from invoice_outbox.auth.users import add_user
     from invoice_outbox.db.engine import make_async_engine, make_session_factory
 
     engine = make_async_engine(settings.database_url)
     try:
         async with make_session_factory(engine)() as session:
-            await add_user(
+            now = SystemClock().now()
+            user = await add_user(
                 session,
                 name=name,
                 password=password,
                 role=role,
                 practices=practices,
-                now=SystemClock().now(),
+                now=now,
+            )
+            linked = sorted({str(p) for p in practices})
+            await audit.record(
+                session,
+                principal=audit.CLI,
+                action="user.add",
+                reason="invoice-outbox user add",
+                practice_id=uuid.UUID(linked[0]) if len(linked) == 1 else None,
+                target=user.name,
+                details={"Role": role.value, "Practices": linked},
+                now=now,
             )
             await session.commit()
     finally:

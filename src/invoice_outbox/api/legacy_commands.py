@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from invoice_outbox.admin import audit
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.envelopes import guid_envelope, rows_envelope
 from invoice_outbox.api.errors import ApiError
@@ -25,13 +26,20 @@ router = APIRouter(tags=["legacy billing API"])
     description=(
         "**Admins only.** Every `Failed` and `Aborted` sending goes back to `Pending` with a "
         "fresh attempt budget. Answers the `RestApiResult` envelope whose `Data` is those rows "
-        "(now `Pending`)."
+        "(now `Pending`). Sendings an admin discarded (given up for good) are left alone. "
+        "Recorded in the audit log (`sendings.retry_all`)."
     ),
     response_class=Response,
     responses=ENVELOPE_RESPONSES,
 )
-async def retry_all(request: Request, state: State, session: Session, _caller: Admin) -> Response:
-    rows = await retry_all_failed(session, now=state.clock.now())
+async def retry_all(request: Request, state: State, session: Session, caller: Admin) -> Response:
+    now = state.clock.now()
+    requeued = await retry_all_failed(session, now=now)
+    rows = requeued.rows
+    await audit.record(
+        session, principal=caller, action="sendings.retry_all",
+        reason="retry all failed (legacy route)", affected=requeued.ids, now=now,
+    )  # fmt: skip
     await notify_workers(session)
     await session.commit()
     state.waker.wake()
@@ -46,7 +54,7 @@ async def retry_all(request: Request, state: State, session: Session, _caller: A
         "**Admins, or users of that practice.** Sendings not yet delivered stop (`Cancelled`); "
         "systems that already received the invoice get a `Cancellation` sending. Cancelling "
         "again changes nothing. `Data` is the invoice id. 404 when the practice has no such "
-        "invoice."
+        "invoice. Recorded in the audit log (`invoice.cancel`)."
     ),
     response_class=Response,
     responses=ENVELOPE_RESPONSES,
@@ -60,10 +68,19 @@ async def cancel(
     invoiceId: uuid.UUID,
 ) -> Response:
     ensure_practice_access(caller, practiceid)
+    now = state.clock.now()
     try:
-        changed = await cancel_invoice(session, practiceid, invoiceId, now=state.clock.now())
+        changed = await cancel_invoice(session, practiceid, invoiceId, now=now)
     except InvoiceNotFound:
         raise ApiError(404, f"Practice {practiceid} has no invoice {invoiceId}.") from None
+    await audit.record(
+        session, principal=caller, action="invoice.cancel",
+        reason="cancel invoice (legacy route)", practice_id=practiceid, target=str(invoiceId),
+        affected=[s.id for s in changed],
+        details={"Cancelled": sum(s.sending_type == "Invoice" for s in changed),
+                 "Cancellations": sum(s.sending_type == "Cancellation" for s in changed)},
+        now=now,
+    )  # fmt: skip
     await notify_workers(session)
     await session.commit()
     state.waker.wake()

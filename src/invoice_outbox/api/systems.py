@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from invoice_outbox.admin import audit
 from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.api.security import Admin
 from invoice_outbox.api.state import Session, State
+from invoice_outbox.systems.models import System
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import (
     SystemConfigError,
@@ -24,6 +26,33 @@ from invoice_outbox.systems.service import (
 
 router = APIRouter(tags=["systems"])
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+
+
+def _configuration(system: System | None) -> dict[str, Any]:
+    """What an admin configures, without secrets (for the audit's list of changed fields)."""
+    if system is None:
+        return {}
+    return {
+        "Channel": system.channel,
+        **(system.settings or {}),
+        "TimeoutSeconds": system.timeout_seconds,
+        "RetryPolicy": system.retry_policy,
+        "Enabled": system.enabled,
+        "Practices": sorted(str(link.practice_id) for link in system.practices),
+    }
+
+
+def _changes(
+    before: dict[str, Any], after: dict[str, Any], secret_changed: bool, created: bool
+) -> dict[str, Any]:
+    """Names of the fields that changed (never their values: a URL may carry credentials)."""
+    changed = sorted(key for key in before.keys() | after.keys()
+                     if before.get(key) != after.get(key))  # fmt: skip
+    if secret_changed:
+        changed.append("Secret")
+    old, new = set(before.get("Practices", ())), set(after.get("Practices", ()))
+    return {"Created": created, "Changed": changed,
+            "PracticesAdded": sorted(new - old), "PracticesRemoved": sorted(old - new)}  # fmt: skip
 
 
 def _xml_system(root: Any) -> dict[str, Any]:
@@ -43,22 +72,37 @@ def _xml_system(root: Any) -> dict[str, Any]:
         '(`{"Schedule": ["0s","5s","5m",...], "MaxAttempts": 8, "Jitter": 0.1}`); `Enabled`. '
         "Secrets are write-only: omit them to keep the stored value. Targets on loopback, "
         "link-local or private addresses are refused unless "
-        "`INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true`. Answers the system (201 when created)."
+        "`INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true`. Answers the system (201 when created). "
+        "Recorded in the audit log (`system.put`, with the names of the fields that changed, "
+        "never their values); the optional query parameter `reason` says why."
     ),
     response_class=Response,
 )
 async def put(
-    request: Request, state: State, session: Session, _caller: Admin, name: str
+    request: Request,
+    state: State,
+    session: Session,
+    caller: Admin,
+    name: str,
+    reason: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     if not _NAME.match(name):
         raise ApiError(400, "The request is invalid: name must be 1-100 letters, digits, "
                             "spaces, dots, dashes or underscores.")  # fmt: skip
     spec, _ = await read_body(request, SystemIn, _xml_system)
+    now = state.clock.now()
     try:
         await validate_target(spec, allow_private=state.settings.allow_private_targets)
-        system, created = await put_system(session, name, spec, now=state.clock.now())
+        existing = await get_system(session, name)
+        before, old_secret = _configuration(existing), existing.secret if existing else None
+        system, created = await put_system(session, name, spec, now=now)
     except SystemConfigError as exc:
         raise ApiError(400, f"The request is invalid: {exc}.") from None
+    details = _changes(before, _configuration(system), system.secret != old_secret, created)
+    await audit.record(
+        session, principal=caller, action="system.put", reason=reason or None, target=name,
+        details=details, now=now,
+    )  # fmt: skip
     await session.commit()
     return answer(request, state, system_view(system), root="System",
                   status_code=201 if created else 200)  # fmt: skip
