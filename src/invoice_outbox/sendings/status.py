@@ -46,13 +46,13 @@ S = Status
 #: Sending→Cancelled  cancelled while in flight (the worker's outcome is then recorded as an
 #:                    attempt only, and a delivered one triggers a Cancellation sending).
 #: Failed→Sending  its next attempt is claimed;    Failed→Pending  an admin resends it now.
-#: Failed→Aborted  an admin discards it;           Failed→Cancelled  the invoice was cancelled.
+#: Failed→Cancelled  the invoice was cancelled.  (Discarding applies to Aborted sendings only.)
 #: Aborted→Pending  resend / retry-all;            Aborted→Cancelled  the invoice was cancelled.
 #: Sent→Pending  a forced resend only (callers must say so explicitly).
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     S.PENDING: frozenset({S.SENDING, S.CANCELLED}),
     S.SENDING: frozenset({S.SENT, S.FAILED, S.ABORTED, S.PENDING, S.CANCELLED}),
-    S.FAILED: frozenset({S.SENDING, S.PENDING, S.ABORTED, S.CANCELLED}),
+    S.FAILED: frozenset({S.SENDING, S.PENDING, S.CANCELLED}),
     S.ABORTED: frozenset({S.PENDING, S.CANCELLED}),
     S.SENT: frozenset({S.PENDING}),
     S.CANCELLED: frozenset(),
