@@ -48,6 +48,7 @@ format: $(DEV_STAMP)
 ## bench: reproducible measurements against named baselines (needs PostgreSQL)
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.admin
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
