@@ -51,8 +51,12 @@ def make_sync_engine(database_url: str) -> Engine:
     return engine
 
 
-def make_async_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """The runtime engine: aiosqlite for SQLite files, psycopg 3 (async) for PostgreSQL."""
+def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
+    """The runtime engine: aiosqlite for SQLite files, psycopg 3 (async) for PostgreSQL.
+
+    The pool keeps `pool_size` connections open (the worker's concurrent claims, outcome
+    writes and requests); bursts may open as many again, which are closed after use.
+    """
     urls = normalise_database_url(database_url)
     _ensure_parent(urls)
     if urls.is_sqlite:

@@ -30,9 +30,8 @@ class SystemConfig:
     timeout_seconds: float
     retry_policy: dict[str, Any]
     updated_at: datetime
-
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy.from_config(self.retry_policy) if self.retry_policy else RetryPolicy()
+    #: The parsed `retry_policy` (parsed once per read, not once per outcome).
+    retry: RetryPolicy
 
     def target(self) -> tuple[str, int]:
         """Host and port deliveries connect to (TargetRefused when malformed)."""
@@ -49,7 +48,18 @@ async def load_system_configs(connection: AsyncConnection) -> dict[str, SystemCo
         select(System.name, System.channel, System.settings, System.secret,
                System.timeout_seconds, System.retry_policy, System.updated_at)
     )  # fmt: skip
-    return {row.name: SystemConfig(*row) for row in rows}
+    return {
+        row.name: SystemConfig(
+            name=row.name, channel=row.channel, settings=row.settings, secret=row.secret,
+            timeout_seconds=row.timeout_seconds, retry_policy=row.retry_policy,
+            updated_at=row.updated_at, retry=_policy(row.retry_policy),
+        )
+        for row in rows
+    }  # fmt: skip
+
+
+def _policy(config: dict[str, Any]) -> RetryPolicy:
+    return RetryPolicy.from_config(config) if config else RetryPolicy()
 
 
 class ChannelPool:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from invoice_outbox.clock import Clock
 from invoice_outbox.metrics import DeliveryMetrics
@@ -36,10 +36,12 @@ from invoice_outbox.systems.channels.base import (
 from invoice_outbox.systems.factory import ChannelPool, SystemConfig, load_system_configs
 from invoice_outbox.systems.targets import TargetRefused, check_target
 from invoice_outbox.worker import claims
-from invoice_outbox.worker.outcomes import Outcome, record, release
+from invoice_outbox.worker.outcomes import Outcome, Recorded, record, release
+from invoice_outbox.worker.recorder import BatchRecorder
 from invoice_outbox.worker.waker import Waker
 
 log = logging.getLogger(__name__)
+DEFAULT_POLICY = RetryPolicy()
 PROBE_INTERVAL = timedelta(seconds=30)
 TARGET_CHECK_TTL = 60.0
 MAINTENANCE_SECONDS = 3600.0
@@ -81,6 +83,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._checked_targets: dict[tuple[str, int], tuple[float, str | None]] = {}
         self._next_maintenance = 0.0
+        self._recorder: BatchRecorder[tuple[Outcome, SystemConfig | None], Recorded] = (
+            BatchRecorder(engine, self._write_outcome)
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -120,6 +125,7 @@ class Worker:
                 return total
 
     async def aclose(self) -> None:
+        await self._recorder.aclose()
         await self.channels.aclose()
 
     async def _shutdown(self) -> None:
@@ -129,6 +135,7 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._recorder.aclose()
         await self.channels.aclose()
         log.info("worker stopped", extra={"action": "worker.stop", "worker": self.name})
 
@@ -258,18 +265,22 @@ class Worker:
             raise
         await self._save(outcome, config)
 
+    async def _write_outcome(
+        self, connection: AsyncConnection, item: tuple[Outcome, SystemConfig | None]
+    ) -> Recorded:
+        outcome, config = item
+        return await record(
+            connection, outcome, worker=self.name, now=self.clock.now(),
+            policy=config.retry if config is not None else DEFAULT_POLICY,
+            jitter=sample_jitter(self.rng), threshold=self.settings.circuit_failure_threshold,
+            probe_interval=self.probe_interval,
+        )  # fmt: skip
+
     async def _save(self, outcome: Outcome, config: SystemConfig | None) -> None:
         claim = outcome.claim
-        policy = config.policy() if config is not None else None
         for attempt in range(3):
             try:
-                async with self.engine.begin() as connection:
-                    recorded = await record(
-                        connection, outcome, worker=self.name, now=self.clock.now(),
-                        policy=policy or RetryPolicy(), jitter=sample_jitter(self.rng),
-                        threshold=self.settings.circuit_failure_threshold,
-                        probe_interval=self.probe_interval,
-                    )  # fmt: skip
+                recorded = await self._recorder.record((outcome, config))
                 break
             except Exception:
                 log.exception(
