@@ -136,7 +136,7 @@ async def session(state: AppState) -> AsyncIterator[AsyncSession]:
 def make_token(
     role: Role,
     *practices: uuid.UUID,
-    lifetime: timedelta = timedelta(hours=1),
+    lifetime: timedelta = timedelta(days=30),  # tests move the clock by hours and days
     now: datetime | None = None,
 ) -> str:
     principal = Principal(subject=f"test-{role.value}", role=role, practices=frozenset(practices))

@@ -12,6 +12,7 @@ from tests.conftest import NOW, PRACTICE_A, make_token
 
 ROUTE = "/api/v1/billing/invoices/aborted"
 DENIED = "Authorization has been denied for this request."
+EXPIRED = make_token(Role.ADMIN, now=NOW - timedelta(days=2), lifetime=timedelta(hours=1))
 
 
 @pytest.mark.parametrize(
@@ -21,7 +22,7 @@ DENIED = "Authorization has been denied for this request."
         "Bearer",
         "Bearer not-a-token",
         "Basic YWRtaW46YWRtaW4=",
-        f"Bearer {make_token(Role.ADMIN, now=NOW - timedelta(days=2))}",  # expired
+        f"Bearer {EXPIRED}",
         f"Bearer {make_token(Role.ADMIN)}x",  # tampered signature
     ],
 )

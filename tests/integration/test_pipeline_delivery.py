@@ -45,16 +45,6 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def admin_headers() -> dict[str, str]:
-    return long_lived_headers(Role.ADMIN)
-
-
-@pytest.fixture
-def practice_headers() -> dict[str, str]:
-    return long_lived_headers(Role.PRACTICE, PRACTICE_A)
-
-
-@pytest.fixture
 async def system(
     client: httpx.AsyncClient, admin_headers: dict[str, str], receiver: HttpReceiver
 ) -> str:

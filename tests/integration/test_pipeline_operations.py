@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from invoice_outbox.api.state import AppState
-from invoice_outbox.auth.principal import Role
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.settings import Settings
@@ -21,16 +20,10 @@ from tests.pipeline_helpers import (
     attempts_of,
     configure_system,
     invoice_body,
-    long_lived_headers,
     running_worker,
     submit,
 )
 from tests.receivers import HttpReceiver, Reply, SmtpReceiver
-
-
-@pytest.fixture
-def admin_headers() -> dict[str, str]:
-    return long_lived_headers(Role.ADMIN)
 
 
 @pytest.fixture

@@ -17,16 +17,13 @@ import httpx
 import pytest
 
 from invoice_outbox.api.state import AppState
-from invoice_outbox.auth.principal import Role
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.settings import Settings
 from invoice_outbox.worker.loop import Worker
-from tests.conftest import PRACTICE_A
 from tests.pipeline_helpers import (
     all_sendings,
     configure_system,
     invoice_body,
-    long_lived_headers,
     pipeline_settings,
     running_worker,
     submit,
@@ -43,16 +40,6 @@ INVOICES = 10
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return pipeline_settings(database_url, tmp_path, circuit_failure_threshold=THRESHOLD)
-
-
-@pytest.fixture
-def admin_headers() -> dict[str, str]:
-    return long_lived_headers(Role.ADMIN)
-
-
-@pytest.fixture
-def practice_headers() -> dict[str, str]:
-    return long_lived_headers(Role.PRACTICE, PRACTICE_A)
 
 
 @pytest.fixture
