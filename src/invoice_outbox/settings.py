@@ -123,6 +123,30 @@ class Settings(BaseSettings):
         default=5, gt=0, description="Consecutive failures after which a system counts as down."
     )
 
+    # The dashboard's sign-in (web/): sessions and the slow-down after failed sign-ins.
+    session_idle_seconds: int = Field(
+        default=8 * 3600,
+        gt=0,
+        le=30 * 24 * 3600,
+        description="A dashboard session ends after this long without a request.",
+    )
+    login_max_failures: int = Field(
+        default=5,
+        gt=0,
+        description="Failed sign-ins for one user name after which it is locked for a while.",
+    )
+    login_max_failures_per_client: int = Field(
+        default=20,
+        gt=0,
+        description="Failed sign-ins from one client address after which it is locked.",
+    )
+    login_lockout_seconds: int = Field(
+        default=15 * 60,
+        gt=0,
+        le=24 * 3600,
+        description="The first lock-out's length; each further run of failures doubles it.",
+    )
+
     # Notifications to admins (admin/notifications.py): what aborted and what recovered,
     # batched, by webhook and/or e-mail.  Nothing is sent when neither is configured.
     # (Field order matters: a field's validator sees only the fields above it.)

@@ -6,7 +6,8 @@ that was rolled back, nor misses one that was committed.  Functions never commit
 
 Actions: ``sendings.resend``, ``sendings.retry_all``, ``sendings.discard``,
 ``resend_job.start``, ``resend_job.batch``, ``resend_job.finish``, ``invoice.cancel``,
-``system.put``, ``user.add``.
+``system.put``, ``user.add``, and the dashboard's ``session.sign_in``, ``session.sign_out``,
+``session.lockout``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ ACTIONS = (
     "invoice.cancel",
     "system.put",
     "user.add",
+    "session.sign_in",
+    "session.sign_out",
+    "session.lockout",
 )
 
 

@@ -31,6 +31,7 @@ from invoice_outbox.db.engine import make_async_engine, make_session_factory
 from invoice_outbox.metrics import Metrics
 from invoice_outbox.runtime import tune_garbage_collector
 from invoice_outbox.settings import Settings, get_settings
+from invoice_outbox.web import install_web
 from invoice_outbox.worker.runner import run_background_worker
 from invoice_outbox.worker.waker import Waker
 
@@ -103,6 +104,7 @@ def create_app(
         routers.append(sandbox.router)
     for router in routers:
         app.include_router(router)
+    install_web(app)  # the dashboard's pages under /admin (HTML, not in the OpenAPI schema)
     api_paths = [
         route.path
         for router in routers

@@ -8,5 +8,6 @@ from invoice_outbox.db.base import Base
 from invoice_outbox.sendings import documents as _documents  # noqa: F401
 from invoice_outbox.sendings import models as _sending_models  # noqa: F401
 from invoice_outbox.systems import models as _system_models  # noqa: F401
+from invoice_outbox.web import models as _web_models  # noqa: F401
 
 target_metadata = Base.metadata

@@ -1,0 +1,138 @@
+"""What the overview shows, read with aggregate queries only (fast with 100k+ failures).
+
+Every query is a GROUP BY or a small table read, bounded by index ranges: counts by status
+(the status index), failures of the last `DAYS` days by system and local day (the
+(status, sending_time) index, one CASE bucket per day, so days are calendar days in the
+service's zone on both engines), the largest cause groups (the (status, cause) index) and the
+systems that are not healthy.  No sending row is ever loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Final
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from invoice_outbox.sendings.causes import FAILURE_STATUSES, UNKNOWN, describe
+from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.models import System
+
+#: Days the failures chart covers (today included).
+DAYS: Final = 14
+#: Systems drawn separately; the rest are summed as `OTHER_SYSTEMS`.
+MAX_SERIES: Final = 7
+OTHER_SYSTEMS: Final = "Other systems"
+TOP_CAUSES: Final = 5
+_FAILURES: Final = tuple(s.value for s in FAILURE_STATUSES)
+
+
+@dataclass(frozen=True, slots=True)
+class DailyFailures:
+    """Failed and Aborted sendings by the local day of their last attempt, per system."""
+
+    days: list[date]
+    systems: list[str]
+    counts: dict[tuple[str, date], int]
+
+
+@dataclass(frozen=True, slots=True)
+class CauseCount:
+    cause: str
+    label: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnhealthySystem:
+    name: str
+    circuit: str
+    down_since: datetime | None
+    consecutive_failures: int
+    last_failure_reason: str | None
+
+
+def day_bounds(today: date, zone: tzinfo, days: int = DAYS) -> list[datetime]:
+    """`days` + 1 instants (UTC): the starts of the local days ``today - days + 1 ... today``,
+    and the end of today.  Daylight-saving days are 23 or 25 hours long, as they should be."""
+    first = today - timedelta(days=days - 1)
+    return [
+        datetime.combine(first + timedelta(days=i), time.min, tzinfo=zone).astimezone(UTC)
+        for i in range(days + 1)
+    ]
+
+
+async def status_counts(connection: AsyncConnection) -> dict[str, int]:
+    """Sendings per status; every status present (0 when none)."""
+    rows = await connection.execute(select(Sending.status, func.count()).group_by(Sending.status))
+    found = {status: int(count) for status, count in rows}
+    return {s.value: int(found.get(s.value, 0)) for s in Status}
+
+
+async def daily_failures(
+    connection: AsyncConnection, *, now: datetime, zone: tzinfo, days: int = DAYS
+) -> DailyFailures:
+    """Failures of the last `days` local days per system (top `MAX_SERIES`, then the rest)."""
+    today = now.astimezone(zone).date()
+    bounds = day_bounds(today, zone, days)
+    bucket = case(
+        *((Sending.sending_time < bounds[i + 1], i) for i in range(days)), else_=days
+    ).label("bucket")
+    rows = await connection.execute(
+        select(Sending.system, bucket, func.count())
+        .where(
+            Sending.status.in_(_FAILURES),
+            Sending.sending_time >= bounds[0],
+            Sending.sending_time < bounds[-1],
+        )
+        .group_by(Sending.system, bucket)
+    )
+    day_list = [bounds[0].astimezone(zone).date() + timedelta(days=i) for i in range(days)]
+    raw: dict[tuple[str, date], int] = {}
+    per_system: dict[str, int] = {}
+    for system, index, count in rows:
+        if 0 <= index < days:
+            raw[(system, day_list[index])] = raw.get((system, day_list[index]), 0) + count
+            per_system[system] = per_system.get(system, 0) + count
+    ranked = sorted(per_system, key=lambda s: (-per_system[s], s))
+    shown, rest = ranked[:MAX_SERIES], set(ranked[MAX_SERIES:])
+    counts: dict[tuple[str, date], int] = {}
+    for (system, day), count in raw.items():
+        name = OTHER_SYSTEMS if system in rest else system
+        counts[(name, day)] = counts.get((name, day), 0) + count
+    return DailyFailures(day_list, shown + ([OTHER_SYSTEMS] if rest else []), counts)
+
+
+async def top_causes(connection: AsyncConnection, limit: int = TOP_CAUSES) -> list[CauseCount]:
+    """The largest cause groups of Failed and Aborted sendings, largest first."""
+    rows = await connection.execute(
+        select(Sending.cause, func.count().label("n"))
+        .where(Sending.status.in_(_FAILURES))
+        .group_by(Sending.cause)
+        .order_by(func.count().desc(), Sending.cause)
+        .limit(limit)
+    )
+    return [
+        CauseCount(cause or UNKNOWN, describe(cause or UNKNOWN).label, int(count))
+        for cause, count in rows
+    ]
+
+
+async def unhealthy_systems(connection: AsyncConnection) -> Sequence[UnhealthySystem]:
+    """Systems that are Down (first) or Degraded, by name."""
+    rows = await connection.execute(
+        select(
+            System.name,
+            System.circuit,
+            System.down_since,
+            System.consecutive_failures,
+            System.last_failure_reason,
+        )
+        .where(System.circuit != "Healthy")
+        .order_by(case((System.circuit == "Down", 0), else_=1), System.name)
+    )
+    return [UnhealthySystem(*row) for row in rows]
