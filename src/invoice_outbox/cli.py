@@ -110,6 +110,7 @@ def _print_banner(settings: Settings, host: str, port: int) -> None:
     url = f"http://{host}:{port}"
     lines = [
         f"invoice-outbox is listening on {url}",
+        f"  Dashboard:       {url}/admin/",
         f"  API docs:        {url}/docs",
         "  Get a token:     .venv/bin/invoice-outbox token --role admin",
         f"  or sign in:      curl -d 'grant_type=password&username=NAME&password=...' {url}/token",
@@ -119,6 +120,7 @@ def _print_banner(settings: Settings, host: str, port: int) -> None:
     credentials = settings.var_dir / DEMO_CREDENTIALS_FILE
     if credentials.exists():
         lines.append(f"  Demo users:      {credentials.read_text().strip()}")
+        lines.append(f"                   (name / password: sign in at {url}/admin/ or to /token)")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 

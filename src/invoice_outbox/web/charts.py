@@ -178,8 +178,8 @@ def _stacked_summary(
     unit: str,
 ) -> str:
     peak = max(range(len(totals)), key=lambda i: totals[i])
-    by_series = sorted(((sum(s.values), s.name) for s in series), reverse=True)
-    named = ", ".join(f"{name} {count}" for count, name in by_series if count)
+    by_series = sorted((-sum(s.values), s.name) for s in series)
+    named = ", ".join(f"{name} {-negative}" for negative, name in by_series if negative)
     return (
         f"{title}: {sum(totals)} {unit} from {categories[0]} to {categories[-1]}, "
         f"most on {categories[peak]} ({totals[peak]}). By series: {named}."

@@ -113,7 +113,7 @@ async def top_causes(connection: AsyncConnection, limit: int = TOP_CAUSES) -> li
         select(Sending.cause, func.count().label("n"))
         .where(Sending.status.in_(_FAILURES))
         .group_by(Sending.cause)
-        .order_by(func.count().desc(), Sending.cause)
+        .order_by(func.count().desc(), Sending.cause.is_(None), Sending.cause)
         .limit(limit)
     )
     return [
