@@ -190,6 +190,8 @@ class HttpReceiver:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        #: TCP connections accepted so far (how well clients keep connections alive).
+        self.connections = 0
 
     @property
     def url(self) -> str:
@@ -242,6 +244,7 @@ class HttpReceiver:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
         try:
             while request := await _read_request(reader):
                 self._journal.record(request)

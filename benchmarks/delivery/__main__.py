@@ -3,8 +3,8 @@
 Contenders, each on a fresh database holding the same queue of due sendings (see seed.py),
 delivering to a local receiver that answers 200 at once (see receiver.py):
 
-* OURS: 1, then 4 ``invoice-outbox worker --concurrency 64`` processes, then 1 with
-  ``--concurrency 32`` (ours.py), then one more 1-process drain under py-spy (profiling.py);
+* OURS: 1, then 4 ``invoice-outbox worker --concurrency 64`` processes (ours.py), and at the
+  end one more 1-process drain under py-spy (profiling.py);
 * BASELINE: one Celery task per sending on the local RabbitMQ (celery_app.py, baseline.py);
 * CEILING: pgbench running our worker's delivery SQL without Python or HTTP (ceiling.py).
 
@@ -26,7 +26,7 @@ from benchmarks.delivery.baseline import run_celery
 from benchmarks.delivery.ceiling import run_pgbench
 from benchmarks.delivery.drain import DrainResult
 from benchmarks.delivery.ours import run_ours
-from benchmarks.delivery.profiling import format_summary, summarise
+from benchmarks.delivery.profiling import PY_SPY, format_summary, summarise
 from benchmarks.delivery.receiver import run_receiver
 from benchmarks.delivery.report import (
     LEGEND,
@@ -42,7 +42,7 @@ from benchmarks.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-OTHER_BENCHMARK = "benchmarks.run"
+OTHER_BENCHMARKS = ("benchmarks.run", "benchmarks.admin")
 WAIT_POLL_S = 30.0
 WAIT_MAX_S = 30 * 60.0
 NO_RECEIVER_URL = "http://127.0.0.1:9/unused"
@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=100_000, help="sendings per queue")
     parser.add_argument("--celery-count", type=int, default=None,
                         help="sendings for the Celery baseline (default: --count)")  # fmt: skip
-    parser.add_argument("--ours", type=_configs, default=[(1, 64), (4, 64), (1, 32)],
+    parser.add_argument("--ours", type=_configs, default=[(1, 64), (4, 64)],
                         help="worker runs as PROCESSESxCONCURRENCY, e.g. 1x64,4x64,1x32; the "
                         "first 1-process run is the headline")  # fmt: skip
     parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-count", type=int, default=30_000)
     parser.add_argument("--limit-s", type=float, default=1200.0, help="time limit per drain")
     parser.add_argument("--no-wait", action="store_true",
-                        help=f"do not wait for `{OTHER_BENCHMARK}` to finish")  # fmt: skip
+                        help="do not wait for benchmarks.run/admin to finish")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "delivery-latest.json")
     return parser.parse_args(argv)
 
@@ -104,7 +104,7 @@ def _other_benchmark_running() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if OTHER_BENCHMARK in cmdline and "benchmarks.delivery" not in cmdline:
+        if any(f"-m {name}" in cmdline for name in OTHER_BENCHMARKS):
             found.append(int(entry.name))
     return found
 
@@ -112,12 +112,13 @@ def _other_benchmark_running() -> list[int]:
 def wait_for_other_benchmark() -> float:
     """Wait (polling every 30 s, at most 30 min) while another benchmark runs; seconds waited."""
     started = time.monotonic()
+    names = " or ".join(OTHER_BENCHMARKS)
     while pids := _other_benchmark_running():
         waited = time.monotonic() - started
         if waited > WAIT_MAX_S:
-            log(f"warning: `{OTHER_BENCHMARK}` still running (pids {pids}); measuring anyway")
+            log(f"warning: {names} still running (pids {pids}); measuring anyway")
             break
-        log(f"waiting for `{OTHER_BENCHMARK}` (pids {pids}) to finish ({waited:.0f} s so far)")
+        log(f"waiting for {names} (pids {pids}) to finish ({waited:.0f} s so far)")
         time.sleep(WAIT_POLL_S)
     return time.monotonic() - started
 
@@ -186,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 for batch in args.pgbench_batch:
                     results.append(_ceiling(args.count, clients, batch, log_dir))
                     _show(results[-1])
-        if args.profile:
+        if args.profile and not PY_SPY.exists():
+            log(f"no {PY_SPY}: profiling skipped (pip install py-spy)")
+        elif args.profile:
             raw = log_dir / "py-spy-worker.txt"
             workers, concurrency = next((c for c in args.ours if c[0] == 1), (1, 64))
             profiled = _ours(workers, concurrency, args.profile_count, args.limit_s, log_dir, raw)

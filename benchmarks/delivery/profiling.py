@@ -1,8 +1,8 @@
 """Sampling a worker with py-spy while it drains, and summarising where its CPU went.
 
-`PySpy` runs ``py-spy record --pid P --rate 100 --format raw`` (collapsed stacks) until
-stopped with SIGINT.  Only on-CPU samples are recorded (py-spy leaves out idle
-ones, e.g. the event loop waiting in epoll), so shares below are shares of the worker's CPU.
+`PySpy` runs ``py-spy record --pid P --rate 100 --gil --format raw`` (collapsed stacks) until
+stopped with SIGINT.  Only samples of the thread holding the GIL are recorded (the event loop
+waiting in epoll releases it), so shares below are shares of the Python time of the worker.
 
 `summarise` reads the collapsed stacks and reports, as shares of all samples:
 
@@ -57,14 +57,18 @@ AREAS = (
 #: (activity, patterns): a sample belongs to the first activity with a pattern in its stack.
 ACTIVITIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("database connect/close (pool overflow churn)",
-     ("_connect_gen", "connect (psycopg/connection_async.py", "AsyncConnection.close (",
-      "_ConnectionRecord.__connect", "_create_connection")),
+     ("_connect_gen (psycopg", "connect (psycopg/connection_async.py",
+      "AsyncConnection.close (psycopg", "_ConnectionRecord.__connect")),
     ("pool checkout pre-ping", ("_do_ping", "do_ping")),
-    ("HTTP POST (httpx, httpcore, h11, anyio)",
-     ("HttpChannel.deliver", "httpx/", "httpcore/", "h11/", "anyio/")),
+    ("recording outcomes (Worker._save, BatchRecorder, outcomes.record)",
+     ("Worker._save", "BatchRecorder", "Worker._write_outcome",
+      "record (invoice_outbox/worker/outcomes.py")),
+    ("HTTP POST (aiohttp; httpx, httpcore, h11, anyio before)",
+     ("HttpChannel.deliver", "aiohttp/", "yarl/", "multidict/", "httpx/", "httpcore/", "h11/",
+      "anyio/")),
     ("claim round (Worker._fill)", ("Worker._fill",)),
     ("logging (stdlib logging, JSON formatter)", ("logging/", "invoice_outbox/logs.py")),
-    ("recording the outcome, async side (Worker._save)", ("Worker._save",)),
+    ("thread pool (getaddrinfo for each new HTTP connection)", ("concurrent/futures/thread.py",)),
     ("idle-time check (Worker._idle_seconds)", ("Worker._idle_seconds",)),
 )  # fmt: skip
 GREENLET = "SQL statement execution (greenlet side: SQLAlchemy + psycopg)"
@@ -92,8 +96,10 @@ class PySpy:
     @classmethod
     def start(cls, pid: int, output: Path) -> PySpy:
         # Blocking mode (py-spy pauses the worker for each sample): with --nonblocking a third
-        # of the samples failed on this worker, which biases the profile.
-        command = [str(PY_SPY), "record", "--pid", str(pid), "--rate", str(RATE_HZ),
+        # of the samples failed on this worker, which biases the profile.  --gil: only the
+        # thread holding the GIL, i.e. Python actually running (idle executor threads waiting
+        # on their queue were otherwise counted as busy).
+        command = [str(PY_SPY), "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--gil",
                    "--format", "raw", "--output", str(output)]  # fmt: skip
         log = output.with_suffix(".py-spy.log").open("wb")
         try:

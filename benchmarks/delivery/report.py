@@ -133,6 +133,18 @@ def compute_ratios(results: list[DrainResult]) -> list[Ratio]:
         ratios.append(Ratio(f"{_label(r)} / Celery", v, "(info)", None, f"{_rate(rate(r))} del/s"))
         v = _div(rate(r), rate(ceiling))
         ratios.append(Ratio(f"{_label(r)} / pgbench ceiling", v, "(info)", None, ""))
+    for r in [*ours, *([celery] if celery else [])]:
+        tcp = r.verify.get("receiver_tcp_connections")
+        sent = r.verify.get("sent") or 0
+        if tcp is not None and sent:
+            name = _label(r) if r.contender == "ours" else "celery"
+            detail = f"{tcp:,} connections, {r.extra.get('db_connections_opened')} new DB ones"
+            ratios.append(Ratio(f"{name}: receiver TCP connections per delivery", tcp / sent,
+                                "(info)", None, detail))  # fmt: skip
+    if celery is not None and celery.extra.get("enqueue_per_s"):
+        ratios.append(Ratio("celery: enqueue (not in its drain rate)", None, "(info)", None,
+                            f"{celery.count:,} tasks in {celery.extra['enqueue_s']:.1f} s, "
+                            f"{celery.extra['enqueue_per_s']:,.0f}/s"))  # fmt: skip
     for r in ours:
         if not r.rss:
             continue

@@ -22,7 +22,7 @@ from invoice_outbox.systems.channels.base import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
-from invoice_outbox.systems.channels.http import HttpChannel
+from invoice_outbox.systems.channels.http import DRAIN_LIMIT, HttpChannel, new_http_client
 from tests.receivers import HttpReceiver, Reply, ThreadedHttpReceiver, tls_contexts
 
 NOW = datetime(2026, 2, 5, 16, 6, 25, tzinfo=UTC)
@@ -205,6 +205,50 @@ async def test_a_dropped_connection_is_retryable(
     assert isinstance(error, RetryableDeliveryError)
     assert error.cause == "connection-closed"
     assert error.reason == "MediSwitch closed the connection without a valid HTTP answer"
+
+
+async def test_connections_are_kept_alive_and_bodies_never_reach_the_outcome(
+    receiver: HttpReceiver, channel: HttpChannel
+) -> None:
+    receiver.respond_with(Reply(200, {"Content-Type": "text/plain"}, b"thanks " * 100))
+    for _ in range(5):
+        assert (await channel.deliver(DELIVERY)).detail == "HTTP 200 OK"
+    assert (len(receiver.requests), receiver.connections) == (5, 1)
+
+
+async def test_a_long_answer_is_not_read_to_its_end_and_its_connection_is_dropped(
+    receiver: HttpReceiver, channel: HttpChannel
+) -> None:
+    receiver.script(Reply(200, body=b"x" * (DRAIN_LIMIT * 4)))
+    assert (await channel.deliver(DELIVERY)).code == 200
+    assert (await channel.deliver(DELIVERY)).code == 200
+    assert (len(receiver.requests), receiver.connections) == (2, 2)
+
+
+# 199 is informational: the final answer never follows, so the wait times out (retryable).
+@pytest.mark.parametrize(("status", "kind"), [(299, None), (600, "permanent"), (199, "retryable")])
+async def test_unusual_statuses(
+    receiver: HttpReceiver, channel: HttpChannel, status: int, kind: str | None
+) -> None:
+    receiver.script(Reply(status))
+    if kind is None:
+        assert (await channel.deliver(DELIVERY)).detail == "HTTP 299"
+    else:
+        assert (await failure(channel)).kind == kind
+
+
+async def test_a_shared_client_is_not_closed_but_an_owned_one_is(receiver: HttpReceiver) -> None:
+    async with new_http_client() as client:
+        borrowed = HttpChannel(system="A", url=receiver.url, timeout=5, client=client)
+        await borrowed.aclose()
+        assert not client.closed
+        assert (await borrowed.deliver(DELIVERY)).code == 200
+    owned = HttpChannel(system="A", url=receiver.url, timeout=5)
+    assert (await owned.deliver(DELIVERY)).code == 200
+    session = owned._client
+    await owned.aclose()
+    assert session is not None
+    assert session.closed
 
 
 async def test_connection_refused_is_retryable(closed_port: int) -> None:

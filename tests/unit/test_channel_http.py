@@ -1,13 +1,16 @@
-"""HttpChannel's translation of transport failures and configuration, on a mock transport."""
+"""HttpChannel's translation of transport failures and configuration, with a fake client."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-import httpx
+import aiohttp
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
 from invoice_outbox.systems.channels.base import (
     Delivery,
@@ -52,11 +55,24 @@ def test_parse_retry_after(value: str | None, expected: timedelta | None) -> Non
     assert parse_retry_after(value, NOW) == expected
 
 
-def channel_raising(exc: Exception, **kwargs: object) -> HttpChannel:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise exc
+class RaisingSession:
+    """Stands in for aiohttp.ClientSession: every request raises `exc` (unit tests only)."""
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def post(self, *args: object, **kwargs: object) -> RaisingSession:
+        return self
+
+    async def __aenter__(self) -> None:
+        raise self.exc
+
+    async def __aexit__(self, *args: object) -> None:
+        return None
+
+
+def channel_raising(exc: BaseException) -> HttpChannel:
+    client = cast(aiohttp.ClientSession, RaisingSession(exc))
     return HttpChannel(system="Medikredit", url="https://api.example/x", timeout=30, client=client)
 
 
@@ -66,51 +82,48 @@ async def failure(channel: HttpChannel) -> DeliveryError:
     return caught.value
 
 
-def chained(outer: Exception, inner: BaseException) -> Exception:
-    outer.__cause__ = inner
-    return outer
+KEY = ConnectionKey("api.example", 443, True, True, None, None, None)
+
+
+def connector_error(os_error: OSError) -> aiohttp.ClientConnectorError:
+    return aiohttp.ClientConnectorError(KEY, os_error)
 
 
 @pytest.mark.parametrize(
     ("exc", "cause", "reason"),
     [
-        (httpx.ConnectTimeout("x"), "timeout", "Timed out after 30 s connecting to Medikredit"),
-        (httpx.ReadTimeout("x"), "timeout", "Timed out after 30 s waiting for Medikredit"),
-        (httpx.WriteTimeout("x"), "timeout", "Timed out after 30 s sending to Medikredit"),
-        (
-            httpx.PoolTimeout("x"),
-            "timeout",
-            "Timed out after 30 s waiting for a free connection to Medikredit",
-        ),
-        (
-            httpx.RemoteProtocolError("Server disconnected without sending a response."),
-            "connection-closed",
-            "Medikredit closed the connection without a valid HTTP answer",
-        ),
-        (
-            chained(httpx.ConnectError("x"), socket.gaierror(-2, "Name or service not known")),
-            "dns",
-            "Could not resolve the host name of Medikredit (api.example)",
-        ),
-        (
-            chained(httpx.ReadError("x"), ConnectionResetError(104, "reset")),
-            "connection-reset",
-            "Medikredit reset the connection (api.example)",
-        ),
-        (
-            chained(httpx.ConnectError("x"), OSError(113, "No route to host")),
-            "unreachable",
-            "Medikredit (api.example) is unreachable from this server",
-        ),
-        (httpx.ConnectError("x"), "connection", "Could not connect to Medikredit (api.example)"),
-        (httpx.ProxyError("x"), "proxy", "The HTTP proxy refused to connect to Medikredit"),
+        (aiohttp.ConnectionTimeoutError("x"), "timeout",
+         "Timed out after 30 s connecting to Medikredit"),
+        (aiohttp.SocketTimeoutError("x"), "timeout", "Timed out after 30 s waiting for Medikredit"),
+        (TimeoutError(), "timeout", "Timed out after 90 s sending to Medikredit"),
+        (aiohttp.ServerDisconnectedError(), "connection-closed",
+         "Medikredit closed the connection without a valid HTTP answer"),
+        (connector_error(socket.gaierror(-2, "Name or service not known")), "dns",
+         "Could not resolve the host name of Medikredit (api.example)"),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), "connection-reset",
+         "Medikredit reset the connection (api.example)"),
+        (connector_error(OSError(113, "No route to host")), "unreachable",
+         "Medikredit (api.example) is unreachable from this server"),
+        (connector_error(ConnectionRefusedError(111, "refused")), "connection-refused",
+         "Medikredit refused the connection (api.example)"),
+        (connector_error(OSError(1, "x")), "connection",
+         "Could not connect to Medikredit (api.example)"),
+        (aiohttp.ClientProxyConnectionError(KEY, OSError(111, "refused")), "proxy",
+         "The HTTP proxy refused to connect to Medikredit"),
+        (aiohttp.ClientConnectorSSLError(KEY, ssl.SSLError(1, "handshake")), "tls",
+         "The TLS handshake with Medikredit (api.example) failed"),
     ],
-)
+)  # fmt: skip
 async def test_transport_failures_are_retryable(exc: Exception, cause: str, reason: str) -> None:
     error = await failure(channel_raising(exc))
     assert isinstance(error, RetryableDeliveryError)
     assert (error.cause, error.reason, error.code) == (cause, reason, None)
     assert error.__cause__ is exc  # the original stays attached for logs
+
+
+async def test_a_request_aiohttp_cannot_build_is_a_config_error() -> None:
+    error = await failure(channel_raising(ValueError("Newline or carriage return character")))
+    assert (type(error), error.cause) == (PermanentDeliveryError, "config")
 
 
 @pytest.mark.parametrize(
@@ -143,33 +156,10 @@ async def test_an_invalid_header_value_is_a_config_error(value: str) -> None:
         timeout=5,
         auth_header="Authorization",
         auth_value=value,
-        client=httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200))),
+        client=cast(aiohttp.ClientSession, RaisingSession(AssertionError("never sent"))),
     )
     error = await failure(channel)
     assert (type(error), error.cause) == (PermanentDeliveryError, "config")
-
-
-@pytest.mark.parametrize(("status", "kind"), [(299, None), (600, "permanent"), (100, "permanent")])
-async def test_unusual_statuses(status: int, kind: str | None) -> None:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(status)))
-    channel = HttpChannel(system="Medikredit", url="https://api.example/", timeout=5, client=client)
-    if kind is None:
-        assert (await channel.deliver(DELIVERY)).detail == "HTTP 299"
-    else:
-        assert (await failure(channel)).kind == kind
-
-
-async def test_a_passed_client_is_not_closed_but_an_owned_one_is() -> None:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(204)))
-    borrowed = HttpChannel(system="A", url="https://api.example/", timeout=5, client=client)
-    await borrowed.aclose()
-    assert not client.is_closed
-    assert (await borrowed.deliver(DELIVERY)).code == 204
-    await client.aclose()
-
-    owned = HttpChannel(system="A", url="https://api.example/", timeout=5)
-    await owned.aclose()
-    assert owned._client.is_closed
 
 
 def test_timeout_must_be_positive() -> None:

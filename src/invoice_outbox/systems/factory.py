@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
+import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,7 +14,7 @@ from invoice_outbox.clock import Clock
 from invoice_outbox.sendings.retry import RetryPolicy
 from invoice_outbox.systems.channels.base import DeliveryChannel
 from invoice_outbox.systems.channels.email import EmailChannel
-from invoice_outbox.systems.channels.http import HttpChannel
+from invoice_outbox.systems.channels.http import HttpChannel, new_http_client
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.targets import TargetRefused, http_target_host
 
@@ -68,10 +68,9 @@ class ChannelPool:
     def __init__(self, *, clock: Clock) -> None:
         self._clock = clock
         self._channels: dict[str, tuple[datetime, DeliveryChannel]] = {}
-        # One connection pool for every HTTP system: keep-alive across deliveries.
-        self._http = httpx.AsyncClient(
-            follow_redirects=False, limits=httpx.Limits(max_connections=200)
-        )
+        # One connection pool for every HTTP system: keep-alive across deliveries.  Made on
+        # first use, inside the event loop that delivers.
+        self._http: aiohttp.ClientSession | None = None
 
     def channel_for(self, config: SystemConfig) -> DeliveryChannel:
         cached = self._channels.get(config.name)
@@ -81,13 +80,18 @@ class ChannelPool:
         self._channels[config.name] = (config.updated_at, channel)
         return channel
 
+    def _http_client(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = new_http_client()
+        return self._http
+
     def _build(self, config: SystemConfig) -> DeliveryChannel:
         s = config.settings
         if config.channel == "Http":
             return HttpChannel(
                 system=config.name, url=str(s.get("Url") or ""), timeout=config.timeout_seconds,
-                auth_header=s.get("AuthHeader"), auth_value=config.secret, client=self._http,
-                clock=self._clock,
+                auth_header=s.get("AuthHeader"), auth_value=config.secret,
+                client=self._http_client(), clock=self._clock,
             )  # fmt: skip
         return EmailChannel(
             system=config.name, host=str(s.get("Host") or ""), port=int(s.get("Port") or 587),
@@ -101,4 +105,6 @@ class ChannelPool:
         for _, channel in self._channels.values():
             await channel.aclose()
         self._channels.clear()
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

@@ -15,6 +15,7 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,7 @@ from invoice_outbox.systems.channels.base import (
 from invoice_outbox.systems.factory import ChannelPool, SystemConfig, load_system_configs
 from invoice_outbox.systems.targets import TargetRefused, check_target
 from invoice_outbox.worker import claims
-from invoice_outbox.worker.outcomes import Outcome, Recorded, record, release
+from invoice_outbox.worker.outcomes import Outcome, Recorded, record_batch, release
 from invoice_outbox.worker.recorder import BatchRecorder
 from invoice_outbox.worker.waker import Waker
 
@@ -84,7 +85,7 @@ class Worker:
         self._checked_targets: dict[tuple[str, int], tuple[float, str | None]] = {}
         self._next_maintenance = 0.0
         self._recorder: BatchRecorder[tuple[Outcome, SystemConfig | None], Recorded] = (
-            BatchRecorder(engine, self._write_outcome)
+            BatchRecorder(engine, self._write_outcomes)
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -265,15 +266,15 @@ class Worker:
             raise
         await self._save(outcome, config)
 
-    async def _write_outcome(
-        self, connection: AsyncConnection, item: tuple[Outcome, SystemConfig | None]
-    ) -> Recorded:
-        outcome, config = item
-        return await record(
-            connection, outcome, worker=self.name, now=self.clock.now(),
-            policy=config.retry if config is not None else DEFAULT_POLICY,
-            jitter=sample_jitter(self.rng), threshold=self.settings.circuit_failure_threshold,
-            probe_interval=self.probe_interval,
+    async def _write_outcomes(
+        self, connection: AsyncConnection, items: Sequence[tuple[Outcome, SystemConfig | None]]
+    ) -> list[Recorded]:
+        policies = {id(outcome): config.retry for outcome, config in items if config is not None}
+        return await record_batch(
+            connection, [outcome for outcome, _ in items], worker=self.name, now=self.clock.now(),
+            policy_of=lambda outcome: policies.get(id(outcome), DEFAULT_POLICY),
+            jitter=lambda: sample_jitter(self.rng),
+            threshold=self.settings.circuit_failure_threshold, probe_interval=self.probe_interval,
         )  # fmt: skip
 
     async def _save(self, outcome: Outcome, config: SystemConfig | None) -> None:

@@ -1,29 +1,33 @@
-"""Writing outcomes in small batches: one transaction, one commit, for outcomes that finish
-together.
+"""Writing outcomes in batches: one transaction, one commit, for outcomes that finish together.
 
-Per-delivery commits made the database's commit latency the worker's speed limit.  Outcomes
-that arrive while a batch is being written wait for the next one (at most `max_batch`).  If a
-batch fails, its outcomes are written one by one, so one bad outcome cannot lose the others.
-Every guarantee of `outcomes.record` (guarded by the claim) holds per outcome.
+Per-delivery commits made the database's commit latency the worker's speed limit, and
+per-outcome statements made SQLAlchemy's statement building its CPU limit.  Outcomes that
+arrive while a batch is being written wait for the next one (at most `max_batch`).  The batch
+is handed to `write` whole, so it can use one statement for many rows.  If a batch fails, its
+outcomes are written one by one, so one bad outcome cannot lose the others.  Every guarantee
+of `outcomes.record` (guarded by the claim) holds per outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 T = TypeVar("T")
 R = TypeVar("R")
-Write = Callable[[AsyncConnection, T], Awaitable[R]]
+#: Writes a batch in the given transaction; returns one result per item, in order.
+WriteBatch = Callable[[AsyncConnection, Sequence[T]], Awaitable[Sequence[R]]]
 
 
 class BatchRecorder(Generic[T, R]):
     """Queue items; a single writer task writes them in batches with `write`."""
 
-    def __init__(self, engine: AsyncEngine, write: Write[T, R], *, max_batch: int = 64) -> None:
+    def __init__(
+        self, engine: AsyncEngine, write: WriteBatch[T, R], *, max_batch: int = 256
+    ) -> None:
         self._engine = engine
         self._write = write
         self._max_batch = max_batch
@@ -45,7 +49,9 @@ class BatchRecorder(Generic[T, R]):
             del self._pending[: self._max_batch]
             try:
                 async with self._engine.begin() as connection:
-                    results = [await self._write(connection, item) for item, _ in batch]
+                    results = await self._write(connection, [item for item, _ in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"{len(results)} results for {len(batch)} outcomes")
             except Exception:
                 await self._one_by_one(batch)
                 continue
@@ -57,7 +63,7 @@ class BatchRecorder(Generic[T, R]):
         for item, future in batch:
             try:
                 async with self._engine.begin() as connection:
-                    result = await self._write(connection, item)
+                    (result,) = await self._write(connection, [item])
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)

@@ -34,6 +34,11 @@ def seconds(value: float) -> str:
     return f"{value:g} s"
 
 
+def _errno(err: BaseException) -> int | None:
+    """The OS error number (wrappers such as aiohttp's ClientOSError carry it too)."""
+    return err.errno if isinstance(err, OSError) else None
+
+
 def network_error(exc: BaseException, system: str, where: str) -> DeliveryError:
     """The most specific DeliveryError for a failure to reach `system` (`where`: its host).
 
@@ -58,15 +63,15 @@ def network_error(exc: BaseException, system: str, where: str) -> DeliveryError:
             return RetryableDeliveryError(
                 f"Could not resolve the host name of {system} ({where})", cause="dns"
             )
-        if isinstance(err, ConnectionRefusedError):
+        if isinstance(err, ConnectionRefusedError) or _errno(err) == errno.ECONNREFUSED:
             return RetryableDeliveryError(
                 f"{system} refused the connection ({where})", cause="connection-refused"
             )
-        if isinstance(err, OSError) and err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        if _errno(err) in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             return RetryableDeliveryError(
                 f"{system} ({where}) is unreachable from this server", cause="unreachable"
             )
-        if isinstance(err, ConnectionResetError):
+        if isinstance(err, ConnectionResetError) or _errno(err) == errno.ECONNRESET:
             return RetryableDeliveryError(
                 f"{system} reset the connection ({where})", cause="connection-reset"
             )

@@ -10,17 +10,24 @@ Contract with the receiver (documented for the systems' implementers):
   sending is aborted until an admin acts.  Redirects are never followed, because a POST
   carrying health data must not be re-sent to an address nobody configured.
 
-The response body is never read: it is not needed, and it may echo patient data.
+The response body is read (up to `DRAIN_LIMIT` bytes) and thrown away, never stored or
+logged: it may echo patient data.  Reading it lets the connection be kept alive and reused;
+a longer body is not read to its end, and that connection is closed instead.
+
+The client is aiohttp: at 64 deliveries in flight it spent ~0.08 ms of CPU per POST where
+httpx spent ~2.1 ms (`benchmarks/delivery`), and the worker is CPU-bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http
 import ssl
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-import httpx
+import aiohttp
+import yarl
 
 from invoice_outbox import __version__
 from invoice_outbox.clock import Clock, SystemClock
@@ -33,12 +40,31 @@ from invoice_outbox.systems.channels.base import (
     RetryableDeliveryError,
 )
 
-__all__ = ["MAX_RETRY_AFTER", "HttpChannel", "parse_retry_after"]
+__all__ = ["DRAIN_LIMIT", "MAX_RETRY_AFTER", "HttpChannel", "new_http_client", "parse_retry_after"]
 
 #: A Retry-After beyond this is capped: a receiver must not park a sending for weeks.
 MAX_RETRY_AFTER = timedelta(hours=24)
+#: Response bytes read (and discarded) so the connection can be reused; more are not read.
+DRAIN_LIMIT = 64 * 1024
+#: The whole exchange may take this many times the per-phase timeout (a receiver that never
+#: reads a large body would otherwise hold the delivery forever: aiohttp has no write timeout).
+TOTAL_TIMEOUT_FACTOR = 3
 
 _RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+def new_http_client(*, max_connections: int = 200) -> aiohttp.ClientSession:
+    """The HTTP client deliveries share (call inside the event loop that will use it).
+
+    No cookies are kept (one receiver must not influence requests to another), proxies from
+    the environment are ignored, bodies are not decompressed (they are never looked at).
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        trust_env=False,
+    )
 
 
 def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
@@ -70,16 +96,32 @@ def _phrase(status: int) -> str:
         return f"HTTP {status}"
 
 
+async def _discard_body(response: aiohttp.ClientResponse) -> None:
+    """Read and drop the body so the connection returns to the pool (see module docstring).
+
+    A failure while reading it does not change the outcome: the answer was already given.
+    """
+    seen = 0
+    try:
+        async for chunk in response.content.iter_chunked(16 * 1024):
+            seen += len(chunk)
+            if seen > DRAIN_LIMIT:
+                response.close()  # not worth reading on: drop this connection
+                return
+    except (TimeoutError, aiohttp.ClientError):
+        return
+
+
 class HttpChannel:
     """POSTs each delivery to one URL; see the module docstring for the wire contract.
 
-    `timeout` (seconds) bounds each phase: connecting, sending, waiting for the answer and
-    waiting for a pooled connection.  `auth_header`/`auth_value` add one header such as
-    `Authorization: Bearer ...` (both or neither).  `tls_context` replaces the default
-    certificate trust (e.g. a private CA).  A `client` passed in is used as is (its
-    redirect and timeout settings are overridden per request) and is not closed by
-    `aclose`; without one the channel owns its client.  `clock` tells the time for
-    Retry-After dates.
+    `timeout` (seconds) bounds connecting (including waiting for a pooled connection) and
+    each wait for the answer; the whole exchange is bounded by `TOTAL_TIMEOUT_FACTOR` times
+    it.  `auth_header`/`auth_value` add one header such as `Authorization: Bearer ...` (both
+    or neither).  `tls_context` replaces the default certificate trust (e.g. a private CA).
+    A `client` passed in (see `new_http_client`) is shared and not closed by `aclose`;
+    without one the channel makes its own on first use and closes it in `aclose`.  `clock`
+    tells the time for Retry-After dates.
 
     A bad URL or half-configured auth does not raise here: every `deliver` then fails with
     a `PermanentDeliveryError` (cause `config`), so the problem shows on the sendings where
@@ -94,33 +136,38 @@ class HttpChannel:
         timeout: float,
         auth_header: str | None = None,
         auth_value: str | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: aiohttp.ClientSession | None = None,
         tls_context: ssl.SSLContext | None = None,
         clock: Clock | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         self._system = system
-        self._url = url
         self._timeout = timeout
         self._clock: Clock = clock or SystemClock()
-        self._config_error = self._check_config(url, auth_header, auth_value)
+        self._url = self._parse(url)
+        self._config_error = self._check_config(auth_header, auth_value)
         self._auth = (auth_header, auth_value) if auth_header and auth_value else None
+        self._ssl: ssl.SSLContext | bool = tls_context if tls_context is not None else True
+        self._client_timeout = aiohttp.ClientTimeout(
+            total=timeout * TOTAL_TIMEOUT_FACTOR, connect=timeout, sock_connect=timeout,
+            sock_read=timeout,
+        )  # fmt: skip
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=timeout,
-            follow_redirects=False,
-            verify=tls_context if tls_context is not None else True,
-        )
+        self._client = client
 
-    def _check_config(
-        self, url: str, auth_header: str | None, auth_value: str | None
-    ) -> str | None:
+    @staticmethod
+    def _parse(url: str) -> yarl.URL | None:
         try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL:
-            parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            parsed = yarl.URL(url)
+        except (ValueError, TypeError):
+            return None
+        if parsed.scheme not in ("http", "https") or not parsed.host or not parsed.is_absolute():
+            return None
+        return parsed
+
+    def _check_config(self, auth_header: str | None, auth_value: str | None) -> str | None:
+        if self._url is None:
             return f"The URL configured for {self._system} is not a valid http(s) URL"
         if bool(auth_header) != bool(auth_value):
             return (
@@ -138,10 +185,7 @@ class HttpChannel:
         return None
 
     def _host(self) -> str:
-        try:
-            return httpx.URL(self._url).host or "?"
-        except httpx.InvalidURL:
-            return "?"
+        return (self._url.host if self._url is not None else None) or "?"
 
     def _headers(self, delivery: Delivery) -> dict[str, str]:
         content_type = delivery.content_type
@@ -159,63 +203,69 @@ class HttpChannel:
             headers[self._auth[0]] = self._auth[1]
         return headers
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._client is None:
+            self._client = new_http_client()
+        return self._client
+
     async def deliver(self, delivery: Delivery) -> Delivered:
         """POST the document once; see `DeliveryChannel.deliver` for the error contract."""
-        if self._config_error is not None:
-            raise PermanentDeliveryError(self._config_error, cause="config")
+        if self._config_error is not None or self._url is None:
+            raise PermanentDeliveryError(self._config_error or "bad URL", cause="config")
         try:
-            async with self._client.stream(
-                "POST",
+            async with self._session().post(
                 self._url,
-                content=delivery.document,
+                data=delivery.document,
                 headers=self._headers(delivery),
-                timeout=self._timeout,
-                follow_redirects=False,
+                timeout=self._client_timeout,
+                allow_redirects=False,
+                ssl=self._ssl,
             ) as response:
-                # Only the status line and headers matter; the body stays unread.
-                status = response.status_code
+                # Only the status line and headers matter.
+                status = response.status
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), self._clock.now()
                 )
-        except httpx.TransportError as exc:
+                await _discard_body(response)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise self._transport_error(exc) from exc
         if 200 <= status < 300:
             return Delivered(code=status, detail=_phrase(status))
         raise self._status_error(status, retry_after, delivery.sending_type.lower())
 
-    def _transport_error(self, exc: httpx.TransportError) -> DeliveryError:
+    def _transport_error(self, exc: BaseException) -> DeliveryError:
         system, after = self._system, seconds(self._timeout)
-        if isinstance(exc, httpx.ConnectTimeout):
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return RetryableDeliveryError(
                 f"Timed out after {after} connecting to {system}", cause="timeout"
             )
-        if isinstance(exc, httpx.WriteTimeout):
-            return RetryableDeliveryError(
-                f"Timed out after {after} sending to {system}", cause="timeout"
-            )
-        if isinstance(exc, httpx.PoolTimeout):
-            return RetryableDeliveryError(
-                f"Timed out after {after} waiting for a free connection to {system}",
-                cause="timeout",
-            )
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, aiohttp.SocketTimeoutError):
             return RetryableDeliveryError(
                 f"Timed out after {after} waiting for {system}", cause="timeout"
             )
-        if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
-            # The request could not even be formed: a URL or header setting is wrong.
-            return PermanentDeliveryError(
-                f"The request to {system} could not be built: check its URL and header settings",
-                cause="config",
+        if isinstance(exc, asyncio.TimeoutError):  # the whole exchange took too long
+            total = seconds(self._timeout * TOTAL_TIMEOUT_FACTOR)
+            return RetryableDeliveryError(
+                f"Timed out after {total} sending to {system}", cause="timeout"
             )
-        if isinstance(exc, httpx.ProxyError):
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return network_error(exc.certificate_error, system, self._host())
+        if isinstance(exc, aiohttp.ClientProxyConnectionError):
             return RetryableDeliveryError(
                 f"The HTTP proxy refused to connect to {system}", cause="proxy"
             )
-        if isinstance(exc, httpx.RemoteProtocolError):
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return network_error(exc.os_error, system, self._host())
+        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+            # Disconnected before answering, or answered something that is not HTTP.
             return RetryableDeliveryError(
                 f"{system} closed the connection without a valid HTTP answer",
                 cause="connection-closed",
+            )
+        if isinstance(exc, ValueError):  # aiohttp refused to build the request
+            return PermanentDeliveryError(
+                f"The request to {system} could not be built: check its URL and header settings",
+                cause="config",
             )
         return network_error(exc, system, self._host())
 
@@ -244,5 +294,6 @@ class HttpChannel:
 
     async def aclose(self) -> None:
         """Close the HTTP client if this channel created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        if self._owns_client and self._client is not None:
+            await self._client.close()
+            self._client = None
