@@ -28,6 +28,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,19 +143,11 @@ def live_engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def live_server(
-    live_engine: str,
-    request: pytest.FixtureRequest,
-    _sqlite_databases: SqliteDatabases,
-    tmp_path: Path,
-) -> Iterator[LiveServer]:
-    if live_engine == "postgres":
-        databases: PostgresDatabases = request.getfixturevalue("_postgres_databases")
-        database_url = databases.fresh()
-    else:
-        database_url = _sqlite_databases.fresh()
-    settings = build_settings(database_url, tmp_path, poll_seconds=0.5)
+@contextmanager
+def serve_live(database_url: str, var_dir: Path) -> Iterator[LiveServer]:
+    """Serve a fresh app (worker included) on `database_url` until the block ends; the three
+    users of tests/web_support.py exist.  Used by `live_server` and the screenshots script."""
+    settings = build_settings(database_url, var_dir, poll_seconds=0.5)
     clock = MovableClock()
     app = create_app(settings, clock=clock, run_worker=True)
     port = _free_port()
@@ -169,14 +162,36 @@ def live_server(
     thread.start()
     assert server.ready.wait(timeout=60), "the live server did not start within 60 s"
     live = LiveServer(url=f"http://127.0.0.1:{port}", app=app, clock=clock, loop=loop)
-    live.seed(lambda session: add_web_users(session, now=clock.now()))
     try:
+        live.seed(lambda session: add_web_users(session, now=clock.now()))
         yield live
     finally:
         server.should_exit = True
         thread.join(timeout=60)
         assert not thread.is_alive(), "the live server did not stop"
         loop.close()
+
+
+@pytest.fixture
+def live_server(
+    live_engine: str,
+    request: pytest.FixtureRequest,
+    _sqlite_databases: SqliteDatabases,
+    tmp_path: Path,
+) -> Iterator[LiveServer]:
+    if live_engine == "postgres":
+        databases: PostgresDatabases = request.getfixturevalue("_postgres_databases")
+        database_url = databases.fresh()
+    else:
+        database_url = _sqlite_databases.fresh()
+    with serve_live(database_url, tmp_path) as live:
+        yield live
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Debian's chromium, headless (no sandbox when running as root, as in containers)."""
+    args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
 
 
 @pytest.fixture(scope="module")

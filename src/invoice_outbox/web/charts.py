@@ -110,7 +110,7 @@ def stacked_bars(
         return _empty(width, height, title, empty_message)
     legend_rows = math.ceil(len(series) / 4)
     left, right, top_pad = 48, 12, 12
-    bottom = 36 + 20 * legend_rows
+    bottom = 48 + 20 * legend_rows
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     top = nice_ceiling(max(totals))
     slot = plot_w / len(categories)

@@ -1,0 +1,22 @@
+"""The screenshots script works (into a temporary directory: docs/ changes only on purpose)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Browser
+
+from tests.browser.conftest import LiveServer
+from tests.browser.screenshots import VIEWPORTS, seed_showcase, take_screenshots
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_screenshots_of_the_main_pages(
+    browser: Browser, live_server: LiveServer, tmp_path: Path
+) -> None:
+    live_server.seed(lambda s: seed_showcase(s, now=live_server.clock.now()))
+    written = take_screenshots(browser, live_server, tmp_path / "shots")
+    assert len(written) == 2 * len(VIEWPORTS)
+    for path in written:
+        assert path.read_bytes().startswith(PNG)
