@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import httpx
+import pytest
 from playwright.sync_api import Page, expect
 
 from invoice_outbox.web.csrf import EXPIRED_MESSAGE
@@ -15,6 +16,9 @@ from tests.browser.conftest import LiveServer, cookie_header, sign_in_with_form
 from tests.web_support import ADMIN_NAME, ADMIN_PASSWORD, seed_failures
 
 
+@pytest.mark.parametrize(
+    "live_engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_an_admin_signs_in_and_sees_the_overview(page: Page, live_server: LiveServer) -> None:
     counts = live_server.seed(lambda s: seed_failures(s, now=live_server.clock.now()))
     page.goto("/admin/")
