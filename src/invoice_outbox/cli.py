@@ -16,6 +16,7 @@ from invoice_outbox.auth.keys import SigningKeyError, signing_key
 from invoice_outbox.auth.principal import Principal, Role
 from invoice_outbox.auth.tokens import issue_token
 from invoice_outbox.clock import SystemClock
+from invoice_outbox.runtime import run_async
 from invoice_outbox.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -140,7 +141,7 @@ def worker_command(
     if not _schema_is_current(settings):
         raise _fail("the database schema is not current: run `invoice-outbox migrate` first")
     configure_logging()
-    asyncio.run(_run_worker(settings, concurrency))
+    run_async(_run_worker(settings, concurrency))
 
 
 async def _run_worker(settings: Settings, concurrency: int | None) -> None:

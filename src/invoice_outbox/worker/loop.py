@@ -44,6 +44,9 @@ from invoice_outbox.worker.waker import Waker
 log = logging.getLogger(__name__)
 DEFAULT_POLICY = RetryPolicy()
 PROBE_INTERVAL = timedelta(seconds=30)
+#: Expired leases and due probes are looked for at most this often (by the worker's clock):
+#: both are minutes-scale events, and looking costs two statements per claim round.
+SWEEP_INTERVAL = timedelta(seconds=1)
 TARGET_CHECK_TTL = 60.0
 MAINTENANCE_SECONDS = 3600.0
 
@@ -84,6 +87,11 @@ class Worker:
         self._stopping = asyncio.Event()
         self._checked_targets: dict[tuple[str, int], tuple[float, str | None]] = {}
         self._next_maintenance = 0.0
+        self._next_sweep: datetime | None = None
+        self._claim_rounds = 0
+        # Claim in rounds of at least this many (or when idle): a claim round costs the same
+        # three statements for one sending as for sixteen.
+        self.refill_at = max(1, self.concurrency // 4)
         self._recorder: BatchRecorder[tuple[Outcome, SystemConfig | None], Recorded] = (
             BatchRecorder(engine, self._write_outcomes)
         )
@@ -101,6 +109,10 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 await self._maintain()
+                if self._inflight and self.concurrency - len(self._inflight) < self.refill_at:
+                    # Busy: the next delivery to finish wakes us (poll as a safety net).
+                    await self.waker.wait(self.settings.poll_seconds)
+                    continue
                 try:
                     started = await self._fill()
                 except Exception:  # the database may be briefly away: keep the worker alive
@@ -138,7 +150,10 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._recorder.aclose()
         await self.channels.aclose()
-        log.info("worker stopped", extra={"action": "worker.stop", "worker": self.name})
+        log.info("worker stopped", extra={
+            "action": "worker.stop", "worker": self.name, "outcomes": self._recorder.items,
+            "outcome_batches": self._recorder.batches, "claim_rounds": self._claim_rounds,
+        })  # fmt: skip
 
     async def _maintain(self) -> None:
         """Housekeeping at most once an hour: purge documents delivery no longer needs."""
@@ -170,9 +185,14 @@ class Worker:
             return 0
         now = self.clock.now()
         common: dict[str, Any] = {"worker": self.name, "now": now, "lease": self.lease}
+        sweep = self._next_sweep is None or now >= self._next_sweep
+        self._claim_rounds += 1
         async with self.engine.begin() as connection:
-            taken = await claims.take_over_expired(connection, limit=free, **common)
-            if len(taken) < free:
+            taken: list[claims.Claim] = []
+            if sweep:
+                self._next_sweep = now + SWEEP_INTERVAL
+                taken += await claims.take_over_expired(connection, limit=free, **common)
+            if sweep and len(taken) < free:
                 probes = await claims.claim_probes(connection, probe_interval=self.probe_interval,
                                                    **common)  # fmt: skip
                 taken += probes

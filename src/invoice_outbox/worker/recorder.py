@@ -33,6 +33,9 @@ class BatchRecorder(Generic[T, R]):
         self._max_batch = max_batch
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
+        #: Batches written and items in them so far (their ratio says how well batching works).
+        self.batches = 0
+        self.items = 0
 
     async def record(self, item: T) -> R:
         """Write `item` (in some batch) and return what `write` returned for it."""
@@ -47,6 +50,8 @@ class BatchRecorder(Generic[T, R]):
             await asyncio.sleep(0)  # let outcomes finishing in this loop turn join the batch
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
+            self.batches += 1
+            self.items += len(batch)
             try:
                 async with self._engine.begin() as connection:
                     results = await self._write(connection, [item for item, _ in batch])
