@@ -157,6 +157,13 @@ def _causes(values: list[str]) -> frozenset[str]:
     return causes
 
 
+def cause_slug(value: str) -> str:
+    """A cause group's key as the `cause` filter reads it (lower case); 400 when it cannot be
+    one (the dashboard's ``/admin/causes/{cause}`` reads its path with this)."""
+    (slug,) = _causes([value])
+    return slug
+
+
 def parse_moment(name: str, raw: str, zone: tzinfo, *, end: bool) -> datetime:
     """An ISO date or date-time as an aware datetime.
 
@@ -222,6 +229,17 @@ def scoped(selection: SendingFilter, caller: Principal) -> SendingFilter:
     if selection.practices is not None and not selection.practices <= caller.practices:
         raise forbidden()
     return selection.restricted_to(frozenset(caller.practices))
+
+
+def read_cause_selection(
+    request: Request, zone: tzinfo, names: Collection[str] = CAUSE_PARAMS
+) -> SendingFilter:
+    """The filters of the cause groups (`CAUSE_PARAMS`, or fewer `names`), as `read_params`
+    reads them; `status` may only be Failed or Aborted (400 otherwise)."""
+    selection = read_params(request, names, zone).selection
+    if not selection.statuses <= frozenset(FAILURE_STATUSES):
+        raise bad_parameter(STATUS, "must be Failed or Aborted for cause groups")
+    return selection
 
 
 # Pages -----------------------------------------------------------------------------------------
@@ -463,12 +481,10 @@ async def practice_invoices(
     openapi_extra=query_docs(CAUSE_PARAMS),
 )  # fmt: skip
 async def list_causes(request: Request, state: State, _caller: Admin) -> Response:
-    params = read_params(request, CAUSE_PARAMS, state.settings.zone)
-    if not params.selection.statuses <= frozenset(FAILURE_STATUSES):
-        raise bad_parameter(STATUS, "must be Failed or Aborted for cause groups")
+    selection = read_cause_selection(request, state.settings.zone)
     async with reading(state.engine) as connection:
-        groups = await cause_groups(connection, params.selection)
-    statuses = failure_statuses(params.selection)
+        groups = await cause_groups(connection, selection)
+    statuses = failure_statuses(selection)
     value = {
         "Groups": [group_view(g, practice_cap=PRACTICE_CAP, statuses=statuses) for g in groups],
         "Total": sum(g.count for g in groups),
@@ -481,9 +497,11 @@ __all__ = [
     "LEGACY_PARAMS",
     "SENT_PARAMS",
     "ListParams",
+    "cause_slug",
     "paging_headers",
     "parse_moment",
     "query_docs",
+    "read_cause_selection",
     "read_list_page",
     "read_params",
     "router",
