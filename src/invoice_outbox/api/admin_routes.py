@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from invoice_outbox.admin import audit
@@ -222,7 +223,8 @@ _COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
 # One sending -----------------------------------------------------------------------------
 
 
-async def _commit_and_wake(session: Session, state: AppState) -> None:
+async def commit_and_wake(session: AsyncSession, state: AppState) -> None:
+    """Commit a change that queued sendings, and wake the workers (here and elsewhere)."""
     await notify_workers(session)
     await session.commit()
     state.waker.wake()
@@ -258,7 +260,7 @@ async def resend_sending(
         )  # fmt: skip
     except ResendRefused as exc:
         raise _refused(exc) from None
-    await _commit_and_wake(session, state)
+    await commit_and_wake(session, state)
     forced = " (forced: it had been delivered)" if previous == Status.SENT.value else ""
     return command_envelope(
         request, state, sending_view(sending, previous), root="RestApiResultOfSendingResend",

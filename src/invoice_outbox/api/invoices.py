@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 from xml.etree.ElementTree import Element, tostring
 
@@ -139,26 +140,51 @@ async def invoice_detail(
     practiceId: uuid.UUID, invoiceId: uuid.UUID,
 ) -> Response:  # fmt: skip
     ensure_practice_access(caller, practiceId)
-    sendings = (await session.scalars(
-        select(Sending)
-        .where(Sending.practice_id == practiceId, Sending.invoice_id == invoiceId)
-        .order_by(Sending.system, Sending.sending_type)
-    )).all()  # fmt: skip
+    sendings = await invoice_sendings(session, invoiceId, practices=frozenset({practiceId}))
     if not sendings:
         raise ApiError(404, f"Practice {practiceId} has no invoice {invoiceId}.")
-    attempts: dict[uuid.UUID, list[dict[str, Any]]] = {s.id: [] for s in sendings}
-    for a in (await session.scalars(
-        select(Attempt).where(Attempt.sending_id.in_(list(attempts))).order_by(Attempt.number)
-    )).all():  # fmt: skip
-        attempts[a.sending_id].append({
-            "Number": a.number, "StartedAt": a.started_at, "DurationMs": a.duration_ms,
-            "Outcome": a.outcome, "Code": a.code, "Reason": a.reason, "Worker": a.worker,
-        })  # fmt: skip
+    history = await attempts_of(session, [s.id for s in sendings])
     value = {
         "PracticeId": practiceId, "InvoiceId": invoiceId, "EncounterId": sendings[0].encounter_id,
-        "Sendings": [_sending_view(s, attempts[s.id]) for s in sendings],
+        "Sendings": [_sending_view(s, [_attempt_view(a) for a in history[s.id]]) for s in sendings],
     }  # fmt: skip
     return answer(request, state, value, root="Invoice")
+
+
+async def invoice_sendings(
+    session: AsyncSession, invoice_id: uuid.UUID, *, practices: Collection[uuid.UUID] | None
+) -> list[Sending]:
+    """The sendings of `invoice_id`, by system and type: only of `practices` (None: any
+    practice, for admins).  Empty when there is none the caller may see."""
+    statement = select(Sending).where(Sending.invoice_id == invoice_id)
+    if practices is not None:
+        statement = statement.where(Sending.practice_id.in_(sorted(practices)))
+    statement = statement.order_by(Sending.system, Sending.sending_type, Sending.id)
+    return list((await session.scalars(statement)).all())
+
+
+async def attempts_of(
+    session: AsyncSession, sending_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[Attempt]]:
+    """Every attempt of each sending (first attempt first); every id is a key."""
+    attempts: dict[uuid.UUID, list[Attempt]] = {sending_id: [] for sending_id in sending_ids}
+    if not attempts:
+        return attempts
+    statement = (
+        select(Attempt)
+        .where(Attempt.sending_id.in_(sorted(attempts)))
+        .order_by(Attempt.sending_id, Attempt.number)
+    )
+    for attempt in (await session.scalars(statement)).all():
+        attempts[attempt.sending_id].append(attempt)
+    return attempts
+
+
+def _attempt_view(a: Attempt) -> dict[str, Any]:
+    return {
+        "Number": a.number, "StartedAt": a.started_at, "DurationMs": a.duration_ms,
+        "Outcome": a.outcome, "Code": a.code, "Reason": a.reason, "Worker": a.worker,
+    }  # fmt: skip
 
 
 def _sending_view(s: Sending, attempts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -301,7 +301,8 @@ ITEM_COLUMNS: Final = (
 )  # fmt: skip
 
 
-def _item(row: Sequence[Any]) -> dict[str, Any]:
+def sending_item(row: Sequence[Any]) -> dict[str, Any]:
+    """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label)."""
     (sending_id, practice_id, invoice_id, encounter_id, system, sending_type, status, reason,
      cause, attempts, sending_time, next_attempt_at, sent_at) = row[:13]  # fmt: skip
     group = group_key(status, cause)
@@ -315,8 +316,9 @@ def _item(row: Sequence[Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _practice_item(row: Sequence[Any], zone: tzinfo, now: datetime) -> dict[str, Any]:
-    item = _item(row)
+def practice_item(row: Sequence[Any], zone: tzinfo, now: datetime) -> dict[str, Any]:
+    """`sending_item` plus `Explanation` and `NextStep` in plain words (the practice view)."""
+    item = sending_item(row)
     explanation, next_step = practice_explanation(
         status=item["Status"], cause=item["Cause"], next_attempt_at=item["NextAttemptAt"],
         sent_at=item["SentAt"], zone=zone, now=now,
@@ -430,7 +432,7 @@ async def list_sendings(request: Request, state: State, caller: Caller) -> Respo
         state, params, selection, columns=ITEM_COLUMNS, order=Order.SENDING_TIME,
         scope_parts=("sendings",),
     )  # fmt: skip
-    return _page_answer(request, state, page, [_item(row) for row in page.rows])
+    return _page_answer(request, state, page, [sending_item(row) for row in page.rows])
 
 
 @router.get(
@@ -457,7 +459,7 @@ async def practice_invoices(
         scope_parts=("practice",),
     )  # fmt: skip
     now = state.clock.now()
-    items = [_practice_item(row, zone, now) for row in page.rows]
+    items = [practice_item(row, zone, now) for row in page.rows]
     return _page_answer(request, state, page, items)
 
 
@@ -494,16 +496,19 @@ async def list_causes(request: Request, state: State, _caller: Admin) -> Respons
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "ITEM_COLUMNS",
     "LEGACY_PARAMS",
     "SENT_PARAMS",
     "ListParams",
     "cause_slug",
     "paging_headers",
     "parse_moment",
+    "practice_item",
     "query_docs",
     "read_cause_selection",
     "read_list_page",
     "read_params",
     "router",
     "scoped",
+    "sending_item",
 ]
