@@ -122,7 +122,11 @@ class Worker:
                     continue
                 if started and len(self._inflight) < self.concurrency:
                     continue  # there may be more due right now
-                await self.waker.wait(await self._idle_seconds())
+                if self._inflight:
+                    # The next delivery to finish wakes us; no need to ask what is due when.
+                    await self.waker.wait(self.settings.poll_seconds)
+                else:
+                    await self.waker.wait(await self._idle_seconds())
         finally:
             await self._shutdown()
 

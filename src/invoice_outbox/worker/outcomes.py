@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from invoice_outbox.sendings.cancellation import add_cancellation
@@ -132,6 +132,20 @@ async def _insert_attempt(
     await connection.execute(insert(Attempt).values(row))
 
 
+# PostgreSQL: one statement whose text never changes (the ids travel as two arrays), so psycopg
+# prepares it once; an IN list of N tuples is a new statement for every batch size, parsed and
+# planned each time, and cost a third of the worker's database CPU.
+_MARK_SENT_POSTGRESQL = text(f"""
+    UPDATE sendings AS s
+    SET status = '{Status.SENT.value}', sent_at = :now, reason = NULL, next_attempt_at = NULL,
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS claim(id, attempt)
+    WHERE s.id = claim.id AND s.attempts = claim.attempt
+      AND s.status = '{Status.SENDING.value}' AND s.lease_owner = :worker
+    RETURNING s.id
+""")  # noqa: S608 -- only our enum values are formatted in; the data are bound parameters
+
+
 async def _mark_sent(
     connection: AsyncConnection, delivered: Sequence[Outcome], *, worker: str, now: datetime
 ) -> set[Any]:
@@ -143,24 +157,30 @@ async def _mark_sent(
     if not delivered:
         return set()
     ids = [o.claim.sending_id for o in delivered]
-    keys = [(o.claim.sending_id, o.claim.attempt) for o in delivered]
-    rows = await connection.execute(
-        update(Sending)
-        .where(Sending.id.in_(ids), tuple_(Sending.id, Sending.attempts).in_(keys),
-               Sending.status == Status.SENDING.value, Sending.lease_owner == worker)
-        .values(status=Status.SENT.value, sent_at=now, reason=None, next_attempt_at=None,
-                lease_owner=None, lease_expires_at=None, updated_at=now)
-        .returning(Sending.id)
-        .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    attempts = [o.claim.attempt for o in delivered]
+    if connection.dialect.name == "postgresql":
+        rows = await connection.execute(
+            _MARK_SENT_POSTGRESQL, {"now": now, "ids": ids, "attempts": attempts, "worker": worker}
+        )
+    else:
+        keys = list(zip(ids, attempts, strict=True))
+        rows = await connection.execute(
+            update(Sending)
+            .where(Sending.id.in_(ids), tuple_(Sending.id, Sending.attempts).in_(keys),
+                   Sending.status == Status.SENDING.value, Sending.lease_owner == worker)
+            .values(status=Status.SENT.value, sent_at=now, reason=None, next_attempt_at=None,
+                    lease_owner=None, lease_expires_at=None, updated_at=now)
+            .returning(Sending.id)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
     owned = set(rows.scalars())
-    attempts = [
+    recorded = [
         _attempt_row(o, "Sent", o.delivered.code, None, worker)
         for o in delivered
         if o.delivered is not None and o.claim.sending_id in owned
     ]
-    if attempts:
-        await connection.execute(insert(Attempt), attempts)
+    if recorded:
+        await connection.execute(insert(Attempt), recorded)
     return owned
 
 
