@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from invoice_outbox.web import login, overview
+from invoice_outbox.web import lists as list_pages
 from invoice_outbox.web.errors import LoginRequired, PageError
 from invoice_outbox.web.sessions import load_signed_in
 from invoice_outbox.web.templating import STATIC_DIR, render
@@ -31,6 +32,7 @@ Handler = Callable[[Request, Exception], Awaitable[Response]]
 router = APIRouter(include_in_schema=False)
 router.include_router(login.router)
 router.include_router(overview.router)
+router.include_router(list_pages.router)
 
 _TITLES = {
     400: "Please check the request",

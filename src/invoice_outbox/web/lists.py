@@ -1,0 +1,102 @@
+"""The aborted and failed lists: ``GET /admin/aborted`` and ``GET /admin/failed``.
+
+Who may call them: admins (practice users get the 403 page; without a session, the sign-in
+page).  Each is the API's list (``GET api/v1/billing/invoices/aborted`` / ``failed`` with
+parameters) as a table: `PAGE_SIZE` rows a page in (SendingTime, id) order, oldest first, a
+"Next page" link carrying the API's signed cursor, and the total the first page counted.
+Filters are a GET form with the API's parameter names (practice, system, cause, from/to as
+days in the service's time zone, and ``q``: an invoice id, or words in the reason); a value
+that cannot mean anything is a 400 page naming the field.  Each row links to the invoice's
+timeline (``/admin/invoices/{invoice_id}``).  Cost: two index reads per page, whatever the
+number of failures (see `invoice_outbox.sendings.listing`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from invoice_outbox.api.listing_routes import LEGACY_PARAMS, sending_item
+from invoice_outbox.api.state import AppState, State
+from invoice_outbox.sendings.commands import is_discarded
+from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.service import list_systems
+from invoice_outbox.web.paging import (
+    FILTER_FIELDS,
+    cause_choices,
+    form_values,
+    page_number,
+    pager,
+    read_filters,
+    read_sendings_page,
+)
+from invoice_outbox.web.sessions import AdminPage
+from invoice_outbox.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+#: The parameters the lists read: the legacy list's filters, without ``sendingType``/``limit``.
+LIST_FIELDS = tuple(name for name in LEGACY_PARAMS if name not in ("sendingType", "limit"))
+
+_TITLES = {
+    Status.ABORTED: (
+        "Aborted invoices",
+        "No more automatic attempts: each needs a decision (resend it, or discard it).",
+    ),
+    Status.FAILED: (
+        "Failed invoices",
+        "The last attempt failed; another is scheduled. Nothing to do unless they keep failing.",
+    ),
+}
+
+
+async def system_names(state: AppState) -> list[str]:
+    """The configured systems' names (suggestions for the system filter)."""
+    async with state.sessions() as session:
+        return [system.name for system in await list_systems(session)]
+
+
+def row_view(row: Any) -> dict[str, Any]:
+    """A list row: the API's item, and whether an admin discarded it."""
+    item = sending_item(row)
+    item["Discarded"] = is_discarded(item["Status"], item["Reason"])
+    return item
+
+
+async def _status_list(request: Request, state: AppState, status: Status) -> Response:
+    params = read_filters(request, LIST_FIELDS, state.settings.zone)
+    number = page_number(request)
+    selection = dataclasses.replace(params.selection, statuses=frozenset({status}))
+    page = await read_sendings_page(state, params, selection, scope=status.value)
+    values = form_values(request, FILTER_FIELDS)
+    title, lead = _TITLES[status]
+    return render(
+        request,
+        "sending_list.html",
+        {
+            "title": title,
+            "lead": lead,
+            "status": status.value,
+            "rows": [row_view(row) for row in page.rows],
+            "pager": pager(request, page, number),
+            "values": values,
+            "filtering": any(values.values()),
+            "causes": cause_choices(values["cause"]),
+            "systems": await system_names(state),
+        },
+    )
+
+
+@router.get("/admin/aborted")
+async def aborted_list(request: Request, _principal: AdminPage, state: State) -> Response:
+    """Admins: Aborted sendings, filtered and paged."""
+    return await _status_list(request, state, Status.ABORTED)
+
+
+@router.get("/admin/failed")
+async def failed_list(request: Request, _principal: AdminPage, state: State) -> Response:
+    """Admins: Failed sendings (another attempt is scheduled), filtered and paged."""
+    return await _status_list(request, state, Status.FAILED)
