@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from invoice_outbox.web import login, overview
+from invoice_outbox.web import audit_page, causes, jobs_page, login, overview, systems_page
 from invoice_outbox.web import lists as list_pages
 from invoice_outbox.web.errors import LoginRequired, PageError
 from invoice_outbox.web.sessions import load_signed_in
@@ -33,6 +33,10 @@ router = APIRouter(include_in_schema=False)
 router.include_router(login.router)
 router.include_router(overview.router)
 router.include_router(list_pages.router)
+router.include_router(causes.router)
+router.include_router(jobs_page.router)
+router.include_router(audit_page.router)
+router.include_router(systems_page.router)
 
 _TITLES = {
     400: "Please check the request",

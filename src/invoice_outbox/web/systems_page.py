@@ -1,0 +1,122 @@
+"""The external systems and their health: ``GET /admin/systems``.
+
+Who may call it: admins (practice users get a 403 page; nobody signed in goes to sign-in).
+
+Each configured system with its channel, where it delivers (the host only: a URL may carry
+credentials, and secrets are never read here), whether it is enabled, how many practices it
+serves, its health as deliveries see it (Healthy; Degraded after n failures in a row; Down
+since ..., with the last failure's reason) and its queued, failed and aborted counts.
+
+Read with aggregate queries: the systems table (a few rows, its practice links counted, not
+loaded), and one GROUP BY over the sendings that are queued or failed.  Enabling and
+disabling is not offered: the API has no such command (``PUT`` replaces a whole
+configuration), and the dashboard adds no capability the API lacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.responses import Response
+
+from invoice_outbox.api.state import State
+from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.models import System, SystemPractice
+from invoice_outbox.web.sessions import AdminPage
+from invoice_outbox.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+_COUNTED: Final = (Status.PENDING.value, Status.FAILED.value, Status.ABORTED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class SystemRow:
+    """One system as the page shows it (no settings beyond the host, no secret)."""
+
+    name: str
+    channel: str
+    destination: str
+    enabled: bool
+    practices: int
+    circuit: str
+    consecutive_failures: int
+    down_since: datetime | None
+    last_failure_reason: str | None
+    queued: int
+    failed: int
+    aborted: int
+
+
+def destination(channel: str, settings: dict[str, Any]) -> str:
+    """Where a system delivers, without credentials: the URL's host (and a non-default port)
+    or the mail server's host.  "" when it cannot be read."""
+    if channel == "Http":
+        try:
+            parts = urlsplit(str(settings.get("Url") or ""))
+            host = parts.hostname or ""
+            port = parts.port
+        except ValueError:
+            return ""
+        return f"{host}:{port}" if host and port else host
+    host = str(settings.get("Host") or "")
+    return f"mail server {host}" if host else ""
+
+
+async def system_rows(connection: AsyncConnection) -> list[SystemRow]:
+    """Every configured system, by name, with its practice count and sending counts."""
+    practices = dict(
+        (
+            await connection.execute(
+                select(SystemPractice.system, func.count()).group_by(SystemPractice.system)
+            )
+        ).all()
+    )
+    counts: dict[tuple[str, str], int] = {}
+    for system, status, number in await connection.execute(
+        select(Sending.system, Sending.status, func.count())
+        .where(Sending.status.in_(_COUNTED))
+        .group_by(Sending.system, Sending.status)
+    ):
+        counts[(system, status)] = int(number)
+    rows = await connection.execute(
+        select(
+            System.name, System.channel, System.settings, System.enabled, System.circuit,
+            System.consecutive_failures, System.down_since, System.last_failure_reason,
+        ).order_by(System.name)
+    )  # fmt: skip
+    found: list[SystemRow] = []
+    for name, channel, settings, enabled, circuit, failures, down_since, reason in rows:
+        failed = counts.get((name, Status.FAILED.value), 0)
+        found.append(
+            SystemRow(
+                name=name,
+                channel=channel,
+                destination=destination(channel, settings or {}),
+                enabled=bool(enabled),
+                practices=int(practices.get(name, 0)),
+                circuit=circuit,
+                consecutive_failures=int(failures or 0),
+                down_since=down_since,
+                last_failure_reason=reason,
+                queued=counts.get((name, Status.PENDING.value), 0) + failed,
+                failed=failed,
+                aborted=counts.get((name, Status.ABORTED.value), 0),
+            )
+        )
+    return found
+
+
+@router.get("/admin/systems")
+async def systems_page(request: Request, principal: AdminPage, state: State) -> Response:
+    """Admins: every external system with its health and queue."""
+    async with state.engine.connect() as connection:
+        rows = await system_rows(connection)
+    return render(request, "systems.html", {"systems": rows})
