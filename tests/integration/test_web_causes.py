@@ -31,7 +31,10 @@ from tests.web_support import (
     sign_in,
 )
 
-_ROW = re.compile(r'<tr data-cause="([^"]+)">.*?<td class="num" data-count>([^<]+)</td>', re.S)
+_ROW = re.compile(
+    r'<tr data-cause="([^"]+)">.*?<td data-label="Invoices" class="num" data-count>([^<]+)</td>',
+    re.S,
+)
 
 
 @pytest.fixture
