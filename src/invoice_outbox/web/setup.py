@@ -18,7 +18,16 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from invoice_outbox.web import audit_page, causes, jobs_page, login, overview, systems_page
+from invoice_outbox.web import (
+    audit_page,
+    causes,
+    invoice_page,
+    jobs_page,
+    login,
+    overview,
+    practice_view,
+    systems_page,
+)
 from invoice_outbox.web import lists as list_pages
 from invoice_outbox.web.errors import LoginRequired, PageError
 from invoice_outbox.web.sessions import load_signed_in
@@ -33,6 +42,8 @@ router = APIRouter(include_in_schema=False)
 router.include_router(login.router)
 router.include_router(overview.router)
 router.include_router(list_pages.router)
+router.include_router(practice_view.router)
+router.include_router(invoice_page.router)
 router.include_router(causes.router)
 router.include_router(jobs_page.router)
 router.include_router(audit_page.router)
