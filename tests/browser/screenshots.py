@@ -12,12 +12,17 @@ from __future__ import annotations
 import random
 import sys
 import tempfile
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from invoice_outbox.admin.models import ResendJob
+from invoice_outbox.admin.resends import Selection, create_job
+from invoice_outbox.auth.principal import Principal, Role
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.models import System
 from tests.browser.conftest import LiveServer, launch_chromium, serve_live, sign_in_with_form
@@ -85,10 +90,47 @@ async def seed_showcase(session: AsyncSession, *, now: datetime) -> None:
     await session.commit()
 
 
+async def seed_running_job(session: AsyncSession, *, now: datetime) -> uuid.UUID:
+    """A resend of the http-503 group, 40 % done, held by another process (so it stays
+    Running while the pictures are taken)."""
+    admin = Principal(subject=ADMIN_NAME, role=Role.ADMIN, practices=frozenset())
+    job = await create_job(
+        session, principal=admin, selection=Selection(cause="http-503"), force=False,
+        dry_run=False, reason="MediSwitch is back up after the outage", now=now,
+    )  # fmt: skip
+    await session.execute(
+        update(ResendJob)
+        .where(ResendJob.id == job.id)
+        .values(done=job.total * 2 // 5, lease_owner="another-host",
+                lease_expires_at=now + timedelta(days=1))
+    )  # fmt: skip
+    await session.commit()
+    return job.id
+
+
+def shoot_fixing_pages(page: Page, out_dir: Path, suffix: str, job_id: uuid.UUID) -> list[Path]:
+    """Causes, one cause group, a running job's progress, the audit log, the systems."""
+    shots = [
+        ("causes", "/admin/causes", "#causes-chart svg"),
+        ("cause", "/admin/causes/http-503", "#resend-form"),
+        ("job", f"/admin/jobs/{job_id}", "#job-status"),
+        ("audit", "/admin/audit", "table.audit"),
+        ("systems", "/admin/systems", ".system.down"),
+    ]
+    written = []
+    for name, path, ready in shots:
+        page.goto(path)
+        expect(page.locator(ready)).to_be_visible()
+        page.screenshot(path=out_dir / f"{name}{suffix}.png", full_page=True)
+        written.append(out_dir / f"{name}{suffix}.png")
+    return written
+
+
 def take_screenshots(browser: Browser, live: LiveServer, out_dir: Path) -> list[Path]:
     """Sign-in page and overview, on a laptop and a phone; returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    job_id = live.seed(lambda s: seed_running_job(s, now=live.clock.now()))
     for suffix, width, height in VIEWPORTS:
         context = browser.new_context(
             base_url=live.url, viewport={"width": width, "height": height}
@@ -102,6 +144,7 @@ def take_screenshots(browser: Browser, live: LiveServer, out_dir: Path) -> list[
         expect(page.locator("#failures-chart svg")).to_be_visible()
         page.screenshot(path=out_dir / f"overview{suffix}.png", full_page=True)
         written.append(out_dir / f"overview{suffix}.png")
+        written += shoot_fixing_pages(page, out_dir, suffix, job_id)
         context.close()
     return written
 

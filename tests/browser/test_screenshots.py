@@ -17,6 +17,9 @@ def test_screenshots_of_the_main_pages(
 ) -> None:
     live_server.seed(lambda s: seed_showcase(s, now=live_server.clock.now()))
     written = take_screenshots(browser, live_server, tmp_path / "shots")
-    assert len(written) == 2 * len(VIEWPORTS)
+    names = {path.name for path in written}
+    assert len(names) == len(written)
+    for page in ("login", "overview", "causes", "cause", "job", "audit", "systems"):
+        assert {f"{page}{suffix}.png" for suffix, _, _ in VIEWPORTS} <= names
     for path in written:
         assert path.read_bytes().startswith(PNG)
