@@ -26,6 +26,7 @@ from invoice_outbox.auth.principal import Principal, Role
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.models import System
 from tests.browser.conftest import LiveServer, launch_chromium, serve_live, sign_in_with_form
+from tests.browser.screenshot_pages import seed_timeline, shoot_finding_pages
 from tests.conftest import PRACTICE_A, PRACTICE_B
 from tests.databases import SqliteDatabases
 from tests.factories import sending
@@ -131,6 +132,7 @@ def take_screenshots(browser: Browser, live: LiveServer, out_dir: Path) -> list[
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     job_id = live.seed(lambda s: seed_running_job(s, now=live.clock.now()))
+    invoice_id = live.seed(lambda s: seed_timeline(s, now=live.clock.now()))
     for suffix, width, height in VIEWPORTS:
         context = browser.new_context(
             base_url=live.url, viewport={"width": width, "height": height}
@@ -145,6 +147,7 @@ def take_screenshots(browser: Browser, live: LiveServer, out_dir: Path) -> list[
         page.screenshot(path=out_dir / f"overview{suffix}.png", full_page=True)
         written.append(out_dir / f"overview{suffix}.png")
         written += shoot_fixing_pages(page, out_dir, suffix, job_id)
+        written += shoot_finding_pages(page, out_dir, suffix, invoice_id)  # signs out
         context.close()
     return written
 

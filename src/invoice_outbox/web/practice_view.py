@@ -51,8 +51,8 @@ VIEW_FIELDS: Final = (
 )
 #: ``show`` -> (label, statuses).
 SHOW: Final = {
-    "problems": ("Not delivered (failed or aborted)", (Status.FAILED, Status.ABORTED)),
-    "waiting": ("Waiting or being sent", (Status.PENDING, Status.SENDING)),
+    "problems": ("Not delivered", (Status.FAILED, Status.ABORTED)),
+    "waiting": ("Waiting to be sent", (Status.PENDING, Status.SENDING)),
     "sent": ("Delivered", (Status.SENT,)),
     "all": ("All", ()),
 }
