@@ -3,8 +3,8 @@
 Contenders, each on a fresh database holding the same queue of due sendings (see seed.py),
 delivering to a local receiver that answers 200 at once (see receiver.py):
 
-* OURS: 1, then 4 ``invoice-outbox worker --concurrency 64`` processes (ours.py), and at the
-  end one more 1-process drain under py-spy (profiling.py);
+* OURS: 1, 2 (one per core here), then 4 ``invoice-outbox worker --concurrency 64`` processes
+  (ours.py), and at the end one more 1-process drain under py-spy (profiling.py);
 * BASELINE: one Celery task per sending on the local RabbitMQ (celery_app.py, baseline.py);
 * CEILING: pgbench running our worker's delivery SQL without Python or HTTP (ceiling.py).
 
@@ -69,9 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=100_000, help="sendings per queue")
     parser.add_argument("--celery-count", type=int, default=None,
                         help="sendings for the Celery baseline (default: --count)")  # fmt: skip
-    parser.add_argument("--ours", type=_configs, default=[(1, 64), (4, 64)],
-                        help="worker runs as PROCESSESxCONCURRENCY, e.g. 1x64,4x64,1x32; the "
-                        "first 1-process run is the headline")  # fmt: skip
+    parser.add_argument("--ours", type=_configs, default=[(1, 64), (2, 64), (4, 64)],
+                        help="worker runs as PROCESSESxCONCURRENCY, e.g. 1x64,4x64,1x32 "
+                        "(2 = one per core here)")  # fmt: skip
     parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
     parser.add_argument("--celery-concurrency", type=int, default=4)
     parser.add_argument("--celery-prefetch", type=int, default=16,
