@@ -275,3 +275,22 @@ async def test_names_and_reasons_are_escaped(
     job = await client.get(answer.headers["location"])
     assert "<img src=x" not in job.text
     assert "&lt;img src=x onerror=alert(1)&gt;" in job.text
+
+
+async def test_the_unknown_group_is_resent_as_it_is_counted(
+    admin: tuple[httpx.AsyncClient, str], session: AsyncSession, state: AppState
+) -> None:
+    """Failures recorded without a cause are the group ``unknown``: "Resend all 2" resends 2."""
+    client, csrf = admin
+    for _ in range(2):
+        session.add(sending(status=Status.ABORTED, when=NOW, practice_id=PRACTICE_A))
+    await session.commit()
+    page = await client.get("/admin/causes/unknown")
+    assert "Resend all 2" in page.text
+    answer = await client.post(
+        "/admin/causes/unknown/resend", data={"csrf_token": csrf, "reason": "no cause known"}
+    )
+    job_id = uuid.UUID(answer.headers["location"].rsplit("/", 1)[1])
+    await run_job_once(state, job_id)
+    done = (await client.get(f"/admin/jobs/{job_id}.json")).json()
+    assert (done["Total"], done["Done"]) == (2, 2)

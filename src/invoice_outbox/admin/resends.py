@@ -28,8 +28,9 @@ from invoice_outbox.sendings.commands import (
     requeue,
     resend_sources,
 )
-from invoice_outbox.sendings.filters import SendingFilter, filter_clauses
+from invoice_outbox.sendings.filters import SendingFilter
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.queries import selection_clauses
 from invoice_outbox.sendings.status import RETRYABLE, SendingType, Status
 
 SAMPLE_SIZE = 20
@@ -144,7 +145,9 @@ class Plan:
     exclude_discarded: bool
 
     def base_clauses(self, *, with_ids: bool = True) -> list[ColumnElement[bool]]:
-        return filter_clauses(self.selection.sending_filter(with_ids=with_ids))
+        """The selection's conditions; the cause ``unknown`` is the cause groups' one (failures
+        recorded without a cause), as in the lists and ``GET api/v1/billing/causes``."""
+        return selection_clauses(self.selection.sending_filter(with_ids=with_ids))
 
     def member_clauses(self, *, with_ids: bool = True) -> list[ColumnElement[bool]]:
         """The sendings this plan resends (before the snapshot condition)."""
