@@ -110,8 +110,8 @@ async def test_a_stale_outcome_never_overwrites_a_newer_claim_of_the_same_worker
     clock.advance(LEASE + timedelta(seconds=1))
     async with state.engine.begin() as connection:
         retaken = await claims.take_over_expired(connection, worker="w1", now=clock.now(),
-                                                 lease=LEASE, limit=1)  # fmt: skip
-    again = next(c for c in retaken if c.sending_id == first.sending_id)
+                                                 lease=LEASE, limit=queued)  # fmt: skip
+    [again] = [c for c in retaken if c.sending_id == first.sending_id]
     assert again.attempt == first.attempt + 1
 
     [late] = await write(state, clock, [Outcome(first, clock.now(), 5, delivered=OK)])
