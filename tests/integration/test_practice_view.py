@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.sendings.causes import describe
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.models import System
 from tests.conftest import NOW, PRACTICE_A, PRACTICE_B, make_token
 from tests.integration.test_listing_legacy import row
 
@@ -186,3 +187,35 @@ async def test_an_overdue_failed_sending_is_promised_an_attempt_shortly(
     await session.commit()
     items = (await client.get(_route(PRACTICE_A), headers=practice_headers)).json()["Items"]
     assert [i["NextStep"] for i in items] == ["We will try again shortly."]
+
+
+async def test_invoices_waiting_for_a_held_system_say_why(
+    client: httpx.AsyncClient, session: AsyncSession, practice_headers: dict[str, str]
+) -> None:
+    down_since = NOW - timedelta(hours=1)
+    session.add_all([
+        System(name="MediSwitch", channel="Http", circuit="Down", down_since=down_since,
+               consecutive_failures=5, created_at=NOW, updated_at=NOW),
+        System(name="PracticeLedger", channel="Http", enabled=False, created_at=NOW,
+               updated_at=NOW),
+        row(Status.PENDING, cause=None, reason=None, invoice_id=uuid.UUID(int=21)),
+        row(Status.FAILED, next_attempt_at=NOW, invoice_id=uuid.UUID(int=22)),
+        row(Status.ABORTED, cause="http-422", invoice_id=uuid.UUID(int=23)),
+        row(Status.PENDING, system="PracticeLedger", cause=None, reason=None,
+            invoice_id=uuid.UUID(int=24)),
+    ])  # fmt: skip
+    await session.commit()
+    words = {n: (i["Explanation"], i["NextStep"])
+             for n, i in (await _items(client, practice_headers)).items()}  # fmt: skip
+    down = (
+        "MediSwitch has not been answering since 17:06 SAST on 5 February 2026, so the invoice "
+        "is waiting; this does not use up its attempts.",
+        "Nothing to do: it is sent as soon as MediSwitch answers again.",
+    )
+    assert words[21] == down
+    assert words[22] == down
+    assert words[23] == ("The receiver rejected the invoice.", describe("http-422").next_step)
+    assert words[24] == (
+        "PracticeLedger is switched off for now, so the invoice is waiting.",
+        "Nothing to do: it is sent when an administrator switches PracticeLedger on again.",
+    )

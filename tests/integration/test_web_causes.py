@@ -125,6 +125,7 @@ async def test_resend_all_starts_the_apis_job_and_its_progress_is_readable(
     }  # fmt: skip
     page = await client.get(f"/admin/jobs/{job_id}")
     assert f'data-poll-url="/admin/jobs/{job_id}.json"' in page.text
+    assert 'href="/admin/causes" aria-current="page"' in page.text  # jobs belong to Causes
     assert 'aria-live="polite">0 of 9 handled\u2026</p>' in page.text
     assert await status_of_cause(state, "http-503") == {"Aborted": 9}  # not done inline
 
@@ -138,6 +139,7 @@ async def test_resend_all_starts_the_apis_job_and_its_progress_is_readable(
     assert "data-poll-url" not in page.text
     listed = await client.get("/admin/jobs")
     assert f'href="/admin/jobs/{job_id}"' in listed.text
+    assert 'href="/admin/causes" aria-current="page"' in listed.text
     assert "MediSwitch is back up" in listed.text
     assert [a for a in await actions(state) if a.startswith("resend_job.")] == [
         "resend_job.start", "resend_job.batch", "resend_job.finish",

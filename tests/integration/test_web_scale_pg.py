@@ -1,5 +1,6 @@
-"""The dashboard's lists with 100,000 failures (PostgreSQL only): pages render whole, a page at a
-time, from the first page and from a cursor deep in the list.
+"""The dashboard with 100,000 failures (PostgreSQL only): lists render a page at a time, from
+the first page and from a cursor deep in the list; the overview and the cause groups aggregate
+without loading rows.
 
 No timing is asserted (machines differ); the measured times are printed (``pytest -s``) and
 recorded as test properties (``--junitxml``), for the record.
@@ -109,6 +110,12 @@ async def test_pages_with_100k_failures(
     assert f"<strong>{thousands(FAILED)}</strong> failed invoices." in failed.text
     invoice = invoice_links(failed.text)[0]
     await _timed("one invoice", timings, lambda: client.get(f"/admin/invoices/{invoice}"))
+    overview = await _timed("overview", timings, lambda: client.get("/admin/"))
+    assert f'data-status="Aborted">{thousands(ABORTED)}<' in overview.text
+    causes = await _timed("causes", timings, lambda: client.get("/admin/causes"))
+    assert f"<strong>{thousands(ROWS)}</strong> invoices in 3 groups." in causes.text
+    group = await _timed("one cause group", timings, lambda: client.get("/admin/causes/http-503"))
+    assert f'<dd id="group-count">{thousands(ROWS // 3)}</dd>' in group.text
 
     await client.post("/admin/logout", data={"csrf_token": await _token(client)})
     await sign_in(client, PRACTICE_NAME, PRACTICE_PASSWORD)

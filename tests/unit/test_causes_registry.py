@@ -18,6 +18,7 @@ from invoice_outbox.sendings.causes import (
     practice_explanation,
 )
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.holds import SystemHold
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "invoice_outbox"
 #: Where DeliveryErrors are raised: the channels, and the worker for its own failures.
@@ -200,3 +201,26 @@ def test_an_overdue_attempt_is_promised_shortly_not_in_the_past() -> None:
         now=WHEN - timedelta(seconds=1),
     )  # fmt: skip
     assert ahead[1] == "We will try again at 18:36 SAST on 5 February 2026."
+
+
+def test_a_held_system_is_named_instead_of_a_promise() -> None:
+    down = SystemHold(system="MediSwitch", disabled=False, down_since=WHEN)
+    for status in ("Pending", "Failed"):
+        words = practice_explanation(status=status, cause="http-503", next_attempt_at=WHEN,
+                                     sent_at=None, zone=ZONE, hold=down)  # fmt: skip
+        assert words == (
+            "MediSwitch has not been answering since 18:36 SAST on 5 February 2026, so the "
+            "invoice is waiting; this does not use up its attempts.",
+            "Nothing to do: it is sent as soon as MediSwitch answers again.",
+        )
+    for status in ("Sent", "Aborted", "Cancelled", "Sending"):
+        held = practice_explanation(status=status, cause="http-503", next_attempt_at=None,
+                                    sent_at=WHEN, zone=ZONE, hold=down)  # fmt: skip
+        plain = practice_explanation(status=status, cause="http-503", next_attempt_at=None,
+                                     sent_at=WHEN, zone=ZONE)  # fmt: skip
+        assert held == plain
+    off = SystemHold(system="PracticeLedger", disabled=True, down_since=None)
+    assert practice_explanation(status="Pending", cause=None, next_attempt_at=None,
+                                sent_at=None, zone=ZONE, hold=off)[0] == (
+        "PracticeLedger is switched off for now, so the invoice is waiting."
+    )  # fmt: skip

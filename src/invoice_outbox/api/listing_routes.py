@@ -51,6 +51,7 @@ from invoice_outbox.sendings.listing import (
 )
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.systems.holds import SystemHold, held_systems
 
 router = APIRouter(tags=["finding failures"])
 
@@ -316,12 +317,17 @@ def sending_item(row: Sequence[Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def practice_item(row: Sequence[Any], zone: tzinfo, now: datetime) -> dict[str, Any]:
-    """`sending_item` plus `Explanation` and `NextStep` in plain words (the practice view)."""
+def practice_item(
+    row: Sequence[Any], zone: tzinfo, now: datetime, holds: Mapping[str, SystemHold] | None = None
+) -> dict[str, Any]:
+    """`sending_item` plus `Explanation` and `NextStep` in plain words (the practice view).
+
+    `holds` (from `held_systems`): systems holding their queue, so waiting invoices say why.
+    """
     item = sending_item(row)
     explanation, next_step = practice_explanation(
         status=item["Status"], cause=item["Cause"], next_attempt_at=item["NextAttemptAt"],
-        sent_at=item["SentAt"], zone=zone, now=now,
+        sent_at=item["SentAt"], zone=zone, now=now, hold=(holds or {}).get(item["System"]),
     )  # fmt: skip
     item["Explanation"] = explanation
     item["NextStep"] = next_step
@@ -459,7 +465,9 @@ async def practice_invoices(
         scope_parts=("practice",),
     )  # fmt: skip
     now = state.clock.now()
-    items = [practice_item(row, zone, now) for row in page.rows]
+    async with reading(state.engine) as connection:
+        holds = await held_systems(connection)
+    items = [practice_item(row, zone, now, holds) for row in page.rows]
     return _page_answer(request, state, page, items)
 
 

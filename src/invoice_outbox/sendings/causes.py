@@ -38,6 +38,7 @@ from invoice_outbox.sendings.queries import (
     selection_clauses,
 )
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.holds import SystemHold
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -309,6 +310,24 @@ def _local(moment: datetime, zone: tzinfo) -> tuple[str, str]:
     return clock, f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
 
 
+def _held_words(hold: SystemHold, zone: tzinfo) -> tuple[str, str]:
+    system = hold.system
+    if hold.disabled:
+        return (
+            f"{system} is switched off for now, so the invoice is waiting.",
+            f"Nothing to do: it is sent when an administrator switches {system} on again.",
+        )
+    since = ""
+    if hold.down_since is not None:
+        clock, day = _local(hold.down_since, zone)
+        since = f" since {clock} on {day}"
+    return (
+        f"{system} has not been answering{since}, so the invoice is waiting; "
+        "this does not use up its attempts.",
+        f"Nothing to do: it is sent as soon as {system} answers again.",
+    )
+
+
 def practice_explanation(
     *,
     status: str,
@@ -317,12 +336,17 @@ def practice_explanation(
     sent_at: datetime | None,
     zone: tzinfo,
     now: datetime | None = None,
+    hold: SystemHold | None = None,
 ) -> tuple[str, str]:
     """(Explanation, NextStep) of a sending's state for a practice user, in plain words.
 
     A Failed sending whose next attempt is already due at `now` (its system is held while it
     is down, or the worker is busy) is promised an attempt "shortly", not at a past time.
+    `hold`: the sending's system holds its queue (down or switched off); a Pending or Failed
+    sending then says so, instead of promising an attempt that is not coming yet.
     """
+    if hold is not None and status in (Status.PENDING.value, Status.FAILED.value):
+        return _held_words(hold, zone)
     if status == Status.SENT.value:
         if sent_at is None:
             return "Delivered.", "Nothing to do."

@@ -19,6 +19,7 @@ from invoice_outbox.sendings.causes import describe, group_key, practice_explana
 from invoice_outbox.sendings.commands import is_discarded, resend_sources
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.holds import SystemHold, held_systems
 
 #: Longest reason an action form accepts (the API's `Reason` limit).
 MAX_REASON: Final = 1000
@@ -107,13 +108,20 @@ def attempt_view(attempt: Attempt) -> AttemptView:
 
 
 def sending_view(
-    sending: Sending, attempts: Sequence[Attempt], *, zone: tzinfo, now: datetime, admin: bool
+    sending: Sending,
+    attempts: Sequence[Attempt],
+    *,
+    zone: tzinfo,
+    now: datetime,
+    admin: bool,
+    hold: SystemHold | None = None,
 ) -> SendingView:
-    """`sending` for the page; `admin`: the resend/discard forms are offered where they apply."""
+    """`sending` for the page; `admin`: the resend/discard forms are offered where they apply;
+    `hold`: its system holds its queue (down or switched off), which the explanation says."""
     group = group_key(sending.status, sending.cause)
     explanation, next_step = practice_explanation(
         status=sending.status, cause=group, next_attempt_at=sending.next_attempt_at,
-        sent_at=sending.sent_at, zone=zone, now=now,
+        sent_at=sending.sent_at, zone=zone, now=now, hold=hold,
     )  # fmt: skip
     discarded = is_discarded(sending.status, sending.reason)
     return SendingView(
@@ -149,12 +157,16 @@ async def invoice_view(
 ) -> InvoiceView:
     """The page's view of an invoice's (non-empty) `sendings`, with their attempts."""
     history = await attempts_of(session, [s.id for s in sendings])
+    holds = await held_systems(session)
     first = sendings[0]
     return InvoiceView(
         invoice_id=first.invoice_id,
         encounter_id=first.encounter_id,
         practice_ids=sorted({s.practice_id for s in sendings}),
         sendings=[
-            sending_view(s, history[s.id], zone=zone, now=now, admin=admin) for s in sendings
+            sending_view(
+                s, history[s.id], zone=zone, now=now, admin=admin, hold=holds.get(s.system)
+            )
+            for s in sendings
         ],
     )

@@ -27,6 +27,7 @@ from invoice_outbox.api.listing_routes import PRACTICE_VIEW_PARAMS, practice_ite
 from invoice_outbox.api.state import State
 from invoice_outbox.sendings.commands import is_discarded
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.holds import held_systems
 from invoice_outbox.web.errors import PageError
 from invoice_outbox.web.lists import system_names
 from invoice_outbox.web.paging import (
@@ -89,9 +90,11 @@ async def practice_invoices(request: Request, principal: PagePrincipal, state: S
         ) from None
     page = await read_sendings_page(state, params, selection, scope=f"practice-{show}")
     now = state.clock.now()
+    async with state.engine.connect() as connection:
+        holds = await held_systems(connection)
     items = []
     for row in page.rows:
-        item = practice_item(row, zone, now)
+        item = practice_item(row, zone, now, holds)
         item["Discarded"] = is_discarded(item["Status"], item["Reason"])
         items.append(item)
     values = form_values(request, FILTER_FIELDS)
