@@ -17,7 +17,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from invoice_outbox.db.engine import make_sync_engine
-from invoice_outbox.sendings.causes import (
+from invoice_outbox.sendings.cause_groups import (
     counts_statement,
     latest_reason_statement,
     spread_statement,

@@ -10,7 +10,7 @@ import pytest
 from starlette.requests import Request
 
 from invoice_outbox.api.errors import ApiError
-from invoice_outbox.api.listing_routes import (
+from invoice_outbox.api.list_params import (
     LEGACY_PARAMS,
     LIST_PARAMS,
     SENT_PARAMS,

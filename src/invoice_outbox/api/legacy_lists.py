@@ -1,7 +1,7 @@
 """The list routes of the ASP.NET billing API (SPEC.md), served wire-exact.
 
 Without query parameters each route answers exactly as the old service did.  Optional
-parameters (see `listing_routes.read_params`) filter the list; `limit` or `cursor` pages it.
+parameters (see `list_params.read_params`) filter the list; `limit` or `cursor` pages it.
 A paged answer is still the bare legacy list, so .NET clients parse it as before; the paging
 travels in headers (`X-Total-Count`, `X-Next-Cursor`, `Link: <...>; rel="next"`).
 """
@@ -20,15 +20,12 @@ from starlette.responses import Response
 
 from invoice_outbox.api.docs import STATUS_LIST_RESPONSES
 from invoice_outbox.api.errors import bad_parameter
+from invoice_outbox.api.list_params import LEGACY_PARAMS, SENT_PARAMS, read_params, scoped
 from invoice_outbox.api.listing_routes import (
-    LEGACY_PARAMS,
     PAGING_HEADERS_DOC,
-    SENT_PARAMS,
     paging_headers,
     query_docs,
     read_list_page,
-    read_params,
-    scoped,
 )
 from invoice_outbox.api.security import Admin, Caller
 from invoice_outbox.api.state import AppState, State

@@ -26,19 +26,17 @@ from starlette.responses import RedirectResponse, Response
 
 from invoice_outbox.admin.resends import ResendRefused, create_job
 from invoice_outbox.api.admin_routes import BulkResendIn, FilterIn
-from invoice_outbox.api.listing_routes import (
-    ITEM_COLUMNS,
+from invoice_outbox.api.list_params import (
     STATUS,
     SYSTEM,
     ListParams,
     cause_slug,
     read_cause_selection,
-    read_list_page,
-    reading,
-    sending_item,
 )
+from invoice_outbox.api.listing_routes import ITEM_COLUMNS, read_list_page, reading, sending_item
 from invoice_outbox.api.state import Session, State
-from invoice_outbox.sendings.causes import CauseGroup, cause_groups, describe, failure_statuses
+from invoice_outbox.sendings.cause_groups import CauseGroup, cause_groups, failure_statuses
+from invoice_outbox.sendings.causes import describe
 from invoice_outbox.sendings.filters import SendingFilter
 from invoice_outbox.sendings.listing import Order
 from invoice_outbox.systems.models import System

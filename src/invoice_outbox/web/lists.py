@@ -19,7 +19,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from invoice_outbox.api.listing_routes import LEGACY_PARAMS, sending_item
+from invoice_outbox.api.list_params import LEGACY_PARAMS
+from invoice_outbox.api.listing_routes import sending_item
 from invoice_outbox.api.state import AppState, State
 from invoice_outbox.sendings.commands import is_discarded
 from invoice_outbox.sendings.status import Status

@@ -25,19 +25,18 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from invoice_outbox.api.errors import ApiError
-from invoice_outbox.api.listing_routes import (
+from invoice_outbox.api.list_params import (
     CAUSE,
     CURSOR,
     FROM,
-    ITEM_COLUMNS,
     PRACTICE,
     SYSTEM,
     TEXT,
     TO,
     ListParams,
-    read_list_page,
     read_params,
 )
+from invoice_outbox.api.listing_routes import ITEM_COLUMNS, read_list_page
 from invoice_outbox.api.state import AppState
 from invoice_outbox.sendings.causes import KNOWN, UNKNOWN, describe
 from invoice_outbox.sendings.filters import SendingFilter

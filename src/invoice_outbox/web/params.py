@@ -1,6 +1,6 @@
 """Reading a page's query and form values with the API's own parsers, as HTML errors.
 
-The API's parsers (`invoice_outbox.api.listing_routes.read_params`, ``parse_moment``, ...)
+The API's parsers (`invoice_outbox.api.list_params.read_params`, ``parse_moment``, ...)
 raise `ApiError`, which the API answers as ``{"Message": ...}``.  Pages wrap those calls in
 `page_errors()` so the same message reaches the browser as a 400 page instead.  Messages of
 the API's parsers name the parameter and never echo its value, so nothing a user typed (or a

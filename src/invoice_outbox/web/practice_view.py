@@ -23,7 +23,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from invoice_outbox.api.errors import ApiError
-from invoice_outbox.api.listing_routes import PRACTICE_VIEW_PARAMS, practice_item, scoped
+from invoice_outbox.api.list_params import PRACTICE_VIEW_PARAMS, scoped
+from invoice_outbox.api.listing_routes import practice_item
 from invoice_outbox.api.state import State
 from invoice_outbox.sendings.commands import is_discarded
 from invoice_outbox.sendings.status import Status
