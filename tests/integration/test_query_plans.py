@@ -1,16 +1,18 @@
-"""Listing one status reads the status index: cost follows the rows returned, not the table."""
+"""Hot reads use their index: cost follows the rows returned, not the table."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import insert, text
 
 from invoice_outbox.db.engine import make_sync_engine
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.queries import status_vo_rows
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.worker import prepared
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -45,3 +47,22 @@ def test_aborted_list_uses_the_status_index(database_url: str, engine_name: str)
     assert "ix_sendings_status_time" in plan, plan
     assert "Seq Scan" not in plan, plan
     assert "SCAN sendings" not in plan.replace("SCAN sendings USING", ""), plan
+
+
+@pytest.mark.postgres_only
+def test_the_workers_claim_reads_the_due_index(database_url: str, engine_name: str) -> None:
+    engine = make_sync_engine(database_url)
+    due = [
+        {**row, "status": "Pending", "next_attempt_at": START} for row in _rows(50, aborted_every=1)
+    ]
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(Sending), _rows(20_000, aborted_every=400) + due)
+            connection.execute(text("ANALYZE sendings"))
+            params = {"worker": "w", "now": START, "expires": START, "limit": 16}
+            explain = text("EXPLAIN " + prepared.CLAIM_DUE.text)
+            plan = "\n".join(str(row[0]) for row in connection.execute(explain, params))
+    finally:
+        engine.dispose()
+    assert "ix_sendings_due" in plan, plan
+    assert "Seq Scan on sendings" not in plan, plan

@@ -25,6 +25,7 @@ from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.queries import AnySelect
 from invoice_outbox.sendings.status import CLAIMABLE, Status
 from invoice_outbox.systems.models import System
+from invoice_outbox.worker import prepared
 
 LOST_REASON = (
     "The worker delivering this stopped before recording the outcome; it was sent again "
@@ -140,6 +141,11 @@ async def claim_due(
     connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
 ) -> list[Claim]:
     """Claim up to `limit` due sendings of systems that are not held, earliest due first."""
+    if connection.dialect.name == "postgresql":
+        rows = await connection.execute(prepared.CLAIM_DUE, {
+            "worker": worker, "now": now, "expires": now + lease, "limit": limit,
+        })  # fmt: skip
+        return _claims(rows)
     due = (
         select(Sending.id)
         .where(Sending.status.in_(_CLAIMABLE), Sending.next_attempt_at <= now,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, text, tuple_, update
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from invoice_outbox.sendings.cancellation import add_cancellation
@@ -22,6 +22,7 @@ from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.retry import RetryPolicy, decide
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.systems.channels.base import Delivered, DeliveryError
+from invoice_outbox.worker import prepared
 from invoice_outbox.worker.circuit import note_failure, note_reachable
 from invoice_outbox.worker.claims import Claim
 
@@ -132,24 +133,10 @@ async def _insert_attempt(
     await connection.execute(insert(Attempt).values(row))
 
 
-# PostgreSQL: one statement whose text never changes (the ids travel as two arrays), so psycopg
-# prepares it once; an IN list of N tuples is a new statement for every batch size, parsed and
-# planned each time, and cost a third of the worker's database CPU.
-_MARK_SENT_POSTGRESQL = text(f"""
-    UPDATE sendings AS s
-    SET status = '{Status.SENT.value}', sent_at = :now, reason = NULL, next_attempt_at = NULL,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS claim(id, attempt)
-    WHERE s.id = claim.id AND s.attempts = claim.attempt
-      AND s.status = '{Status.SENDING.value}' AND s.lease_owner = :worker
-    RETURNING s.id
-""")  # noqa: S608 -- only our enum values are formatted in; the data are bound parameters
-
-
 async def _mark_sent(
     connection: AsyncConnection, delivered: Sequence[Outcome], *, worker: str, now: datetime
 ) -> set[Any]:
-    """Mark delivered sendings Sent in one statement and record their attempts in another.
+    """Mark delivered sendings Sent and record their attempts (PostgreSQL: one statement).
 
     Guarded per row exactly as `record` is (same worker, same attempt, still Sending); returns
     the ids whose claim held.  The others are left for `_record_unowned`.
@@ -159,9 +146,13 @@ async def _mark_sent(
     ids = [o.claim.sending_id for o in delivered]
     attempts = [o.claim.attempt for o in delivered]
     if connection.dialect.name == "postgresql":
-        rows = await connection.execute(
-            _MARK_SENT_POSTGRESQL, {"now": now, "ids": ids, "attempts": attempts, "worker": worker}
-        )
+        rows = await connection.execute(prepared.MARK_SENT, {
+            "ids": ids, "attempts": attempts, "started": [o.started_at for o in delivered],
+            "durations": [o.duration_ms for o in delivered],
+            "codes": [o.delivered.code if o.delivered else None for o in delivered],
+            "now": now, "worker": worker,
+        })  # fmt: skip
+        return set(rows.scalars())
     else:
         keys = list(zip(ids, attempts, strict=True))
         rows = await connection.execute(
