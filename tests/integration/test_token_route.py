@@ -103,3 +103,14 @@ async def test_oversized_chunked_body_is_413(client: httpx.AsyncClient) -> None:
         "/token", content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert response.status_code == 413
+
+
+async def test_an_oversized_dashboard_form_gets_a_page_not_json(client: httpx.AsyncClient) -> None:
+    big = "x" * (5 * 1024 * 1024 + 1)
+    response = await client.post(
+        "/admin/login", content=big, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<h1>Too large</h1>" in response.text
+    assert "larger than the limit" in response.text

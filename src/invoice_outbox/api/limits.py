@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from fastapi import HTTPException
+from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from invoice_outbox.api.errors import error_response_for_scope
@@ -16,6 +19,19 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, message: str) -> None:
         super().__init__(status_code=413, detail=message)
+
+
+def _too_large(scope: Scope, message: str) -> Response:
+    """The API's error shape, or a plain page for the dashboard's forms (under /admin)."""
+    path = str(scope.get("path", ""))
+    if path == "/admin" or path.startswith("/admin/"):
+        page = (
+            '<!doctype html><html lang="en"><meta charset="utf-8"><title>Too large</title>'
+            f"<main><h1>Too large</h1><p>{escape(message)}</p>"
+            '<p><a href="/admin/">Back to the dashboard</a></p></main></html>'
+        )
+        return HTMLResponse(page, status_code=413)
+    return error_response_for_scope(scope, 413, message)
 
 
 class BodySizeLimit:
@@ -32,7 +48,7 @@ class BodySizeLimit:
         message = f"The request body is larger than the limit of {self.max_bytes} bytes."
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await error_response_for_scope(scope, 413, message)(scope, receive, send)
+                await _too_large(scope, message)(scope, receive, send)
                 return
         received = 0
 
@@ -57,4 +73,4 @@ class BodySizeLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await error_response_for_scope(scope, 413, message)(scope, receive, send)
+            await _too_large(scope, message)(scope, receive, send)
