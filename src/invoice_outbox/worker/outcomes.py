@@ -153,17 +153,16 @@ async def _mark_sent(
             "now": now, "worker": worker,
         })  # fmt: skip
         return set(rows.scalars())
-    else:
-        keys = list(zip(ids, attempts, strict=True))
-        rows = await connection.execute(
-            update(Sending)
-            .where(Sending.id.in_(ids), tuple_(Sending.id, Sending.attempts).in_(keys),
-                   Sending.status == Status.SENDING.value, Sending.lease_owner == worker)
-            .values(status=Status.SENT.value, sent_at=now, reason=None, next_attempt_at=None,
-                    lease_owner=None, lease_expires_at=None, updated_at=now)
-            .returning(Sending.id)
-            .execution_options(synchronize_session=False)
-        )  # fmt: skip
+    keys = list(zip(ids, attempts, strict=True))
+    rows = await connection.execute(
+        update(Sending)
+        .where(Sending.id.in_(ids), tuple_(Sending.id, Sending.attempts).in_(keys),
+               Sending.status == Status.SENDING.value, Sending.lease_owner == worker)
+        .values(status=Status.SENT.value, sent_at=now, reason=None, next_attempt_at=None,
+                lease_owner=None, lease_expires_at=None, updated_at=now)
+        .returning(Sending.id)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
     owned = set(rows.scalars())
     recorded = [
         _attempt_row(o, "Sent", o.delivered.code, None, worker)
