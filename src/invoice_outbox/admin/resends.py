@@ -1,9 +1,10 @@
-"""Resending sendings (one, a named list, a filter or cause group) and discarding them.
+"""Resending sendings in bulk (a named list, a filter or a cause group).
 
-A bulk resend is a `ResendJob`: created here (with a preview of what it would do), worked
-through by `jobs_service` in keyset batches.  Its *members* are the sendings matching the
-selection when the snapshot was taken; a member is resent only if it is unchanged since the
-snapshot, so a job never undoes what happened after the preview.  Functions never commit.
+One sending at a time (resend, discard) is `invoice_outbox.admin.sending_actions`.  A bulk
+resend is a `ResendJob`: created here (with a preview of what it would do), worked through by
+`jobs_service` in keyset batches.  Its *members* are the sendings matching the selection when
+the snapshot was taken; a member is resent only if it is unchanged since the snapshot, so a
+job never undoes what happened after the preview.  Functions never commit.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ from invoice_outbox.admin import audit
 from invoice_outbox.admin.models import ResendJob
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.sendings.commands import (
-    discard,
     discarded,
-    is_discarded,
     not_discarded,
-    requeue,
     resend_sources,
 )
 from invoice_outbox.sendings.filters import SendingFilter
@@ -464,111 +462,3 @@ async def recent_jobs(
         statement = statement.where(ResendJob.status == status)
     statement = statement.order_by(ResendJob.created_at.desc(), ResendJob.id).limit(limit)
     return list((await session.scalars(statement)).all())
-
-
-# One sending -----------------------------------------------------------------------------
-
-
-async def _visible_sending(
-    session: AsyncSession, principal: Principal, sending_id: uuid.UUID
-) -> Sending:
-    """The sending, locked for the change; 404 alike for missing and for another practice's."""
-    sending = await session.scalar(
-        select(Sending).where(Sending.id == sending_id).with_for_update()
-    )
-    if sending is None or not principal.may_access(sending.practice_id):
-        raise ResendRefused(404, f"No sending has the id {sending_id}.")
-    return sending
-
-
-def _why_not_resendable(sending: Sending) -> str:
-    status = Status(sending.status)
-    if status is Status.SENT:
-        when = sending.sent_at.strftime("%Y-%m-%d %H:%M:%S UTC") if sending.sent_at else "earlier"
-        return (
-            f"The sending was already delivered to {sending.system} ({when}); it is not sent "
-            'again unless you ask for it with "Force": true.'
-        )
-    if status is Status.PENDING:
-        return "The sending is already queued (Pending); it will be attempted when due."
-    if status is Status.SENDING:
-        return "The sending is being delivered right now; wait for the outcome."
-    return "The invoice was cancelled; its sendings are not sent again."
-
-
-async def resend_one(
-    session: AsyncSession,
-    *,
-    principal: Principal,
-    sending_id: uuid.UUID,
-    reason: str,
-    force: bool,
-    now: datetime,
-) -> tuple[Sending, str]:
-    """Queue one sending again, due now.  Returns it and its previous status.
-
-    Admins: Failed and Aborted (discarded ones too: they are named), Sent with `force`.
-    Practice users: their practices' Failed and Aborted ones; `force` is for admins (403).
-    """
-    if force and not principal.is_admin:
-        raise ResendRefused(403, "Only admins may force a resend of a delivered sending.")
-    sending = await _visible_sending(session, principal, sending_id)
-    previous = sending.status
-    if Status(previous) not in resend_sources(force=force):
-        raise ResendRefused(409, _why_not_resendable(sending))
-    moved = await requeue(session, [sending_id], sources=resend_sources(force=force), now=now)
-    if not moved:  # pragma: no cover -- the row is locked (PostgreSQL) or writes serialise
-        raise ResendRefused(409, "The sending changed meanwhile; try again.")
-    await session.refresh(sending)
-    forced = previous == Status.SENT.value
-    await audit.record(
-        session, principal=principal, action="sendings.resend", reason=reason,
-        practice_id=sending.practice_id, target=str(sending_id), affected=[sending_id],
-        details={"PreviousStatus": previous, "Forced": forced,
-                 "WasDiscarded": is_discarded(previous, sending.reason)},
-        now=now,
-    )  # fmt: skip
-    return sending, previous
-
-
-async def discard_one(
-    session: AsyncSession, *, principal: Principal, sending_id: uuid.UUID, reason: str,
-    now: datetime,
-) -> tuple[Sending, str | None]:  # fmt: skip
-    """Give up on an Aborted sending for good (see `commands.discard`).  Returns it and the
-    reason it had (the failure that made someone give up)."""
-    sending = await _visible_sending(session, principal, sending_id)
-    status = Status(sending.status)
-    if status is not Status.ABORTED:
-        raise ResendRefused(
-            409,
-            f"Only Aborted sendings can be discarded; this one is {status.value}."
-            + (" It will be attempted again automatically." if status is Status.FAILED else ""),
-        )
-    if is_discarded(sending.status, sending.reason):
-        raise ResendRefused(409, f"The sending was already discarded ({sending.reason}).")
-    previous_reason = sending.reason
-    if not await discard(session, sending_id, actor=principal.subject, reason=reason, now=now):
-        raise ResendRefused(409, "The sending changed meanwhile; try again.")  # pragma: no cover
-    await session.refresh(sending)
-    await audit.record(
-        session, principal=principal, action="sendings.discard", reason=reason,
-        practice_id=sending.practice_id, target=str(sending_id), affected=[sending_id],
-        details={"PreviousReason": previous_reason, "Cause": sending.cause}, now=now,
-    )  # fmt: skip
-    return sending, previous_reason
-
-
-def sending_view(sending: Sending, previous_status: str) -> dict[str, Any]:
-    return {
-        "SendingId": sending.id,
-        "PracticeId": sending.practice_id,
-        "InvoiceId": sending.invoice_id,
-        "System": sending.system,
-        "SendingType": sending.sending_type,
-        "PreviousStatus": previous_status,
-        "Status": sending.status,
-        "Reason": sending.reason,
-        "SendingAttempts": sending.attempts,
-        "NextAttemptAt": sending.next_attempt_at,
-    }

@@ -24,12 +24,10 @@ from invoice_outbox.admin.resends import (
     ResendRefused,
     Selection,
     create_job,
-    discard_one,
     job_view,
     recent_jobs,
-    resend_one,
-    sending_view,
 )
+from invoice_outbox.admin.sending_actions import discard_one, resend_one, sending_view
 from invoice_outbox.api.bodies import answer, read_body
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.errors import ApiError, bad_parameter

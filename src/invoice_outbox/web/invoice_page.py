@@ -29,7 +29,8 @@ from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 
-from invoice_outbox.admin.resends import ResendRefused, discard_one, resend_one
+from invoice_outbox.admin.resends import ResendRefused
+from invoice_outbox.admin.sending_actions import discard_one, resend_one
 from invoice_outbox.api.admin_routes import commit_and_wake
 from invoice_outbox.api.invoices import invoice_sendings
 from invoice_outbox.api.state import AppState, Session, State
