@@ -76,15 +76,18 @@ def _ready(port: int) -> bool:
         connection.close()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
+def stop_processes(*processes: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM every process still running (a graceful stop), then wait for each; one that
+    has not exited within `timeout` seconds is killed."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
 
 
 @contextmanager
@@ -111,7 +114,7 @@ def serve(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> 
             time.sleep(0.1)
         yield Server(name=name, port=port, process=process, log_path=log_path)
     finally:
-        _stop(process)
+        stop_processes(process)
 
 
 def service_env(database_url: str, var_dir: Path, secret: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.memory import PeakSampler, read_kib
-from benchmarks.servers import BIN_DIR, HOST, REPO_ROOT, STOP_TIMEOUT_S
+from benchmarks.servers import BIN_DIR, HOST, REPO_ROOT, stop_processes
 
 JOB_TIMEOUT_S = 900.0
 POLL_S = 0.25
@@ -44,13 +44,7 @@ def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT_S)
+        stop_processes(process)
 
 
 def _call(port: int, method: str, path: str, token: str, body: Any = None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from benchmarks.delivery import meter
 from benchmarks.delivery.drain import DrainResult, rates, rss_summary, verify, watch
 from benchmarks.delivery.receiver import Receiver
 from benchmarks.delivery.seed import Queue
+from benchmarks.servers import stop_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENQUEUE_TIMEOUT_S = 900.0
@@ -52,17 +52,6 @@ def _module(command: str, env: dict[str, str], timeout: float) -> dict[str, Any]
         raise RuntimeError(f"celery_app {command} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)  # warm shutdown
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
 
 
 def run_celery(
@@ -116,7 +105,7 @@ def run_celery(
         if pg_cpu is not None:
             pg_cpu.close()
         if process is not None:
-            _stop(process)
+            stop_processes(process, timeout=STOP_TIMEOUT_S)  # warm shutdown
         try:
             cleaned = _module("cleanup", env, 60)
         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:

@@ -11,7 +11,6 @@ the system and sends the ``NOTIFY`` intake sends; from then on the workers claim
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from benchmarks.delivery.drain import DrainResult, rates, rss_summary, verify, w
 from benchmarks.delivery.profiling import PySpy
 from benchmarks.delivery.receiver import Receiver
 from benchmarks.delivery.seed import SYSTEM, Queue
+from benchmarks.servers import stop_processes
 from invoice_outbox.worker.waker import CHANNEL
 
 BIN_DIR = Path(sys.executable).parent
@@ -78,18 +78,6 @@ def _go(conninfo: str) -> float:
         return time.perf_counter()
 
 
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
-
-
 def run_ours(
     queue: Queue,
     receiver: Receiver,
@@ -137,7 +125,7 @@ def run_ours(
             spy.stop()
         if pg_cpu is not None:
             pg_cpu.close()
-        _stop(processes)
+        stop_processes(*processes, timeout=STOP_TIMEOUT_S)
     sessions_opened = meter.sessions(db.conninfo) - sessions_before  # includes 2-4 of ours
     verified = verify(db.conninfo, queue.count, receiver)
     rate, wall_rate = rates(verified, watched)

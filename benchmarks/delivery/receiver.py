@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from benchmarks.servers import stop_processes
+
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -196,17 +198,6 @@ class Receiver:
         self._call("POST", "/reset")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
-
-
 @contextmanager
 def run_receiver(port: int, log_path: Path, cwd: Path) -> Iterator[Receiver]:
     """Start the receiver on `port`, wait (bounded) until it answers, stop it afterwards."""
@@ -235,7 +226,7 @@ def run_receiver(port: int, log_path: Path, cwd: Path) -> Iterator[Receiver]:
                 time.sleep(0.05)
         yield receiver
     finally:
-        _stop(process)
+        stop_processes(process, timeout=STOP_TIMEOUT_S)
 
 
 if __name__ == "__main__":
