@@ -30,13 +30,9 @@ from benchmarks.delivery.drain import COUNT_SENT
 from benchmarks.delivery.receiver import run_receiver
 from benchmarks.delivery.seed import prepared_queue
 from benchmarks.servers import free_port
-from invoice_outbox.api.state import AppState
-from invoice_outbox.clock import SystemClock
-from invoice_outbox.db.engine import make_async_engine, make_session_factory
-from invoice_outbox.metrics import Metrics
+from invoice_outbox.db.engine import make_async_engine
 from invoice_outbox.settings import Settings
-from invoice_outbox.worker.runner import run_background_worker
-from invoice_outbox.worker.waker import Waker
+from invoice_outbox.worker.runner import run_background_worker, worker_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIMIT_S = 600.0
@@ -87,15 +83,7 @@ async def _drain(url: str, conninfo: str, count: int, concurrency: int) -> dict[
     engine = make_async_engine(settings.database_url)
     counts: Counter[str] = Counter()
     _listen(engine, counts)
-    state = AppState(
-        settings=settings,
-        engine=engine,
-        sessions=make_session_factory(engine),
-        signing_key=b"",
-        clock=SystemClock(),
-        waker=Waker(),
-        metrics=Metrics(),
-    )
+    state = worker_state(settings, engine)
     started = time.perf_counter()
     sent = 0
     try:

@@ -145,24 +145,12 @@ def worker_command(
 
 
 async def _run_worker(settings: Settings, concurrency: int | None) -> None:
-    from invoice_outbox.api.state import AppState
-    from invoice_outbox.db.engine import make_async_engine, make_session_factory
-    from invoice_outbox.metrics import Metrics
-    from invoice_outbox.worker.runner import run_worker_until_signalled
-    from invoice_outbox.worker.waker import Waker
+    from invoice_outbox.db.engine import make_async_engine
+    from invoice_outbox.worker.runner import run_worker_until_signalled, worker_state
 
     engine = make_async_engine(settings.database_url)
-    state = AppState(
-        settings=settings,
-        engine=engine,
-        sessions=make_session_factory(engine),
-        signing_key=b"",
-        clock=SystemClock(),
-        waker=Waker(),
-        metrics=Metrics(),
-    )
     try:
-        await run_worker_until_signalled(state, concurrency=concurrency)
+        await run_worker_until_signalled(worker_state(settings, engine), concurrency=concurrency)
     finally:
         await engine.dispose()
 

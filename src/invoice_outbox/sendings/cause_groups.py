@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import ColumnElement, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.sendings.causes import FAILURE_STATUSES, UNKNOWN, CauseInfo, describe
@@ -71,13 +71,19 @@ def _without_statuses_and_causes(selection: SendingFilter) -> SendingFilter:
     )  # fmt: skip
 
 
-def counts_statement(selection: SendingFilter) -> AnySelect:
-    """Counts, first and last SendingTime per (status, cause): the (status, cause) index."""
+def _failure_clauses(selection: SendingFilter) -> list[ColumnElement[bool]]:
+    """The Failed/Aborted sendings `selection` asks for, by status, filters and cause."""
     statuses = [s.value for s in failure_statuses(selection)]
     rest = _without_statuses_and_causes(selection)
     clauses = [Sending.status.in_(statuses), *selection_clauses(rest)]
     if selection.causes:
         clauses.append(cause_clause(selection.causes))
+    return clauses
+
+
+def counts_statement(selection: SendingFilter) -> AnySelect:
+    """Counts, first and last SendingTime per (status, cause): the (status, cause) index."""
+    clauses = _failure_clauses(selection)
     return (
         select(
             Sending.status,
@@ -93,11 +99,7 @@ def counts_statement(selection: SendingFilter) -> AnySelect:
 
 def spread_statement(selection: SendingFilter) -> AnySelect:
     """The distinct (cause, system, practice) of the same sendings: who is affected."""
-    statuses = [s.value for s in failure_statuses(selection)]
-    rest = _without_statuses_and_causes(selection)
-    clauses = [Sending.status.in_(statuses), *selection_clauses(rest)]
-    if selection.causes:
-        clauses.append(cause_clause(selection.causes))
+    clauses = _failure_clauses(selection)
     return (
         select(Sending.cause, Sending.system, Sending.practice_id)
         .where(*clauses)
