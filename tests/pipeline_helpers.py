@@ -106,9 +106,10 @@ async def submit(
     expect: int | None = 202,
 ) -> httpx.Response:
     response = await client.post(
-        f"/api/v1/{practice}/billing/invoices", content=orjson.dumps(body),
+        f"/api/v1/{practice}/billing/invoices",
+        content=orjson.dumps(body),
         headers={**headers, "Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     if expect is not None:
         assert response.status_code == expect, response.text
     return response
@@ -124,9 +125,14 @@ async def running_worker(
 ) -> AsyncIterator[Worker]:
     """A Worker on the app's engine, settings and clock, closed at the end."""
     worker = Worker(
-        engine=state.engine, settings=state.settings, clock=state.clock, waker=state.waker,
-        concurrency=concurrency, name=name, probe_interval=probe_interval,
-    )  # fmt: skip
+        engine=state.engine,
+        settings=state.settings,
+        clock=state.clock,
+        waker=state.waker,
+        concurrency=concurrency,
+        name=name,
+        probe_interval=probe_interval,
+    )
     try:
         yield worker
     finally:

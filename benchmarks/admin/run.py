@@ -124,10 +124,15 @@ async def _measure_routes(port: int, token: str, sizes: Sizes, practice: str) ->
         log(f"measuring {name} (machine busy {busy:.0%} before)")
         results.append(
             await measure_route(
-                name, port, path, token, requests=sizes.requests, warmup=sizes.warmup,
+                name,
+                port,
+                path,
+                token,
+                requests=sizes.requests,
+                warmup=sizes.warmup,
                 target_ms=target,
             )
-        )  # fmt: skip
+        )
     return results
 
 
@@ -200,7 +205,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         "quick": args.quick,
         "sizes": asdict(sizes),
         "other_benchmarks_running": _others_running(),
-    }  # fmt: skip
+    }
     log_dir = RESULTS_DIR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with (
@@ -227,10 +232,14 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
             log("measuring the cursor walk")
             routes.append(
                 cursor_walk(
-                    server.port, "/api/v1/billing/invoices/aborted?limit=100", token,
-                    pages=PAGES, walks=sizes.walks, target_ms=PAGE_TARGET_MS,
+                    server.port,
+                    "/api/v1/billing/invoices/aborted?limit=100",
+                    token,
+                    pages=PAGES,
+                    walks=sizes.walks,
+                    target_ms=PAGE_TARGET_MS,
                 )
-            )  # fmt: skip
+            )
             payload["routes"] = [r.as_dict() for r in routes]
             selection = {"Filter": {"Status": ["Failed", "Aborted"]}}
             log("bulk resend of every Failed and Aborted sending")

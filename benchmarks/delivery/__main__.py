@@ -67,26 +67,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m benchmarks.delivery", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--count", type=int, default=100_000, help="sendings per queue")
-    parser.add_argument("--celery-count", type=int, default=None,
-                        help="sendings for the Celery baseline (default: --count)")  # fmt: skip
-    parser.add_argument("--ours", type=_configs, default=[(1, 64), (2, 64), (4, 64)],
-                        help="worker runs as PROCESSESxCONCURRENCY, e.g. 1x64,4x64,1x32 "
-                        "(2 = one per core here)")  # fmt: skip
+    parser.add_argument(
+        "--celery-count",
+        type=int,
+        default=None,
+        help="sendings for the Celery baseline (default: --count)",
+    )
+    parser.add_argument(
+        "--ours",
+        type=_configs,
+        default=[(1, 64), (2, 64), (4, 64)],
+        help="worker runs as PROCESSESxCONCURRENCY, e.g. 1x64,4x64,1x32 (2 = one per core here)",
+    )
     parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
     parser.add_argument("--celery-concurrency", type=int, default=4)
-    parser.add_argument("--celery-prefetch", type=int, default=16,
-                        help="worker_prefetch_multiplier")  # fmt: skip
+    parser.add_argument(
+        "--celery-prefetch", type=int, default=16, help="worker_prefetch_multiplier"
+    )
     parser.add_argument("--pgbench-clients", type=_ints, default=[4, 8])
-    parser.add_argument("--pgbench-batch", type=_ints, default=[1, 32],
-                        help="rows per claim round in the pgbench script")  # fmt: skip
-    parser.add_argument("--only", default="ours,celery,ceiling",
-                        help="comma list of ours, celery, ceiling")  # fmt: skip
-    parser.add_argument("--no-profile", dest="profile", action="store_false",
-                        help="skip the extra drain under py-spy")  # fmt: skip
+    parser.add_argument(
+        "--pgbench-batch",
+        type=_ints,
+        default=[1, 32],
+        help="rows per claim round in the pgbench script",
+    )
+    parser.add_argument(
+        "--only", default="ours,celery,ceiling", help="comma list of ours, celery, ceiling"
+    )
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the extra drain under py-spy",
+    )
     parser.add_argument("--profile-count", type=int, default=30_000)
     parser.add_argument("--limit-s", type=float, default=1200.0, help="time limit per drain")
-    parser.add_argument("--no-wait", action="store_true",
-                        help="do not wait for benchmarks.run/admin to finish")  # fmt: skip
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for benchmarks.run/admin to finish"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "delivery-latest.json")
     return parser.parse_args(argv)
 
@@ -123,16 +141,29 @@ def wait_for_other_benchmark() -> float:
     return time.monotonic() - started
 
 
-def _ours(workers: int, concurrency: int, count: int, limit_s: float, log_dir: Path,
-          profile_to: Path | None = None) -> DrainResult:  # fmt: skip
+def _ours(
+    workers: int,
+    concurrency: int,
+    count: int,
+    limit_s: float,
+    log_dir: Path,
+    profile_to: Path | None = None,
+) -> DrainResult:
     log(f"ours: {workers} worker(s) x --concurrency {concurrency}, {count:,} sendings")
     with (
         run_receiver(free_port(), log_dir / f"receiver-ours-{workers}.log", REPO_ROOT) as receiver,
         prepared_queue(count, receiver.url, enabled=False) as queue,
     ):
         log(f"  queue ready in {queue.seconds:.1f} s ({queue.check})")
-        return run_ours(queue, receiver, workers=workers, concurrency=concurrency,
-                        log_dir=log_dir, limit_s=limit_s, profile_to=profile_to)  # fmt: skip
+        return run_ours(
+            queue,
+            receiver,
+            workers=workers,
+            concurrency=concurrency,
+            log_dir=log_dir,
+            limit_s=limit_s,
+            profile_to=profile_to,
+        )
 
 
 def _celery(args: argparse.Namespace, count: int, log_dir: Path) -> DrainResult:
@@ -142,9 +173,15 @@ def _celery(args: argparse.Namespace, count: int, log_dir: Path) -> DrainResult:
         prepared_queue(count, receiver.url, enabled=True) as queue,
     ):
         log(f"  queue ready in {queue.seconds:.1f} s")
-        return run_celery(queue, receiver, pool=args.celery_pool,
-                          concurrency=args.celery_concurrency, prefetch=args.celery_prefetch,
-                          log_dir=log_dir, limit_s=args.limit_s)  # fmt: skip
+        return run_celery(
+            queue,
+            receiver,
+            pool=args.celery_pool,
+            concurrency=args.celery_concurrency,
+            prefetch=args.celery_prefetch,
+            log_dir=log_dir,
+            limit_s=args.limit_s,
+        )
 
 
 def _ceiling(count: int, clients: int, batch: int, log_dir: Path) -> DrainResult:
@@ -156,8 +193,10 @@ def _ceiling(count: int, clients: int, batch: int, log_dir: Path) -> DrainResult
 
 def _show(result: DrainResult) -> None:
     rate = "-" if result.rate is None else f"{result.rate:,.0f}"
-    log(f"  => {rate} deliveries/s over {result.span_s or 0:.1f} s ({result.stopped_because}); "
-        f"checks {'ok' if result.verify.get('ok') else 'FAILED'}")  # fmt: skip
+    log(
+        f"  => {rate} deliveries/s over {result.span_s or 0:.1f} s ({result.stopped_because}); "
+        f"checks {'ok' if result.verify.get('ok') else 'FAILED'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     waited = 0.0 if args.no_wait else wait_for_other_benchmark()
     source = source_version(REPO_ROOT)
-    log(f"measuring {source['commit'][:10]} ({source['subject']}); "
-        f"uncommitted src changes: {len(source['src_changes'])}")  # fmt: skip
+    log(
+        f"measuring {source['commit'][:10]} ({source['subject']}); "
+        f"uncommitted src changes: {len(source['src_changes'])}"
+    )
     results: list[DrainResult] = []
     profile: dict[str, Any] | None = None
     error: str | None = None
@@ -203,17 +244,21 @@ def main(argv: list[str] | None = None) -> int:
         if results:
             log("\nResults\n" + format_table(results) + "\n" + LEGEND)
             log("\nRatios\n" + format_ratios(ratios))
-        write_json(args.output, {
-            "benchmark": "delivery", "error": error,
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "machine": machine_info(ADMIN_CONNINFO),
-            "source": source,
-            "waited_for_other_benchmark_s": round(waited, 1),
-            "total_s": round(time.perf_counter() - started, 1),
-            "results": [r.as_dict() for r in results],
-            "ratios": [_ratio_dict(r) for r in ratios],
-            "profile": profile,
-        })  # fmt: skip
+        write_json(
+            args.output,
+            {
+                "benchmark": "delivery",
+                "error": error,
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "machine": machine_info(ADMIN_CONNINFO),
+                "source": source,
+                "waited_for_other_benchmark_s": round(waited, 1),
+                "total_s": round(time.perf_counter() - started, 1),
+                "results": [r.as_dict() for r in results],
+                "ratios": [_ratio_dict(r) for r in ratios],
+                "profile": profile,
+            },
+        )
         log(f"\nwrote {args.output}")
     return 0
 

@@ -46,8 +46,13 @@ def celery_env(queue_name: str, conninfo: str, url: str, prefetch: int) -> dict[
 def _module(command: str, env: dict[str, str], timeout: float) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.delivery.celery_app", command],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"celery_app {command} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -68,11 +73,26 @@ def run_celery(
     queue_name = f"delivery_bench_{secrets.token_hex(5)}"
     env = celery_env(queue_name, db.conninfo, receiver.url, prefetch)
     command = [
-        sys.executable, "-m", "celery", "-A", "benchmarks.delivery.celery_app", "worker",
-        "-Q", queue_name, "--pool", pool, "--concurrency", str(concurrency),
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "--loglevel", "WARNING", "-n", f"{queue_name}@%h",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "benchmarks.delivery.celery_app",
+        "worker",
+        "-Q",
+        queue_name,
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        "WARNING",
+        "-n",
+        f"{queue_name}@%h",
+    ]
     process: subprocess.Popen[bytes] | None = None
     enqueued: dict[str, Any] = {}
     cleaned: dict[str, Any] = {}
@@ -81,8 +101,11 @@ def run_celery(
         print(f"    enqueueing {queue.count:,} tasks on {queue_name} ...", flush=True)
         enqueued = _module("enqueue", env, ENQUEUE_TIMEOUT_S)
         depth = _module("depth", env, 60)["depth"]
-        print(f"    enqueued {enqueued['enqueued']:,} in {enqueued['seconds']:.1f} s "
-              f"(queue depth {depth:,})", flush=True)  # fmt: skip
+        print(
+            f"    enqueued {enqueued['enqueued']:,} in {enqueued['seconds']:.1f} s "
+            f"(queue depth {depth:,})",
+            flush=True,
+        )
         meter.wait_for_quiet()
         sessions_before = meter.sessions(db.conninfo)
         pg_cpu = meter.PgCpu(db.conninfo)
@@ -91,9 +114,13 @@ def run_celery(
         log = log_dir / f"celery-{pool}-{concurrency}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                command,
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
         go = time.perf_counter()
         watched = watch(db.conninfo, queue.count, [process], go=go, limit_s=limit_s, pg_cpu=pg_cpu)
         pg_cpu.sample()
@@ -113,9 +140,15 @@ def run_celery(
     sessions_opened = meter.sessions(db.conninfo) - sessions_before  # includes 2-4 of ours
     verified = verify(db.conninfo, queue.count, receiver)
     rate, wall_rate = rates(verified, watched)
-    rss = [{"pid": process.pid, "role": "celery main process", "vm_hwm_kib": hwm,
+    rss = [
+        {
+            "pid": process.pid,
+            "role": "celery main process",
+            "vm_hwm_kib": hwm,
             "children_rss_kib_at_end": child_rss,
-            **rss_summary(watched.samples, 0, queue.count)}]  # fmt: skip
+            **rss_summary(watched.samples, 0, queue.count),
+        }
+    ]
     return DrainResult(
         contender="celery",
         config=f"celery worker --pool {pool} -c {concurrency}, prefetch x{prefetch}",

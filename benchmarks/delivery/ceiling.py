@@ -93,11 +93,34 @@ def run_pgbench(queue: Queue, *, clients: int, batch: int, log_dir: Path) -> Dra
     script = log_dir / "ceiling.sql"
     script.write_text(SCRIPT)
     command = [
-        "pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
-        "-t", str(per_client), "-D", "k=0", "-D", f"t={per_client}", "-D", f"batch={batch}",
-        "-D", f"system={SYSTEM}", "-f", str(script), "-h", db.host, "-p", db.port,
-        "-U", db.user, db.name,
-    ]  # fmt: skip
+        "pgbench",
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        str(min(clients, 2)),
+        "-t",
+        str(per_client),
+        "-D",
+        "k=0",
+        "-D",
+        f"t={per_client}",
+        "-D",
+        f"batch={batch}",
+        "-D",
+        f"system={SYSTEM}",
+        "-f",
+        str(script),
+        "-h",
+        db.host,
+        "-p",
+        db.port,
+        "-U",
+        db.user,
+        db.name,
+    ]
     meter.wait_for_quiet()
     log = log_dir / f"pgbench-c{clients}-b{batch}.log"
     pg_cpu = meter.PgCpu(db.conninfo)
@@ -107,8 +130,9 @@ def run_pgbench(queue: Queue, *, clients: int, batch: int, log_dir: Path) -> Dra
         children_before = _children_cpu_s()
         started = time.perf_counter()
         with log.open("wb") as out:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                       stderr=subprocess.STDOUT)  # fmt: skip
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
             try:
                 pid = process.pid
                 deadline = started + PGBENCH_TIMEOUT_S

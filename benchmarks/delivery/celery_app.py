@@ -96,15 +96,25 @@ _INSERT = (
 )
 
 
-def _record(sending_id: str, started: datetime, ms: int, outcome: str, code: int | None,
-            reason: str | None) -> None:  # fmt: skip
+def _record(
+    sending_id: str, started: datetime, ms: int, outcome: str, code: int | None, reason: str | None
+) -> None:
     status = {"Sent": "Sent", "Retryable": "Failed", "Permanent": "Aborted"}[outcome]
     db = _db()
     now = datetime.now(UTC)
-    values = {"id": sending_id, "status": status, "started": started, "now": now,
-              "sent": status == "Sent", "sent_at": now if status == "Sent" else None,
-              "reason": reason, "ms": ms, "outcome": outcome, "code": code,
-              "worker": f"{socket.gethostname()[:60]}:{os.getpid()}"}  # fmt: skip
+    values = {
+        "id": sending_id,
+        "status": status,
+        "started": started,
+        "now": now,
+        "sent": status == "Sent",
+        "sent_at": now if status == "Sent" else None,
+        "reason": reason,
+        "ms": ms,
+        "outcome": outcome,
+        "code": code,
+        "worker": f"{socket.gethostname()[:60]}:{os.getpid()}",
+    }
     with db.transaction():
         row = db.execute(_UPDATE, values).fetchone()
         assert row is not None
@@ -125,10 +135,13 @@ def deliver_sending(sending_id: str) -> None:
         return  # already delivered (a redelivered message) or cancelled
     _status, key, invoice_id, sending_type, attempts, body, content_type = row
     headers = {
-        "Content-Type": f"{content_type}; charset=utf-8", "Idempotency-Key": key,
-        "X-Invoice-Id": str(invoice_id), "X-Sending-Type": sending_type,
-        "X-Attempt": str(attempts + 1), "User-Agent": "celery-baseline",
-    }  # fmt: skip
+        "Content-Type": f"{content_type}; charset=utf-8",
+        "Idempotency-Key": key,
+        "X-Invoice-Id": str(invoice_id),
+        "X-Sending-Type": sending_type,
+        "X-Attempt": str(attempts + 1),
+        "User-Agent": "celery-baseline",
+    }
     started, t0 = datetime.now(UTC), time.monotonic()
     try:
         response = _http().post(RECEIVER_URL, content=body, headers=headers)
@@ -150,9 +163,12 @@ def deliver_sending(sending_id: str) -> None:
 def enqueue() -> dict[str, Any]:
     """One task per due sending, in due order, as an app would ``.delay()`` them."""
     with psycopg.connect(DATABASE) as connection:
-        ids = [str(r[0]) for r in connection.execute(
-            "SELECT id FROM sendings WHERE status = 'Pending' ORDER BY next_attempt_at, id"
-        )]  # fmt: skip
+        ids = [
+            str(r[0])
+            for r in connection.execute(
+                "SELECT id FROM sendings WHERE status = 'Pending' ORDER BY next_attempt_at, id"
+            )
+        ]
     started = time.perf_counter()
     for sending_id in ids:
         deliver_sending.delay(sending_id)

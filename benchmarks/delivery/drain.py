@@ -177,9 +177,15 @@ def rss_summary(samples: list[dict[str, Any]], index: int, count: int) -> dict[s
     allowed = max(0.05 * warm, 4096)
     flat = end - warm <= allowed and max(after) - warm <= 2 * allowed
     return {
-        "start_kib": start, "warm_kib": warm, "at_50pct_kib": at(0.5), "at_90pct_kib": at(0.9),
-        "end_kib": end, "peak_kib": peak, "growth_after_warm_up_kib": end - warm, "flat": flat,
-    }  # fmt: skip
+        "start_kib": start,
+        "warm_kib": warm,
+        "at_50pct_kib": at(0.5),
+        "at_90pct_kib": at(0.9),
+        "end_kib": end,
+        "peak_kib": peak,
+        "growth_after_warm_up_kib": end - warm,
+        "flat": flat,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +208,19 @@ class DrainResult:
 
     def as_dict(self, with_samples: bool = True) -> dict[str, Any]:
         data = {
-            "contender": self.contender, "config": self.config, "count": self.count,
-            "rate_per_s": self.rate, "wall_rate_per_s": self.wall_rate, "span_s": self.span_s,
-            "wall_s": self.wall_s, "stopped_because": self.stopped_because, "cpu": self.cpu,
-            "verify": self.verify, "rss": self.rss, "extra": self.extra,
-        }  # fmt: skip
+            "contender": self.contender,
+            "config": self.config,
+            "count": self.count,
+            "rate_per_s": self.rate,
+            "wall_rate_per_s": self.wall_rate,
+            "span_s": self.span_s,
+            "wall_s": self.wall_s,
+            "stopped_because": self.stopped_because,
+            "cpu": self.cpu,
+            "verify": self.verify,
+            "rss": self.rss,
+            "extra": self.extra,
+        }
         if with_samples:
             data["samples"] = self.samples
         return data

@@ -44,11 +44,15 @@ WARM_UP = 500
 def _delivery(n: int) -> Delivery:
     invoice = uuid.uuid4()
     return Delivery(
-        sending_id=uuid.uuid4(), idempotency_key=uuid.uuid4().hex, practice_id=uuid.uuid4(),
-        invoice_id=invoice, sending_type="Invoice", attempt=1,
+        sending_id=uuid.uuid4(),
+        idempotency_key=uuid.uuid4().hex,
+        practice_id=uuid.uuid4(),
+        invoice_id=invoice,
+        sending_type="Invoice",
+        attempt=1,
         document=invoice_document(str(invoice), str(uuid.uuid4()), f"INV-{n:07d}"),
         content_type="application/json",
-    )  # fmt: skip
+    )
 
 
 async def _run(variant: str, url: str, requests: int, concurrency: int) -> dict[str, Any]:
@@ -92,8 +96,12 @@ async def _run(variant: str, url: str, requests: int, concurrency: int) -> dict[
     finally:
         await httpx_client.aclose()
         await aiohttp_client.close()
-    return {"variant": variant, "requests": requests, "cpu_ms_per_request": cpu * 1000 / requests,
-            "requests_per_s": requests / wall}  # fmt: skip
+    return {
+        "variant": variant,
+        "requests": requests,
+        "cpu_ms_per_request": cpu * 1000 / requests,
+        "requests_per_s": requests / wall,
+    }
 
 
 def measure(requests: int, concurrency: int, log_dir: Path) -> list[dict[str, Any]]:
@@ -102,11 +110,25 @@ def measure(requests: int, concurrency: int, log_dir: Path) -> list[dict[str, An
     for variant in VARIANTS:
         with run_receiver(free_port(), log_dir / "receiver-httpcost.log", REPO_ROOT) as receiver:
             done = subprocess.run(
-                [sys.executable, "-m", "benchmarks.delivery.httpcost", "--child", variant,
-                 "--url", receiver.url, "--requests", str(requests),
-                 "--concurrency", str(concurrency)],
-                cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.delivery.httpcost",
+                    "--child",
+                    variant,
+                    "--url",
+                    receiver.url,
+                    "--requests",
+                    str(requests),
+                    "--concurrency",
+                    str(concurrency),
+                ],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=True,
+            )
             result = json.loads(done.stdout.strip().splitlines()[-1])
             result["connections"] = receiver.counts()["connections"] - 1  # minus `counts`
         result["concurrency"] = concurrency
@@ -122,8 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(asyncio.run(_run(args.child, args.url, args.requests,
-                                          int(args.concurrency)))), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                asyncio.run(_run(args.child, args.url, args.requests, int(args.concurrency)))
+            ),
+            flush=True,
+        )
         return
     log_dir = REPO_ROOT / "benchmarks" / "results" / "delivery-logs"
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -99,10 +99,15 @@ def run_ours(
     try:
         for log in logs:
             with log.open("wb") as out:
-                processes.append(subprocess.Popen(
-                    command, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT,
-                ))  # fmt: skip
+                processes.append(
+                    subprocess.Popen(
+                        command,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         _wait_ready(db.conninfo, processes, logs)
         pids = [p.pid for p in processes]
         idle = [meter.rss_kib(pid)[0] for pid in pids]
@@ -130,10 +135,14 @@ def run_ours(
     verified = verify(db.conninfo, queue.count, receiver)
     rate, wall_rate = rates(verified, watched)
     rss = [
-        {"pid": pid, "idle_before_go_kib": idle[i], "vm_hwm_kib": hwm[i],
-         **rss_summary(watched.samples, i, queue.count)}
+        {
+            "pid": pid,
+            "idle_before_go_kib": idle[i],
+            "vm_hwm_kib": hwm[i],
+            **rss_summary(watched.samples, i, queue.count),
+        }
         for i, pid in enumerate(pids)
-    ]  # fmt: skip
+    ]
     claim_rounds = verified.get("distinct_sending_times") or 0
     return DrainResult(
         contender="ours",

@@ -56,21 +56,43 @@ AREAS = (
 
 #: (activity, patterns): a sample belongs to the first activity with a pattern in its stack.
 ACTIVITIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("database connect/close (pool overflow churn)",
-     ("_connect_gen (psycopg", "connect (psycopg/connection_async.py",
-      "AsyncConnection.close (psycopg", "_ConnectionRecord.__connect")),
+    (
+        "database connect/close (pool overflow churn)",
+        (
+            "_connect_gen (psycopg",
+            "connect (psycopg/connection_async.py",
+            "AsyncConnection.close (psycopg",
+            "_ConnectionRecord.__connect",
+        ),
+    ),
     ("pool checkout pre-ping", ("_do_ping", "do_ping")),
-    ("recording outcomes (Worker._save, BatchRecorder, outcomes.record)",
-     ("Worker._save", "BatchRecorder", "Worker._write_outcome",
-      "record (invoice_outbox/worker/outcomes.py")),
-    ("HTTP POST (aiohttp; httpx, httpcore, h11, anyio before)",
-     ("HttpChannel.deliver", "aiohttp/", "yarl/", "multidict/", "httpx/", "httpcore/", "h11/",
-      "anyio/")),
+    (
+        "recording outcomes (Worker._save, BatchRecorder, outcomes.record)",
+        (
+            "Worker._save",
+            "BatchRecorder",
+            "Worker._write_outcome",
+            "record (invoice_outbox/worker/outcomes.py",
+        ),
+    ),
+    (
+        "HTTP POST (aiohttp; httpx, httpcore, h11, anyio before)",
+        (
+            "HttpChannel.deliver",
+            "aiohttp/",
+            "yarl/",
+            "multidict/",
+            "httpx/",
+            "httpcore/",
+            "h11/",
+            "anyio/",
+        ),
+    ),
     ("claim round (Worker._fill)", ("Worker._fill",)),
     ("logging (stdlib logging, JSON formatter)", ("logging/", "invoice_outbox/logs.py")),
     ("thread pool (getaddrinfo for each new HTTP connection)", ("concurrent/futures/thread.py",)),
     ("idle-time check (Worker._idle_seconds)", ("Worker._idle_seconds",)),
-)  # fmt: skip
+)
 GREENLET = "SQL statement execution (greenlet side: SQLAlchemy + psycopg)"
 EVENT_LOOP = "event loop and task switching (asyncio, selectors)"
 
@@ -99,8 +121,19 @@ class PySpy:
         # of the samples failed on this worker, which biases the profile.  --gil: only the
         # thread holding the GIL, i.e. Python actually running (idle executor threads waiting
         # on their queue were otherwise counted as busy).
-        command = [str(PY_SPY), "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--gil",
-                   "--format", "raw", "--output", str(output)]  # fmt: skip
+        command = [
+            str(PY_SPY),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(RATE_HZ),
+            "--gil",
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+        ]
         log = output.with_suffix(".py-spy.log").open("wb")
         try:
             process = subprocess.Popen(
@@ -184,13 +217,17 @@ def summarise(path: Path, top: int = 25) -> dict[str, Any]:
 
 def format_summary(summary: dict[str, Any], top: int = 12) -> str:
     """A few readable lines: areas, then the top self and inclusive functions."""
-    lines = [f"py-spy: {summary['samples']:,} on-CPU samples at {summary['rate_hz']} Hz "
-             f"({summary.get('py_spy_errors')} failed samples)"]  # fmt: skip
+    lines = [
+        f"py-spy: {summary['samples']:,} on-CPU samples at {summary['rate_hz']} Hz "
+        f"({summary.get('py_spy_errors')} failed samples)"
+    ]
     lines.append("  by activity (whole stack):")
     for a in summary["activities"]:
         lines.append(f"    {a['share'] * 100:5.1f} %  {a['what']}")
-        lines += [f"             {leaf['share'] * 100:5.1f} %  {leaf['what']}"
-                  for leaf in summary["activity_leaves"].get(a["what"], [])[:4]]  # fmt: skip
+        lines += [
+            f"             {leaf['share'] * 100:5.1f} %  {leaf['what']}"
+            for leaf in summary["activity_leaves"].get(a["what"], [])[:4]
+        ]
     lines.append("  by library (leaf frame):")
     lines += [f"    {a['share'] * 100:5.1f} %  {a['what']}" for a in summary["areas"] if a["share"]]
     lines.append("  self (leaf function):")

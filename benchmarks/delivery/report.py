@@ -35,8 +35,9 @@ def _per_delivery_ms(result: DrainResult, key: str) -> str:
 def _rss(result: DrainResult) -> str:
     if not result.rss or "start_kib" not in result.rss[0]:
         return "-"
-    parts = [f"{_mib(r['start_kib'])}/{_mib(r['peak_kib'])}/{_mib(r['end_kib'])}"
-             for r in result.rss]  # fmt: skip
+    parts = [
+        f"{_mib(r['start_kib'])}/{_mib(r['peak_kib'])}/{_mib(r['end_kib'])}" for r in result.rss
+    ]
     return parts[0] if len(parts) == 1 else f"{parts[0]} (x{len(parts)})"
 
 
@@ -110,34 +111,61 @@ def _label(r: DrainResult) -> str:
 
 def compute_ratios(results: list[DrainResult]) -> list[Ratio]:
     """The targets, judged for every worker configuration (1 process first: the headline)."""
-    ours = sorted((r for r in results if r.contender == "ours"),
-                  key=lambda r: r.extra["workers"] != 1)  # fmt: skip
+    ours = sorted(
+        (r for r in results if r.contender == "ours"), key=lambda r: r.extra["workers"] != 1
+    )
     celery = _find(results, "celery")
     ceilings = [r for r in results if r.contender == "pgbench" and r.rate is not None]
     ceiling = max(ceilings, key=lambda r: r.rate or 0.0) if ceilings else None
     ratios = []
     for r in ours:
         v = _div(rate(r), rate(celery))
-        ratios.append(Ratio(f"{_label(r)} / Celery", v, f">= {TARGET_VS_CELERY:.0f}x",
-                            None if v is None else v >= TARGET_VS_CELERY,
-                            f"{_rate(rate(r))} vs {_rate(rate(celery))} del/s"))  # fmt: skip
+        ratios.append(
+            Ratio(
+                f"{_label(r)} / Celery",
+                v,
+                f">= {TARGET_VS_CELERY:.0f}x",
+                None if v is None else v >= TARGET_VS_CELERY,
+                f"{_rate(rate(r))} vs {_rate(rate(celery))} del/s",
+            )
+        )
         v = _div(rate(r), rate(ceiling))
-        ratios.append(Ratio(f"{_label(r)} / pgbench ceiling", v, f">= {TARGET_VS_CEILING}",
-                            None if v is None else v >= TARGET_VS_CEILING,
-                            f"{_rate(rate(r))} vs {_rate(rate(ceiling))} del/s "
-                            f"({ceiling.config if ceiling else '-'})"))  # fmt: skip
+        ratios.append(
+            Ratio(
+                f"{_label(r)} / pgbench ceiling",
+                v,
+                f">= {TARGET_VS_CEILING}",
+                None if v is None else v >= TARGET_VS_CEILING,
+                f"{_rate(rate(r))} vs {_rate(rate(ceiling))} del/s "
+                f"({ceiling.config if ceiling else '-'})",
+            )
+        )
     for r in [*ours, *([celery] if celery else [])]:
         tcp = r.verify.get("receiver_tcp_connections")
         sent = r.verify.get("sent") or 0
         if tcp is not None and sent:
             name = _label(r) if r.contender == "ours" else "celery"
             detail = f"{tcp:,} connections, {r.extra.get('db_connections_opened')} new DB ones"
-            ratios.append(Ratio(f"{name}: receiver TCP connections per delivery", tcp / sent,
-                                "(info)", None, detail))  # fmt: skip
+            ratios.append(
+                Ratio(
+                    f"{name}: receiver TCP connections per delivery",
+                    tcp / sent,
+                    "(info)",
+                    None,
+                    detail,
+                )
+            )
     if celery is not None and celery.extra.get("enqueue_per_s"):
-        ratios.append(Ratio("celery: enqueue (not in its drain rate)", None, "(info)", None,
-                            f"{celery.count:,} tasks in {celery.extra['enqueue_s']:.1f} s, "
-                            f"{celery.extra['enqueue_per_s']:,.0f}/s"))  # fmt: skip
+        ratios.append(
+            Ratio(
+                "celery: enqueue (not in its drain rate)",
+                None,
+                "(info)",
+                None,
+                f"{celery.count:,} tasks in {celery.extra['enqueue_s']:.1f} s, "
+                f"{celery.extra['enqueue_per_s']:,.0f}/s",
+            )
+        )
     for r in ours:
         if not r.rss:
             continue
@@ -145,8 +173,9 @@ def compute_ratios(results: list[DrainResult]) -> list[Ratio]:
         detail = "; ".join(
             f"{x['start_kib'] / 1024:.0f} MiB at go, {x['warm_kib'] / 1024:.0f} at 20 %, "
             f"peak {x['peak_kib'] / 1024:.0f}, end {x['end_kib'] / 1024:.0f}"
-            for x in r.rss[:2] if "start_kib" in x
-        )  # fmt: skip
+            for x in r.rss[:2]
+            if "start_kib" in x
+        )
         more = f" (+{len(r.rss) - 2} more)" if len(r.rss) > 2 else ""
         ratios.append(Ratio(f"worker memory flat ({_label(r)})", None, "flat", flat, detail + more))
     return ratios
@@ -163,8 +192,14 @@ def machine_info(conninfo: str) -> dict[str, Any]:
             cpu = line.partition(":")[2].strip()
             break
     memory_kib = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1])
-    names = ("server_version", "shared_buffers", "synchronous_commit", "fsync",
-             "max_connections", "wal_level")  # fmt: skip
+    names = (
+        "server_version",
+        "shared_buffers",
+        "synchronous_commit",
+        "fsync",
+        "max_connections",
+        "wal_level",
+    )
     settings: dict[str, str] = {}
     with psycopg.connect(conninfo) as connection:
         for name in names:
@@ -172,8 +207,10 @@ def machine_info(conninfo: str) -> dict[str, Any]:
             settings[name] = str(row[0]) if row else "?"
     from importlib.metadata import version
 
-    packages = {name: version(name) for name in ("celery", "kombu", "amqp", "httpx", "psycopg",
-                                                  "SQLAlchemy", "py-spy")}  # fmt: skip
+    packages = {
+        name: version(name)
+        for name in ("celery", "kombu", "amqp", "httpx", "psycopg", "SQLAlchemy", "py-spy")
+    }
     return {
         "cpus": os.cpu_count(),
         "cpu_model": cpu,
@@ -189,8 +226,9 @@ def source_version(repo: Path) -> dict[str, Any]:
     """The commit measured and whether src/ had uncommitted changes (read-only git calls)."""
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                              timeout=30, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=False
+        )
         return done.stdout.strip()
 
     return {

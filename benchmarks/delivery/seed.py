@@ -122,9 +122,12 @@ async def _configure_and_intake(
                 invoice, encounter = uuid.uuid4(), uuid.uuid4()
                 document = invoice_document(str(invoice), str(encounter), _number(n))
                 submission = Submission(
-                    practice_id=PRACTICE, invoice_id=invoice, encounter_id=encounter,
-                    document=document, content_type="application/json",
-                )  # fmt: skip
+                    practice_id=PRACTICE,
+                    invoice_id=invoice,
+                    encounter_id=encounter,
+                    document=document,
+                    content_type="application/json",
+                )
                 await submit(session, submission, now=datetime.now(UTC))
             await session.commit()
     finally:
@@ -133,9 +136,13 @@ async def _configure_and_intake(
 
 def _bulk(conninfo: str, first: int, last: int) -> None:
     params: dict[str, Any] = {
-        "first": first, "last": last, "now": datetime.now(UTC), "template": _sql_template(),
-        "practice": PRACTICE, "system": SYSTEM,
-    }  # fmt: skip
+        "first": first,
+        "last": last,
+        "now": datetime.now(UTC),
+        "template": _sql_template(),
+        "practice": PRACTICE,
+        "system": SYSTEM,
+    }
     with psycopg.connect(conninfo) as connection:
         for statement in _BULK_SQL:
             connection.execute(statement, params)
@@ -160,14 +167,22 @@ def _row(connection: psycopg.Connection[Any], where: str, arg: object) -> dict[s
     return {column.name: value for column, value in zip(cursor.description, row, strict=True)}
 
 
-_SAME_VALUE = ("practice_id", "system", "sending_type", "status", "attempts", "round_attempts",
-               "d_content_type")  # fmt: skip
+_SAME_VALUE = (
+    "practice_id",
+    "system",
+    "sending_type",
+    "status",
+    "attempts",
+    "round_attempts",
+    "d_content_type",
+)
 _SAME_TIME = ("sending_time", "next_attempt_at", "created_at", "updated_at", "d_created_at")
 
 
 def _shape_problems(row: dict[str, Any], intake: dict[str, Any]) -> list[str]:
-    problems = [f"{c} is NULL in one row only" for c in intake
-                if (row[c] is None) != (intake[c] is None)]  # fmt: skip
+    problems = [
+        f"{c} is NULL in one row only" for c in intake if (row[c] is None) != (intake[c] is None)
+    ]
     problems += [f"{c}: {row[c]!r} != {intake[c]!r}" for c in _SAME_VALUE if row[c] != intake[c]]
     for sample in (row, intake):
         if len({sample[c] for c in _SAME_TIME}) != 1:
@@ -178,8 +193,9 @@ def _shape_problems(row: dict[str, Any], intake: dict[str, Any]) -> list[str]:
         if sample["d_sha256"] != sample["body_sha256"]:
             problems.append("document sha256 does not match its body")
     body = orjson.loads(row["d_body"])
-    expected = invoice_document(str(row["invoice_id"]), str(row["encounter_id"]),
-                                body["InvoiceNumber"])  # fmt: skip
+    expected = invoice_document(
+        str(row["invoice_id"]), str(row["encounter_id"]), body["InvoiceNumber"]
+    )
     if bytes(row["d_body"]) != expected:
         problems.append("bulk document body differs from what intake stores for that invoice")
     return problems

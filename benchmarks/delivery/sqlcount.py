@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     ):
         url, conninfo = queue.database.sqlalchemy_url, queue.database.conninfo
         result = asyncio.run(_drain(url, conninfo, args.count, args.concurrency))
-    print(f"{result['deliveries']:,} deliveries, --concurrency {result['concurrency']}; "
-          "per delivery:")  # fmt: skip
+    print(
+        f"{result['deliveries']:,} deliveries, --concurrency {result['concurrency']}; per delivery:"
+    )
     for name, value in result["per_delivery"].items():
         print(f"  {value:8.3f}  {name}")
 

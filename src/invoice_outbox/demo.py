@@ -104,16 +104,20 @@ def _history(
 def demo_document(rng: random.Random, invoice_id: uuid.UUID) -> bytes:
     """A made-up invoice (no real person's data)."""
     lines = [
-        {"Tariff": rng.choice(["0190", "0191", "0141", "3587"]),
-         "Amount": f"{rng.randint(300, 2500)}.00"}
+        {
+            "Tariff": rng.choice(["0190", "0191", "0141", "3587"]),
+            "Amount": f"{rng.randint(300, 2500)}.00",
+        }
         for _ in range(rng.randint(1, 3))
-    ]  # fmt: skip
-    return orjson.dumps({
-        "InvoiceNumber": f"INV-{invoice_id.hex[:8].upper()}",
-        "Patient": "Demo Patient",
-        "MemberNumber": str(rng.randint(10**8, 10**9)),
-        "Lines": lines,
-    })  # fmt: skip
+    ]
+    return orjson.dumps(
+        {
+            "InvoiceNumber": f"INV-{invoice_id.hex[:8].upper()}",
+            "Patient": "Demo Patient",
+            "MemberNumber": str(rng.randint(10**8, 10**9)),
+            "Lines": lines,
+        }
+    )
 
 
 async def configure_demo_systems(
@@ -126,14 +130,22 @@ async def configure_demo_systems(
             Channel="Http", Url=f"{base}/mediswitch", TimeoutSeconds=5, Practices=practice_ids
         ),
         "PracticeLedger": SystemIn(
-            Channel="Http", Url=f"{base}/practiceledger", TimeoutSeconds=5,
+            Channel="Http",
+            Url=f"{base}/practiceledger",
+            TimeoutSeconds=5,
             Practices=practice_ids[:2],
         ),
         "Accounts mailbox": SystemIn(
-            Channel="Email", Host="127.0.0.1", Port=2525, Sender="billing@practice.example",
-            Recipient="accounts@practice.example", StartTls=False, Enabled=False, Practices=[],
+            Channel="Email",
+            Host="127.0.0.1",
+            Port=2525,
+            Sender="billing@practice.example",
+            Recipient="accounts@practice.example",
+            StartTls=False,
+            Enabled=False,
+            Practices=[],
         ),
-    }  # fmt: skip
+    }
     for name, spec in specs.items():
         await put_system(session, name, spec, now=now)
 
@@ -148,9 +160,12 @@ async def submit_live_invoices(
         for _ in range(per_practice):
             invoice_id = uuid.uuid4()
             submission = Submission(
-                practice_id=practice_id, invoice_id=invoice_id, encounter_id=uuid.uuid4(),
-                document=demo_document(rng, invoice_id), content_type="application/json",
-            )  # fmt: skip
+                practice_id=practice_id,
+                invoice_id=invoice_id,
+                encounter_id=uuid.uuid4(),
+                document=demo_document(rng, invoice_id),
+                content_type="application/json",
+            )
             await submit(session, submission, now=now)
             count += 1
     return count

@@ -17,14 +17,18 @@ class DeliveryMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.deliveries = Counter(
-            "invoice_outbox_deliveries", "Delivery attempts by system and outcome",
-            ["system", "outcome"], registry=registry,
-        )  # fmt: skip
+            "invoice_outbox_deliveries",
+            "Delivery attempts by system and outcome",
+            ["system", "outcome"],
+            registry=registry,
+        )
         self.duration = Histogram(
-            "invoice_outbox_attempt_duration_seconds", "How long delivery attempts took",
-            ["system"], registry=registry,
+            "invoice_outbox_attempt_duration_seconds",
+            "How long delivery attempts took",
+            ["system"],
+            registry=registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )  # fmt: skip
+        )
 
     def observe(self, system: str, outcome: str, seconds: float) -> None:
         self.deliveries.labels(system=system, outcome=outcome).inc()
@@ -49,20 +53,25 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         snap = self.snapshot
-        sendings = GaugeMetricFamily("invoice_outbox_sendings", "Sendings by status",
-                                     labels=["status"])  # fmt: skip
+        sendings = GaugeMetricFamily(
+            "invoice_outbox_sendings", "Sendings by status", labels=["status"]
+        )
         for status, count in sorted(snap.by_status.items()):
             sendings.add_metric([status], count)
         yield sendings
         age = 0.0
         if snap.oldest_due is not None and snap.now is not None:
             age = max(0.0, (snap.now - snap.oldest_due).total_seconds())
-        yield GaugeMetricFamily("invoice_outbox_oldest_due_age_seconds",
-                                "Age of the oldest sending that is due and not yet attempted",
-                                value=age)  # fmt: skip
-        circuit = GaugeMetricFamily("invoice_outbox_system_circuit",
-                                    "System health: 0 healthy, 1 degraded, 2 down",
-                                    labels=["system"])  # fmt: skip
+        yield GaugeMetricFamily(
+            "invoice_outbox_oldest_due_age_seconds",
+            "Age of the oldest sending that is due and not yet attempted",
+            value=age,
+        )
+        circuit = GaugeMetricFamily(
+            "invoice_outbox_system_circuit",
+            "System health: 0 healthy, 1 degraded, 2 down",
+            labels=["system"],
+        )
         for system, state in sorted(snap.circuits.items()):
             circuit.add_metric([system], CIRCUIT_VALUES.get(state, 0))
         yield circuit

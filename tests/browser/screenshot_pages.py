@@ -31,27 +31,53 @@ async def seed_timeline(session: AsyncSession, *, now: datetime) -> uuid.UUID:
     invoice_id, encounter_id = uuid.uuid4(), uuid.uuid4()
     start = now - timedelta(hours=3)
     aborted = sending(
-        status=Status.ABORTED, when=start + timedelta(seconds=2105), practice_id=PRACTICE_A,
-        system="MediSwitch", reason=_TIMELINE[-1][4], attempts=len(_TIMELINE),
+        status=Status.ABORTED,
+        when=start + timedelta(seconds=2105),
+        practice_id=PRACTICE_A,
+        system="MediSwitch",
+        reason=_TIMELINE[-1][4],
+        attempts=len(_TIMELINE),
         overrides={"invoice_id": invoice_id, "encounter_id": encounter_id, "cause": "http-422"},
-    )  # fmt: skip
+    )
     sent = sending(
-        status=Status.SENT, when=start, practice_id=PRACTICE_A, system="PracticeLedger",
-        attempts=1, overrides={"invoice_id": invoice_id, "encounter_id": encounter_id,
-                               "sent_at": start + timedelta(seconds=1)},
-    )  # fmt: skip
+        status=Status.SENT,
+        when=start,
+        practice_id=PRACTICE_A,
+        system="PracticeLedger",
+        attempts=1,
+        overrides={
+            "invoice_id": invoice_id,
+            "encounter_id": encounter_id,
+            "sent_at": start + timedelta(seconds=1),
+        },
+    )
     session.add_all([aborted, sent])
     await session.flush()
     for number, (after, took, outcome, code, reason, worker) in enumerate(_TIMELINE, start=1):
         session.add(
-            Attempt(sending_id=aborted.id, number=number,
-                    started_at=start + timedelta(seconds=after), duration_ms=took,
-                    outcome=outcome, code=code, reason=reason, worker=worker)
-        )  # fmt: skip
+            Attempt(
+                sending_id=aborted.id,
+                number=number,
+                started_at=start + timedelta(seconds=after),
+                duration_ms=took,
+                outcome=outcome,
+                code=code,
+                reason=reason,
+                worker=worker,
+            )
+        )
     session.add(
-        Attempt(sending_id=sent.id, number=1, started_at=start, duration_ms=640,
-                outcome="Sent", code=202, reason=None, worker="web-1:4102")
-    )  # fmt: skip
+        Attempt(
+            sending_id=sent.id,
+            number=1,
+            started_at=start,
+            duration_ms=640,
+            outcome="Sent",
+            code=202,
+            reason=None,
+            worker="web-1:4102",
+        )
+    )
     await session.commit()
     return invoice_id
 

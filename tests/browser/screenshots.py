@@ -96,15 +96,23 @@ async def seed_running_job(session: AsyncSession, *, now: datetime) -> uuid.UUID
     Running while the pictures are taken)."""
     admin = Principal(subject=ADMIN_NAME, role=Role.ADMIN, practices=frozenset())
     job = await create_job(
-        session, principal=admin, selection=Selection(cause="http-503"), force=False,
-        dry_run=False, reason="MediSwitch is back up after the outage", now=now,
-    )  # fmt: skip
+        session,
+        principal=admin,
+        selection=Selection(cause="http-503"),
+        force=False,
+        dry_run=False,
+        reason="MediSwitch is back up after the outage",
+        now=now,
+    )
     await session.execute(
         update(ResendJob)
         .where(ResendJob.id == job.id)
-        .values(done=job.total * 2 // 5, lease_owner="another-host",
-                lease_expires_at=now + timedelta(days=1))
-    )  # fmt: skip
+        .values(
+            done=job.total * 2 // 5,
+            lease_owner="another-host",
+            lease_expires_at=now + timedelta(days=1),
+        )
+    )
     await session.commit()
     return job.id
 

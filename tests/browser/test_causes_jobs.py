@@ -74,9 +74,14 @@ def test_the_progress_bar_follows_a_running_job(admin_page: Page, live_server: L
         now = live_server.clock.now()
         admin = Principal(subject=ADMIN_NAME, role=Role.ADMIN, practices=frozenset())
         job = await create_job(
-            session, principal=admin, selection=Selection(cause="timeout"), force=False,
-            dry_run=False, reason="PracticeLedger answers again", now=now,
-        )  # fmt: skip
+            session,
+            principal=admin,
+            selection=Selection(cause="timeout"),
+            force=False,
+            dry_run=False,
+            reason="PracticeLedger answers again",
+            now=now,
+        )
         await session.execute(
             update(ResendJob)
             .where(ResendJob.id == job.id)

@@ -29,28 +29,46 @@ async def seed_aborted(session: AsyncSession, *, now: datetime) -> dict[str, uui
         system = "MediSwitch" if i % 2 == 0 else "PracticeLedger"
         practice = PRACTICE_A if i < 4 else PRACTICE_B
         row = sending(
-            status=Status.ABORTED, when=now - timedelta(hours=6 - i), practice_id=practice,
-            system=system, reason=f"{system} answered HTTP 503 Service Unavailable", attempts=1,
+            status=Status.ABORTED,
+            when=now - timedelta(hours=6 - i),
+            practice_id=practice,
+            system=system,
+            reason=f"{system} answered HTTP 503 Service Unavailable",
+            attempts=1,
             overrides={"cause": "http-503"},
-        )  # fmt: skip
+        )
         session.add(row)
         await session.flush()
         session.add(
-            Attempt(sending_id=row.id, number=1, started_at=row.sending_time, duration_ms=812,
-                    outcome="Permanent", code=503, reason=row.reason, worker="worker-1")
-        )  # fmt: skip
+            Attempt(
+                sending_id=row.id,
+                number=1,
+                started_at=row.sending_time,
+                duration_ms=812,
+                outcome="Permanent",
+                code=503,
+                reason=row.reason,
+                worker="worker-1",
+            )
+        )
         if system == "MediSwitch" and practice == PRACTICE_A:
             ids["mediswitch_a"] = row.invoice_id
         if practice == PRACTICE_B:
             ids["other_b"] = row.invoice_id
     session.add(
         System(
-            name="MediSwitch", channel="Http", settings={"Url": "https://mediswitch.example/x"},
-            retry_policy={}, circuit="Down", consecutive_failures=6,
-            down_since=now - timedelta(hours=1), next_probe_at=now + timedelta(days=1),
-            created_at=now, updated_at=now,
+            name="MediSwitch",
+            channel="Http",
+            settings={"Url": "https://mediswitch.example/x"},
+            retry_policy={},
+            circuit="Down",
+            consecutive_failures=6,
+            down_since=now - timedelta(hours=1),
+            next_probe_at=now + timedelta(days=1),
+            created_at=now,
+            updated_at=now,
         )
-    )  # fmt: skip
+    )
     await session.commit()
     return ids
 

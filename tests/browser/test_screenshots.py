@@ -19,8 +19,18 @@ def test_screenshots_of_the_main_pages(
     written = take_screenshots(browser, live_server, tmp_path / "shots")
     names = {path.name for path in written}
     assert len(names) == len(written)
-    for page in ("login", "overview", "causes", "cause", "job", "audit", "systems", "aborted",
-                 "invoice", "practice"):  # fmt: skip
+    for page in (
+        "login",
+        "overview",
+        "causes",
+        "cause",
+        "job",
+        "audit",
+        "systems",
+        "aborted",
+        "invoice",
+        "practice",
+    ):
         assert {f"{page}{suffix}.png" for suffix, _, _ in VIEWPORTS} <= names
     for path in written:
         assert path.read_bytes().startswith(PNG)

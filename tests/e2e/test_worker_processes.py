@@ -44,14 +44,22 @@ async def _queue(url: str, receiver_url: str, count: int) -> None:
     engine = make_async_engine(url)
     try:
         async with make_session_factory(engine)() as session:
-            spec = SystemIn(Channel="Http", Url=f"{receiver_url}/in", TimeoutSeconds=5,
-                            Practices=[PRACTICE_A])  # fmt: skip
+            spec = SystemIn(
+                Channel="Http", Url=f"{receiver_url}/in", TimeoutSeconds=5, Practices=[PRACTICE_A]
+            )
             await put_system(session, "Receiver", spec, now=NOW)
             for i in range(count):
-                await submit(session, Submission(
-                    practice_id=PRACTICE_A, invoice_id=uuid.uuid4(), encounter_id=uuid.uuid4(),
-                    document=b'{"n": %d}' % i, content_type="application/json",
-                ), now=NOW)  # fmt: skip
+                await submit(
+                    session,
+                    Submission(
+                        practice_id=PRACTICE_A,
+                        invoice_id=uuid.uuid4(),
+                        encounter_id=uuid.uuid4(),
+                        document=b'{"n": %d}' % i,
+                        content_type="application/json",
+                    ),
+                    now=NOW,
+                )
             await session.commit()
     finally:
         await engine.dispose()
@@ -83,12 +91,21 @@ async def _attempts(url: str) -> list[tuple[uuid.UUID, int, str, str | None]]:
 
 def _worker(url: str, tmp_path: Path, name: str, **env: str) -> subprocess.Popen[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("INVOICE_OUTBOX_")}
-    environment.update({"INVOICE_OUTBOX_DATABASE_URL": url,
-                        "INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS": "true",
-                        "INVOICE_OUTBOX_POLL_SECONDS": "0.5", **env})  # fmt: skip
-    return subprocess.Popen([str(BIN), "worker", "--concurrency", "8"], env=environment,
-                            stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{name}.log").open("w"),
-                            text=True)  # fmt: skip
+    environment.update(
+        {
+            "INVOICE_OUTBOX_DATABASE_URL": url,
+            "INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS": "true",
+            "INVOICE_OUTBOX_POLL_SECONDS": "0.5",
+            **env,
+        }
+    )
+    return subprocess.Popen(
+        [str(BIN), "worker", "--concurrency", "8"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / f"{name}.log").open("w"),
+        text=True,
+    )
 
 
 async def _until_final(url: str, total: int, within: float = 90) -> dict[str, int]:
@@ -127,8 +144,11 @@ async def test_two_worker_processes_share_the_queue(
     attempts = await _attempts(pg_url)
     assert len(attempts) == 200
     assert {outcome for _, _, outcome, _ in attempts} == {"Sent"}
-    workers_used = {line for line in (tmp_path / "a.log").read_text().splitlines()
-                    if "delivery.recorded" in line}  # fmt: skip
+    workers_used = {
+        line
+        for line in (tmp_path / "a.log").read_text().splitlines()
+        if "delivery.recorded" in line
+    }
     assert workers_used, "worker a delivered some of them"
 
 

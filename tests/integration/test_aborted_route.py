@@ -117,11 +117,19 @@ async def test_only_aborted_rows_oldest_first(
 async def _raw_get(app: FastAPI, path: str, headers: dict[str, str]) -> list[bytes]:
     """Call the ASGI app directly and keep every body message it sends (httpx would join them)."""
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 1),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 1),
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-    }  # fmt: skip
+    }
     chunks: list[bytes] = []
     requested = False
     finished = asyncio.Event()

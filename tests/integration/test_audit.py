@@ -417,9 +417,13 @@ async def test_auditing_leaves_the_legacy_answers_byte_for_byte_as_they_were(
         )
     else:
         expected = xml_envelope_rows(
-            sucess=True, response_code=200, response_message=message, rows=rows,
-            zone=state.settings.zone, links=[],
-        )  # fmt: skip
+            sucess=True,
+            response_code=200,
+            response_message=message,
+            rows=rows,
+            zone=state.settings.zone,
+            links=[],
+        )
     assert response.content == expected
 
     await configure_system(client, admin_headers, "MediSwitch", "http://127.0.0.1:9/in")

@@ -139,9 +139,16 @@ class Seed:
     def secrets(self) -> list[str]:
         """What nobody outside practice A (and the admins) may learn."""
         ids = [
-            PRACTICE_A, self.invoice_id, self.encounter_id, self.pending_id, self.failed_id,
-            self.aborted_id, self.sent_id, *self.other_invoice_ids, *self.other_encounter_ids,
-        ]  # fmt: skip
+            PRACTICE_A,
+            self.invoice_id,
+            self.encounter_id,
+            self.pending_id,
+            self.failed_id,
+            self.aborted_id,
+            self.sent_id,
+            *self.other_invoice_ids,
+            *self.other_encounter_ids,
+        ]
         return [str(i) for i in ids] + [FAILED_REASON, ABORTED_REASON]
 
 
@@ -153,17 +160,28 @@ async def seed(client: httpx.AsyncClient, state: AppState, *, with_user: bool = 
     assert submitted.status_code == 202
     earlier = NOW - timedelta(hours=1)
     failed = factories.sending(
-        status=Status.FAILED, when=earlier, practice_id=PRACTICE_A, reason=FAILED_REASON,
-        attempts=3, overrides={"cause": "http-503", "next_attempt_at": NOW + timedelta(hours=2)},
-    )  # fmt: skip
+        status=Status.FAILED,
+        when=earlier,
+        practice_id=PRACTICE_A,
+        reason=FAILED_REASON,
+        attempts=3,
+        overrides={"cause": "http-503", "next_attempt_at": NOW + timedelta(hours=2)},
+    )
     aborted = factories.sending(
-        status=Status.ABORTED, when=earlier, practice_id=PRACTICE_A, reason=ABORTED_REASON,
-        attempts=1, overrides={"cause": "http-422"},
-    )  # fmt: skip
+        status=Status.ABORTED,
+        when=earlier,
+        practice_id=PRACTICE_A,
+        reason=ABORTED_REASON,
+        attempts=1,
+        overrides={"cause": "http-422"},
+    )
     sent = factories.sending(
-        status=Status.SENT, when=earlier, practice_id=PRACTICE_A, attempts=1,
+        status=Status.SENT,
+        when=earlier,
+        practice_id=PRACTICE_A,
+        attempts=1,
         overrides={"sent_at": NOW - timedelta(minutes=5)},
-    )  # fmt: skip
+    )
     async with state.sessions() as session:
         session.add_all([failed, aborted, sent])
         if with_user:
@@ -197,17 +215,31 @@ async def seed(client: httpx.AsyncClient, state: AppState, *, with_user: bool = 
 async def snapshot(state: AppState) -> dict[str, Any]:
     """Everything a refused call must leave as it was."""
     async with state.sessions() as session:
-        sendings = (await session.execute(
-            select(Sending.id, Sending.status, Sending.reason, Sending.attempts,
-                   Sending.next_attempt_at, Sending.updated_at).order_by(Sending.id)
-        )).all()  # fmt: skip
-        systems = (await session.execute(
-            select(System.name, System.settings, System.timeout_seconds, System.enabled)
-        )).all()  # fmt: skip
+        sendings = (
+            await session.execute(
+                select(
+                    Sending.id,
+                    Sending.status,
+                    Sending.reason,
+                    Sending.attempts,
+                    Sending.next_attempt_at,
+                    Sending.updated_at,
+                ).order_by(Sending.id)
+            )
+        ).all()
+        systems = (
+            await session.execute(
+                select(System.name, System.settings, System.timeout_seconds, System.enabled)
+            )
+        ).all()
         audit = await session.scalar(select(func.count()).select_from(AuditEntry))
         jobs = await session.scalar(select(func.count()).select_from(ResendJob))
-    return {"sendings": [tuple(r) for r in sendings], "systems": [tuple(r) for r in systems],
-            "audit": audit, "jobs": jobs}  # fmt: skip
+    return {
+        "sendings": [tuple(r) for r in sendings],
+        "systems": [tuple(r) for r in systems],
+        "audit": audit,
+        "jobs": jobs,
+    }
 
 
 # Requests --------------------------------------------------------------------------------
@@ -218,8 +250,11 @@ def request_for(method: str, template: str, seed_: Seed) -> tuple[str, dict[str,
     url = _fill(template, seed_)
     kwargs: dict[str, Any] = {}
     if (method, template) == ("POST", "/token"):
-        kwargs["data"] = {"grant_type": "password", "username": TOKEN_USER,
-                          "password": TOKEN_PASSWORD}  # fmt: skip
+        kwargs["data"] = {
+            "grant_type": "password",
+            "username": TOKEN_USER,
+            "password": TOKEN_PASSWORD,
+        }
     elif (method, template) == ("POST", "/sandbox/{name}"):
         kwargs["json"] = {"Invoice": "matrix"}
         kwargs["headers"] = {"Idempotency-Key": SANDBOX_KEY, "X-Attempt": "1"}
@@ -231,8 +266,12 @@ def request_for(method: str, template: str, seed_: Seed) -> tuple[str, dict[str,
         kwargs["content"] = orjson.dumps(invoice_body())
         kwargs["headers"] = {"Content-Type": "application/json"}
     elif method == "PUT":
-        kwargs["json"] = {"Channel": "Http", "Url": TARGET, "Practices": [str(PRACTICE_A)],
-                          "TimeoutSeconds": 7.0}  # fmt: skip
+        kwargs["json"] = {
+            "Channel": "Http",
+            "Url": TARGET,
+            "Practices": [str(PRACTICE_A)],
+            "TimeoutSeconds": 7.0,
+        }
     return url, kwargs
 
 
@@ -289,8 +328,11 @@ def test_matrix_lists_every_route(tmp_path: Path) -> None:
     assert served - listed == set(), "routes missing from MATRIX: add them with expected codes"
     assert listed - served == set(), "MATRIX lists routes the app does not serve"
     assert operations(without) == listed - SANDBOX_ONLY
-    hidden = {r.path for r in with_sandbox.router.routes
-              if isinstance(r, Route) and not r.include_in_schema}  # fmt: skip
+    hidden = {
+        r.path
+        for r in with_sandbox.router.routes
+        if isinstance(r, Route) and not r.include_in_schema
+    }
     assert hidden == set(DOCS_ROUTES)
 
 
@@ -380,24 +422,33 @@ async def test_id_guessing_from_another_practice_reveals_and_changes_nothing(
     forbidden: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", f"/api/v1/billing/resends/{seeded.job_id}", {}),
         ("GET", f"/api/v1/billing/systems/{SYSTEM}", {}),
-        ("PUT", f"/api/v1/billing/systems/{SYSTEM}",
-         {"json": {"Channel": "Http", "Url": TARGET, "Practices": [str(PRACTICE_B)]}}),
+        (
+            "PUT",
+            f"/api/v1/billing/systems/{SYSTEM}",
+            {"json": {"Channel": "Http", "Url": TARGET, "Practices": [str(PRACTICE_B)]}},
+        ),
         ("GET", f"/api/v1/{PRACTICE_A}/billing/invoices", {}),
-        ("POST", f"/api/v1/{PRACTICE_A}/billing/invoices",
-         {"json": invoice_body(seeded.invoice_id, seeded.encounter_id)}),
+        (
+            "POST",
+            f"/api/v1/{PRACTICE_A}/billing/invoices",
+            {"json": invoice_body(seeded.invoice_id, seeded.encounter_id)},
+        ),
         ("GET", f"/api/v1/billing/sendings?practiceId={PRACTICE_A}", {}),
         ("GET", f"/api/v1/billing/invoices/sent/sentDate/{SENT_DATE}?practiceId={PRACTICE_A}", {}),
         ("GET", f"/api/v1/billing/audit?practiceId={PRACTICE_A}", {}),
         ("GET", f"/api/v1/billing/causes?practiceId={PRACTICE_A}", {}),
         ("GET", f"/api/v1/billing/invoices/aborted?practiceId={PRACTICE_A}", {}),
-    ]  # fmt: skip
+    ]
     for method, url, kwargs in forbidden:
         response = await b(method, url, **kwargs)
         assert response.status_code == 403, (method, url, response.text)
         assert_denied(response, 403)
     # Lists scoped to practice B: 200, and none of A's rows (assert_no_leak in `b`).
-    for url in ("/api/v1/billing/sendings", f"/api/v1/billing/invoices/sent/sentDate/{SENT_DATE}",
-                f"/api/v1/{PRACTICE_B}/billing/invoices"):  # fmt: skip
+    for url in (
+        "/api/v1/billing/sendings",
+        f"/api/v1/billing/invoices/sent/sentDate/{SENT_DATE}",
+        f"/api/v1/{PRACTICE_B}/billing/invoices",
+    ):
         assert (await b("GET", url)).status_code == 200
     assert await snapshot(state) == before, "practice B changed practice A's data"
     # The admin does see A's rows on the same lists, so the leak check above can fail.
@@ -415,14 +466,18 @@ async def test_submitting_another_practices_invoice_id_is_refused_without_its_da
     """Invoice ids are global: practice B (served by the same system) reusing A's invoice id
     gets 409 naming only the id it sent, and A's invoice is untouched."""
     seeded = await seed(client, state)
-    await configure_system(client, HEADERS["admin"], SYSTEM, TARGET,
-                           practices=(PRACTICE_A, PRACTICE_B))  # fmt: skip
+    await configure_system(
+        client, HEADERS["admin"], SYSTEM, TARGET, practices=(PRACTICE_A, PRACTICE_B)
+    )
     before = await snapshot(state)
     url = f"/api/v1/{PRACTICE_B}/billing/invoices"
     response = await submit(
-        client, HEADERS["practice_b"], invoice_body(seeded.invoice_id), practice=PRACTICE_B,
+        client,
+        HEADERS["practice_b"],
+        invoice_body(seeded.invoice_id),
+        practice=PRACTICE_B,
         expect=None,
-    )  # fmt: skip
+    )
     assert response.status_code == 409, response.text
     assert_no_leak(response, seeded.secrets(), url + str(seeded.invoice_id))
     assert await snapshot(state) == before

@@ -21,24 +21,35 @@ H = timedelta(hours=1)
 
 
 async def _world(session: AsyncSession) -> None:
-    session.add_all([
-        # http-503: two Aborted for A on MediSwitch, one Failed for B on PracticeLedger.
-        row(when=NOW - 5 * H, reason="MediSwitch answered HTTP 503 (first)"),
-        row(when=NOW - 3 * H, reason="MediSwitch answered HTTP 503 (later)"),
-        row(Status.FAILED, when=NOW - 1 * H, practice=PRACTICE_B, system="PracticeLedger",
-            reason="PracticeLedger answered HTTP 503 Service Unavailable (latest)"),
-        # timeout: two Failed for A.
-        row(Status.FAILED, when=NOW - 4 * H, cause="timeout", reason="Timed out after 30 s"),
-        row(Status.FAILED, when=NOW - 2 * H, cause="timeout", reason="Timed out after 10 s"),
-        # one smtp-550, one without a cause.
-        row(when=NOW - 6 * H, cause="smtp-550", system="Accounts mailbox",
-            reason="The mailbox refused the message: SMTP 550"),
-        row(when=NOW - 7 * H, cause=None, reason="something odd", practice=PRACTICE_B),
-        # Not failures: never counted, whatever their cause column says.
-        row(Status.SENT, when=NOW, cause=None, reason=None),
-        row(Status.PENDING, when=NOW, cause="http-503", reason="resent after a 503"),
-        row(Status.CANCELLED, when=NOW, cause="timeout"),
-    ])  # fmt: skip
+    session.add_all(
+        [
+            # http-503: two Aborted for A on MediSwitch, one Failed for B on PracticeLedger.
+            row(when=NOW - 5 * H, reason="MediSwitch answered HTTP 503 (first)"),
+            row(when=NOW - 3 * H, reason="MediSwitch answered HTTP 503 (later)"),
+            row(
+                Status.FAILED,
+                when=NOW - 1 * H,
+                practice=PRACTICE_B,
+                system="PracticeLedger",
+                reason="PracticeLedger answered HTTP 503 Service Unavailable (latest)",
+            ),
+            # timeout: two Failed for A.
+            row(Status.FAILED, when=NOW - 4 * H, cause="timeout", reason="Timed out after 30 s"),
+            row(Status.FAILED, when=NOW - 2 * H, cause="timeout", reason="Timed out after 10 s"),
+            # one smtp-550, one without a cause.
+            row(
+                when=NOW - 6 * H,
+                cause="smtp-550",
+                system="Accounts mailbox",
+                reason="The mailbox refused the message: SMTP 550",
+            ),
+            row(when=NOW - 7 * H, cause=None, reason="something odd", practice=PRACTICE_B),
+            # Not failures: never counted, whatever their cause column says.
+            row(Status.SENT, when=NOW, cause=None, reason=None),
+            row(Status.PENDING, when=NOW, cause="http-503", reason="resent after a 503"),
+            row(Status.CANCELLED, when=NOW, cause="timeout"),
+        ]
+    )
     await session.commit()
 
 
@@ -160,10 +171,14 @@ async def test_many_distinct_causes(
     # More (status, cause) pairs than one latest-reason statement reads (100).
     codes = list(range(400, 461)) + list(range(500, 560))
     session.add_all(
-        row(Status.FAILED if code >= 500 else Status.ABORTED, cause=f"http-{code}",
-            reason=f"answered {code}", when=NOW - timedelta(seconds=code))
+        row(
+            Status.FAILED if code >= 500 else Status.ABORTED,
+            cause=f"http-{code}",
+            reason=f"answered {code}",
+            when=NOW - timedelta(seconds=code),
+        )
         for code in codes
-    )  # fmt: skip
+    )
     await session.commit()
     groups = await _groups(client, admin_headers)
     assert len(groups) == len(codes)
@@ -203,8 +218,12 @@ async def test_admins_only_and_bad_values(
     assert (await client.get(ROUTE)).status_code == 401
     for query in ("", f"?practiceId={PRACTICE_A}"):
         assert (await client.get(ROUTE + query, headers=practice_headers)).status_code == 403
-    for query, name in [("status=Sent", "status"), ("status=Pending,Failed", "status"),
-                        ("cause=A B", "cause"), ("from=soon", "from")]:  # fmt: skip
+    for query, name in [
+        ("status=Sent", "status"),
+        ("status=Pending,Failed", "status"),
+        ("cause=A B", "cause"),
+        ("from=soon", "from"),
+    ]:
         response = await client.get(f"{ROUTE}?{query}", headers=admin_headers)
         assert response.status_code == 400
         assert f" {name} " in response.json()["Message"]

@@ -24,8 +24,11 @@ async def test_ready_on_a_migrated_database(client: httpx.AsyncClient) -> None:
 
 
 async def test_not_ready_before_migrations(tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/empty.db", var_dir=tmp_path,
-                        jwt_secret=SecretStr("k" * 40))  # fmt: skip
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/empty.db",
+        var_dir=tmp_path,
+        jwt_secret=SecretStr("k" * 40),
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

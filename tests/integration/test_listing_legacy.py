@@ -43,9 +43,13 @@ def row(
     **overrides: Any,
 ) -> Any:
     return sending(
-        status=status, when=when, practice_id=practice, system=system, reason=reason,
+        status=status,
+        when=when,
+        practice_id=practice,
+        system=system,
+        reason=reason,
         overrides={"cause": cause, "sending_type": sending_type.value, **overrides},
-    )  # fmt: skip
+    )
 
 
 async def _mixed(session: AsyncSession) -> dict[str, Any]:
@@ -53,14 +57,22 @@ async def _mixed(session: AsyncSession) -> dict[str, Any]:
     rows = {
         "a503": row(when=NOW - timedelta(hours=5), reason="a503"),
         "b503": row(when=NOW - timedelta(hours=4), practice=PRACTICE_B, reason="b503"),
-        "ledger": row(when=NOW - timedelta(hours=3), system="PracticeLedger", cause="timeout",
-                      reason="Timed out after 30 s waiting for PracticeLedger"),
-        "cancel": row(when=NOW - timedelta(hours=2), sending_type=SendingType.CANCELLATION,
-                      cause="http-422", reason="cancel rejected: HTTP 422"),
+        "ledger": row(
+            when=NOW - timedelta(hours=3),
+            system="PracticeLedger",
+            cause="timeout",
+            reason="Timed out after 30 s waiting for PracticeLedger",
+        ),
+        "cancel": row(
+            when=NOW - timedelta(hours=2),
+            sending_type=SendingType.CANCELLATION,
+            cause="http-422",
+            reason="cancel rejected: HTTP 422",
+        ),
         "old": row(when=NOW - timedelta(days=3), cause="smtp-550", reason="old"),
         "failed": row(Status.FAILED, when=NOW - timedelta(hours=1), reason="failed one"),
         "sent": row(Status.SENT, cause=None, reason="never listed"),
-    }  # fmt: skip
+    }
     session.add_all(rows.values())
     await session.commit()
     return rows
@@ -75,13 +87,20 @@ async def _reasons(client: httpx.AsyncClient, url: str, headers: dict[str, str])
 # Unchanged without parameters --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", ["", "?", "?foo=bar", "?practiceId=&system=&limit=&cursor=",
-                                    "?Status=Sent&$top=1"])  # fmt: skip
+@pytest.mark.parametrize(
+    "suffix", ["", "?", "?foo=bar", "?practiceId=&system=&limit=&cursor=", "?Status=Sent&$top=1"]
+)
 async def test_without_parameters_the_bytes_are_the_legacy_ones(
     client: httpx.AsyncClient, session: AsyncSession, admin_headers: dict[str, str], suffix: str
 ) -> None:
-    known = sending(status=Status.ABORTED, when=NOW, practice_id=PRACTICE_A, attempts=8,
-                    reason='Switch said <503> & "busy"', overrides=KNOWN)  # fmt: skip
+    known = sending(
+        status=Status.ABORTED,
+        when=NOW,
+        practice_id=PRACTICE_A,
+        attempts=8,
+        reason='Switch said <503> & "busy"',
+        overrides=KNOWN,
+    )
     session.add(known)
     session.add(row(Status.FAILED, when=NOW, reason="not aborted"))
     await session.commit()
@@ -101,26 +120,44 @@ async def test_without_parameters_the_bytes_are_the_legacy_ones(
     ("query", "expected"),
     [
         (f"practiceId={PRACTICE_B}", ["b503"]),
-        (f"PRACTICEID={PRACTICE_A}", ["old", "a503", "Timed out after 30 s waiting for "
-                                      "PracticeLedger", "cancel rejected: HTTP 422"]),
+        (
+            f"PRACTICEID={PRACTICE_A}",
+            [
+                "old",
+                "a503",
+                "Timed out after 30 s waiting for PracticeLedger",
+                "cancel rejected: HTTP 422",
+            ],
+        ),
         ("system=PracticeLedger", ["Timed out after 30 s waiting for PracticeLedger"]),
         ("sendingType=Cancellation", ["cancel rejected: HTTP 422"]),
         ("cause=http-503", ["a503", "b503"]),
         ("cause=HTTP-503,smtp-550", ["old", "a503", "b503"]),
-        ("cause=timeout&cause=http-422", ["Timed out after 30 s waiting for PracticeLedger",
-                                          "cancel rejected: HTTP 422"]),
-        ("from=2026-02-05", ["a503", "b503", "Timed out after 30 s waiting for PracticeLedger",
-                             "cancel rejected: HTTP 422"]),
+        (
+            "cause=timeout&cause=http-422",
+            ["Timed out after 30 s waiting for PracticeLedger", "cancel rejected: HTTP 422"],
+        ),
+        (
+            "from=2026-02-05",
+            [
+                "a503",
+                "b503",
+                "Timed out after 30 s waiting for PracticeLedger",
+                "cancel rejected: HTTP 422",
+            ],
+        ),
         ("to=2026-02-04", ["old"]),
         ("q=OLD", ["old"]),
         ("q=TIMED OUT", ["Timed out after 30 s waiting for PracticeLedger"]),
         (f"practiceId={PRACTICE_A}&cause=http-503", ["a503"]),
-        (f"practiceId={PRACTICE_A}&from=2026-02-05&system=MediSwitch&sendingType=Invoice",
-         ["a503"]),
+        (
+            f"practiceId={PRACTICE_A}&from=2026-02-05&system=MediSwitch&sendingType=Invoice",
+            ["a503"],
+        ),
         ("cause=no-such-cause", []),
         ("system=Nowhere", []),
     ],
-)  # fmt: skip
+)
 async def test_filters_alone_and_combined(
     client: httpx.AsyncClient,
     session: AsyncSession,
@@ -147,8 +184,15 @@ async def test_the_failed_list_takes_the_same_filters(
 async def test_q_treats_like_wildcards_literally(
     client: httpx.AsyncClient, session: AsyncSession, admin_headers: dict[str, str]
 ) -> None:
-    session.add_all([row(reason="50% done"), row(reason="500 error"), row(reason="a_b"),
-                     row(reason="axb"), row(reason="back\\slash")])  # fmt: skip
+    session.add_all(
+        [
+            row(reason="50% done"),
+            row(reason="500 error"),
+            row(reason="a_b"),
+            row(reason="axb"),
+            row(reason="back\\slash"),
+        ]
+    )
     await session.commit()
     assert await _reasons(client, f"{ABORTED}?q=50%25", admin_headers) == ["50% done"]
     assert await _reasons(client, f"{ABORTED}?q=a_b", admin_headers) == ["a_b"]
@@ -269,8 +313,9 @@ async def test_xml_pages_parse_and_carry_the_same_rows_as_json(
     second = await client.get(first.headers["link"][1:].split(">")[0], headers=headers)
     items = ElementTree.fromstring(second.content).findall(f"{NS}InvoiceSendingStatusVo")
     assert [i.findtext(f"{NS}Reason") for i in items] == [
-        "b503", "Timed out after 30 s waiting for PracticeLedger"
-    ]  # fmt: skip
+        "b503",
+        "Timed out after 30 s waiting for PracticeLedger",
+    ]
     assert first.headers["x-total-count"] == second.headers["x-total-count"] == "5"
 
 
@@ -338,8 +383,14 @@ async def test_a_cursor_is_refused_with_other_filters_or_on_another_list(
     client: httpx.AsyncClient, session: AsyncSession, admin_headers: dict[str, str]
 ) -> None:
     later = NOW + timedelta(seconds=1)
-    session.add_all([row(reason="x"), row(when=later, reason="y"), row(Status.FAILED),
-                     row(Status.FAILED, when=later)])  # fmt: skip
+    session.add_all(
+        [
+            row(reason="x"),
+            row(when=later, reason="y"),
+            row(Status.FAILED),
+            row(Status.FAILED, when=later),
+        ]
+    )
     await session.commit()
     cursor = (await client.get(f"{ABORTED}?limit=1", headers=admin_headers)).headers[
         "x-next-cursor"
@@ -356,10 +407,27 @@ async def test_a_cursor_is_refused_with_other_filters_or_on_another_list(
 
 
 WEIRD = [
-    "%00", "%27%3B--", "%25", "_", "%5C", "%F0%9F%92%A5", "%ED%A0%80", "x" * 5000, "%FF%FE",
-    "0001-01-01", "9999-12-31", "0001-01-01T00:00:00-14:00", "9999-12-31T23:59:59-14:00",
-    "99999999999999999999", "-0", "AQ", "AQAGShXQ" * 11, "null", "[]", "%0d%0aX-Injected:1",
-]  # fmt: skip
+    "%00",
+    "%27%3B--",
+    "%25",
+    "_",
+    "%5C",
+    "%F0%9F%92%A5",
+    "%ED%A0%80",
+    "x" * 5000,
+    "%FF%FE",
+    "0001-01-01",
+    "9999-12-31",
+    "0001-01-01T00:00:00-14:00",
+    "9999-12-31T23:59:59-14:00",
+    "99999999999999999999",
+    "-0",
+    "AQ",
+    "AQAGShXQ" * 11,
+    "null",
+    "[]",
+    "%0d%0aX-Injected:1",
+]
 
 
 async def test_no_input_makes_a_500(
@@ -398,12 +466,27 @@ SENT = "/api/v1/billing/invoices/sent/sentDate/2026-02-05"
 
 async def _sent_world(session: AsyncSession) -> None:
     for i, (practice, system) in enumerate(
-        [(PRACTICE_A, "MediSwitch"), (PRACTICE_B, "MediSwitch"), (PRACTICE_A, "PracticeLedger"),
-         (PRACTICE_B, "PracticeLedger"), (PRACTICE_A, "MediSwitch")]
-    ):  # fmt: skip
+        [
+            (PRACTICE_A, "MediSwitch"),
+            (PRACTICE_B, "MediSwitch"),
+            (PRACTICE_A, "PracticeLedger"),
+            (PRACTICE_B, "PracticeLedger"),
+            (PRACTICE_A, "MediSwitch"),
+        ]
+    ):
         at = NOW - timedelta(minutes=10 - i)
-        session.add(row(Status.SENT, when=at, practice=practice, system=system, cause=None,
-                        reason=None, sent_at=at, invoice_id=uuid.UUID(int=i + 1)))  # fmt: skip
+        session.add(
+            row(
+                Status.SENT,
+                when=at,
+                practice=practice,
+                system=system,
+                cause=None,
+                reason=None,
+                sent_at=at,
+                invoice_id=uuid.UUID(int=i + 1),
+            )
+        )
     await session.commit()
 
 
@@ -431,8 +514,12 @@ async def test_sent_list_filters_and_pages(
     assert pages == 3
     # Parameters the sent list does not take are ignored, as ASP.NET ignores them.
     assert _invoices(await client.get(f"{SENT}?cause=timeout", headers=admin_headers)) == [
-        1, 2, 3, 4, 5
-    ]  # fmt: skip
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
 
 
 async def test_sent_list_practice_users_see_only_their_practice(
@@ -443,12 +530,16 @@ async def test_sent_list_practice_users_see_only_their_practice(
     paged = await client.get(f"{SENT}?limit=2", headers=practice_headers)
     assert _invoices(paged) == [1, 3]
     assert paged.headers["x-total-count"] == "3"
-    for query in (f"practiceId={PRACTICE_B}", f"PracticeId={PRACTICE_A},{PRACTICE_B}",
-                  f"practiceid={PRACTICE_B}&limit=5"):  # fmt: skip
+    for query in (
+        f"practiceId={PRACTICE_B}",
+        f"PracticeId={PRACTICE_A},{PRACTICE_B}",
+        f"practiceid={PRACTICE_B}&limit=5",
+    ):
         response = await client.get(f"{SENT}?{query}", headers=practice_headers)
         assert response.status_code == 403, query
-    own = await client.get(f"{SENT}?practiceId={PRACTICE_A}&system=MediSwitch",
-                           headers=practice_headers)  # fmt: skip
+    own = await client.get(
+        f"{SENT}?practiceId={PRACTICE_A}&system=MediSwitch", headers=practice_headers
+    )
     assert _invoices(own) == [1, 5]
 
 

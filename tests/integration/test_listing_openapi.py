@@ -16,15 +16,52 @@ ROUTES = {
     ("/api/v1/{practiceId}/billing/invoices", "get"): "**Admins, or users of that practice.**",
 }
 PARAMETERS = {
-    "/api/v1/billing/invoices/aborted": {"practiceId", "system", "sendingType", "cause", "from",
-                                         "to", "q", "limit", "cursor"},
-    "/api/v1/billing/sendings": {"practiceId", "system", "sendingType", "status", "cause", "from",
-                                 "to", "q", "limit", "cursor"},
-    "/api/v1/billing/causes": {"practiceId", "system", "sendingType", "status", "cause", "from",
-                               "to", "q"},
-    "/api/v1/{practiceId}/billing/invoices": {"practiceId", "system", "sendingType", "status",
-                                              "cause", "from", "to", "q", "limit", "cursor"},
-}  # fmt: skip
+    "/api/v1/billing/invoices/aborted": {
+        "practiceId",
+        "system",
+        "sendingType",
+        "cause",
+        "from",
+        "to",
+        "q",
+        "limit",
+        "cursor",
+    },
+    "/api/v1/billing/sendings": {
+        "practiceId",
+        "system",
+        "sendingType",
+        "status",
+        "cause",
+        "from",
+        "to",
+        "q",
+        "limit",
+        "cursor",
+    },
+    "/api/v1/billing/causes": {
+        "practiceId",
+        "system",
+        "sendingType",
+        "status",
+        "cause",
+        "from",
+        "to",
+        "q",
+    },
+    "/api/v1/{practiceId}/billing/invoices": {
+        "practiceId",
+        "system",
+        "sendingType",
+        "status",
+        "cause",
+        "from",
+        "to",
+        "q",
+        "limit",
+        "cursor",
+    },
+}
 
 
 @pytest.fixture

@@ -66,15 +66,25 @@ def _rows() -> list[dict[str, object]]:
         when = START + timedelta(seconds=i * 4)
         status = _status(i)
         failed = status in ("Aborted", "Failed")
-        rows.append({
-            "id": uuid.uuid4(), "practice_id": PRACTICES[i % 40], "encounter_id": uuid.uuid4(),
-            "invoice_id": uuid.uuid4(), "system": SYSTEMS[i % 3], "sending_type": "Invoice",
-            "status": status, "attempts": 1, "sending_time": when,
-            "sent_at": when if status == "Sent" else None,
-            "cause": CAUSES[i % 5] if failed else None,
-            "reason": f"reason {i}" if failed else None,
-            "idempotency_key": uuid.uuid4().hex, "created_at": when, "updated_at": when,
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "practice_id": PRACTICES[i % 40],
+                "encounter_id": uuid.uuid4(),
+                "invoice_id": uuid.uuid4(),
+                "system": SYSTEMS[i % 3],
+                "sending_type": "Invoice",
+                "status": status,
+                "attempts": 1,
+                "sending_time": when,
+                "sent_at": when if status == "Sent" else None,
+                "cause": CAUSES[i % 5] if failed else None,
+                "reason": f"reason {i}" if failed else None,
+                "idempotency_key": uuid.uuid4().hex,
+                "created_at": when,
+                "updated_at": when,
+            }
+        )
     return rows
 
 
@@ -110,8 +120,11 @@ def _assert_indexed(plan: str, *indexes: str) -> None:
 def test_cause_grouping_is_one_pass_over_the_status_cause_index(planner: Any) -> None:
     plan = planner(counts_statement(SendingFilter()))
     _assert_indexed(plan, "ix_sendings_status_cause")
-    filtered = planner(counts_statement(SendingFilter(statuses=frozenset({Status.ABORTED}),
-                                                      causes=frozenset({"timeout"}))))  # fmt: skip
+    filtered = planner(
+        counts_statement(
+            SendingFilter(statuses=frozenset({Status.ABORTED}), causes=frozenset({"timeout"}))
+        )
+    )
     _assert_indexed(filtered, "ix_sendings_status_cause")
 
 
@@ -141,9 +154,13 @@ def test_a_filtered_page_after_a_cursor_uses_an_index(planner: Any) -> None:
 
 def test_a_page_over_every_status_merges_per_status_index_reads(planner: Any) -> None:
     statement = page_statement(
-        STATUS_VO_COLUMNS, SendingFilter(), Order.SENDING_TIME, limit=101, after=AFTER,
+        STATUS_VO_COLUMNS,
+        SendingFilter(),
+        Order.SENDING_TIME,
+        limit=101,
+        after=AFTER,
         bound=BOUND,
-    )  # fmt: skip
+    )
     plan = planner(statement)
     _assert_indexed(plan, "ix_sendings_status_time")
     assert plan.count("ix_sendings_status_time") >= len(Status), plan
@@ -151,10 +168,18 @@ def test_a_page_over_every_status_merges_per_status_index_reads(planner: Any) ->
 
 def test_a_sent_page_reads_the_sent_at_index(planner: Any) -> None:
     start = START + timedelta(hours=2)
-    extra = [Sending.sent_at >= start, Sending.sent_at < start + timedelta(days=1),
-             Sending.status == Status.SENT.value]  # fmt: skip
+    extra = [
+        Sending.sent_at >= start,
+        Sending.sent_at < start + timedelta(days=1),
+        Sending.status == Status.SENT.value,
+    ]
     statement = page_statement(
-        STATUS_VO_COLUMNS, SendingFilter(), Order.SENT_AT, limit=101, after=AFTER, bound=BOUND,
+        STATUS_VO_COLUMNS,
+        SendingFilter(),
+        Order.SENT_AT,
+        limit=101,
+        after=AFTER,
+        bound=BOUND,
         extra=extra,
-    )  # fmt: skip
+    )
     _assert_indexed(planner(statement), "ix_sendings_sent_at", "ix_sendings_status_time")

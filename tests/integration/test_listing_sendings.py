@@ -20,23 +20,55 @@ ROUTE = "/api/v1/billing/sendings"
 SERVICE_NS = "{http://schemas.datacontract.org/2004/07/InvoiceOutbox.Api}"
 PRACTICE_C = uuid.UUID("00000000-0000-4000-8000-00000000000c")
 ITEM_KEYS = [
-    "SendingId", "PracticeId", "InvoiceId", "EncounterId", "System", "SendingType", "Status",
-    "Reason", "Cause", "CauseLabel", "SendingAttempts", "SendingTime", "NextAttemptAt", "SentAt",
-]  # fmt: skip
+    "SendingId",
+    "PracticeId",
+    "InvoiceId",
+    "EncounterId",
+    "System",
+    "SendingType",
+    "Status",
+    "Reason",
+    "Cause",
+    "CauseLabel",
+    "SendingAttempts",
+    "SendingTime",
+    "NextAttemptAt",
+    "SentAt",
+]
 
 
 async def _world(session: AsyncSession) -> None:
     """One sending per status for practice A (in status order), a few for B and C."""
     for i, status in enumerate(Status):
         cause = {"Failed": "timeout", "Aborted": "http-422", "Pending": "http-503"}.get(status)
-        session.add(row(status, when=NOW - timedelta(minutes=60 - i), cause=cause,
-                        reason=f"A {status.value}",
-                        next_attempt_at=NOW + timedelta(minutes=5) if status == "Failed" else None,
-                        sent_at=NOW if status == "Sent" else None))  # fmt: skip
-    session.add(row(Status.ABORTED, practice=PRACTICE_B, when=NOW - timedelta(minutes=30),
-                    reason="B aborted", system="PracticeLedger"))  # fmt: skip
-    session.add(row(Status.FAILED, practice=PRACTICE_C, when=NOW - timedelta(minutes=20),
-                    reason="C failed", cause=None))  # fmt: skip
+        session.add(
+            row(
+                status,
+                when=NOW - timedelta(minutes=60 - i),
+                cause=cause,
+                reason=f"A {status.value}",
+                next_attempt_at=NOW + timedelta(minutes=5) if status == "Failed" else None,
+                sent_at=NOW if status == "Sent" else None,
+            )
+        )
+    session.add(
+        row(
+            Status.ABORTED,
+            practice=PRACTICE_B,
+            when=NOW - timedelta(minutes=30),
+            reason="B aborted",
+            system="PracticeLedger",
+        )
+    )
+    session.add(
+        row(
+            Status.FAILED,
+            practice=PRACTICE_C,
+            when=NOW - timedelta(minutes=20),
+            reason="C failed",
+            cause=None,
+        )
+    )
     await session.commit()
 
 
@@ -86,8 +118,16 @@ async def test_all_statuses_in_sending_time_order_across_pages(
         cursor = body["NextCursor"]
         if cursor is None:
             break
-    assert seen == ["A Pending", "A Sending", "A Sent", "A Failed", "A Aborted", "A Cancelled",
-                    "B aborted", "C failed"]  # fmt: skip
+    assert seen == [
+        "A Pending",
+        "A Sending",
+        "A Sent",
+        "A Failed",
+        "A Aborted",
+        "A Cancelled",
+        "B aborted",
+        "C failed",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -141,9 +181,13 @@ async def test_practice_users_see_only_their_practices(
     # Text that only another practice's rows contain finds nothing.
     assert await _items(client, "q=B%20aborted", practice_headers) == []
     assert await _items(client, "system=PracticeLedger", practice_headers) == []
-    for query in (f"practiceId={PRACTICE_B}", f"practiceid={PRACTICE_B}",
-                  f"practiceId={PRACTICE_A},{PRACTICE_B}", f"PRACTICEID={PRACTICE_C}&limit=1",
-                  f"practiceId={uuid.uuid4()}"):  # fmt: skip
+    for query in (
+        f"practiceId={PRACTICE_B}",
+        f"practiceid={PRACTICE_B}",
+        f"practiceId={PRACTICE_A},{PRACTICE_B}",
+        f"PRACTICEID={PRACTICE_C}&limit=1",
+        f"practiceId={uuid.uuid4()}",
+    ):
         response = await client.get(f"{ROUTE}?{query}", headers=practice_headers)
         assert response.status_code == 403, query
         assert "Items" not in response.text
@@ -178,19 +222,27 @@ async def test_rows_added_during_a_walk_do_not_change_it(
 ) -> None:
     await _world(session)
     first = (await client.get(f"{ROUTE}?limit=4", headers=admin_headers)).json()
-    session.add_all([
-        row(Status.SENT, when=NOW - timedelta(days=1), reason="behind", cause=None),
-        row(Status.FAILED, when=NOW + timedelta(days=1), reason="ahead"),
-    ])  # fmt: skip
+    session.add_all(
+        [
+            row(Status.SENT, when=NOW - timedelta(days=1), reason="behind", cause=None),
+            row(Status.FAILED, when=NOW + timedelta(days=1), reason="ahead"),
+        ]
+    )
     await session.commit()
     second = (
         await client.get(f"{ROUTE}?limit=4&cursor={first['NextCursor']}", headers=admin_headers)
     ).json()
     assert second["Total"] == first["Total"] == 8
     assert [i["Reason"] for i in first["Items"] + second["Items"]] == [
-        "A Pending", "A Sending", "A Sent", "A Failed", "A Aborted", "A Cancelled",
-        "B aborted", "C failed",
-    ]  # fmt: skip
+        "A Pending",
+        "A Sending",
+        "A Sent",
+        "A Failed",
+        "A Aborted",
+        "A Cancelled",
+        "B aborted",
+        "C failed",
+    ]
     assert second["NextCursor"] is None
     assert (await client.get(ROUTE, headers=admin_headers)).json()["Total"] == 10
 
@@ -219,8 +271,12 @@ async def test_xml_variant_parses(
 async def test_bad_values_and_callers(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    for query, name in [("status=Lost", "status"), ("limit=1001", "limit"),
-                        ("cursor=x", "cursor"), ("sendingType=Fax", "sendingType")]:  # fmt: skip
+    for query, name in [
+        ("status=Lost", "status"),
+        ("limit=1001", "limit"),
+        ("cursor=x", "cursor"),
+        ("sendingType=Fax", "sendingType"),
+    ]:
         response = await client.get(f"{ROUTE}?{query}", headers=admin_headers)
         assert response.status_code == 400
         assert f" {name} " in response.json()["Message"]
@@ -231,10 +287,15 @@ async def test_default_page_is_a_hundred(
     client: httpx.AsyncClient, session: AsyncSession, admin_headers: dict[str, str]
 ) -> None:
     session.add_all(
-        row(Status.SENT, when=NOW + timedelta(seconds=i), cause=None, reason=f"s{i}",
-            sending_type=SendingType.INVOICE)
+        row(
+            Status.SENT,
+            when=NOW + timedelta(seconds=i),
+            cause=None,
+            reason=f"s{i}",
+            sending_type=SendingType.INVOICE,
+        )
         for i in range(101)
-    )  # fmt: skip
+    )
     await session.commit()
     body = (await client.get(ROUTE, headers=admin_headers)).json()
     assert len(body["Items"]) == 100

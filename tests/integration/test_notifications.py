@@ -114,11 +114,21 @@ async def test_aborted_sendings_are_reported_once_per_interval_without_patient_d
     assert payload["PeriodStart"] == FIRST_START.isoformat()
     assert payload["PeriodEnd"] == FIRST_END.isoformat()
     assert payload["Groups"] == [
-        {"Cause": "http-503", "Label": "HTTP 503 Service Unavailable", "System": "MediSwitch",
-         "Aborted": 3, "Recovered": 0},
-        {"Cause": "http-400", "Label": "HTTP 400 Bad Request",
-         "System": "PracticeLedger", "Aborted": 1, "Recovered": 0},
-    ]  # fmt: skip
+        {
+            "Cause": "http-503",
+            "Label": "HTTP 503 Service Unavailable",
+            "System": "MediSwitch",
+            "Aborted": 3,
+            "Recovered": 0,
+        },
+        {
+            "Cause": "http-400",
+            "Label": "HTTP 400 Bad Request",
+            "System": "PracticeLedger",
+            "Aborted": 1,
+            "Recovered": 0,
+        },
+    ]
     text = payload["text"]
     assert text.startswith(
         "invoice-outbox: 4 invoices could not be sent, 0 got through after failing, "
@@ -138,11 +148,17 @@ async def test_aborted_sendings_are_reported_once_per_interval_without_patient_d
 
     [stored] = await runs(session)
     assert stored.summary == {
-        "http-503": {"Aborted": 3, "Recovered": 0,
-                     "Systems": {"MediSwitch": {"Aborted": 3, "Recovered": 0}}},
-        "http-400": {"Aborted": 1, "Recovered": 0,
-                     "Systems": {"PracticeLedger": {"Aborted": 1, "Recovered": 0}}},
-    }  # fmt: skip
+        "http-503": {
+            "Aborted": 3,
+            "Recovered": 0,
+            "Systems": {"MediSwitch": {"Aborted": 3, "Recovered": 0}},
+        },
+        "http-400": {
+            "Aborted": 1,
+            "Recovered": 0,
+            "Systems": {"PracticeLedger": {"Aborted": 1, "Recovered": 0}},
+        },
+    }
     assert stored.deliveries == {"webhook": "sent"}
 
     # Within the interval nothing more is sent, however often it is asked.
@@ -171,16 +187,23 @@ async def test_recoveries_are_reported_in_the_next_interval(
     earlier = FIRST_START - timedelta(days=2)
     session.add_all(
         [
-            recovered(FIRST_START + timedelta(minutes=2), FIRST_END + timedelta(minutes=3),
-                      "PracticeLedger"),
+            recovered(
+                FIRST_START + timedelta(minutes=2),
+                FIRST_END + timedelta(minutes=3),
+                "PracticeLedger",
+            ),
             recovered(earlier, FIRST_END + timedelta(minutes=4)),
             recovered(earlier, SECOND_END - timedelta(seconds=1)),
             recovered(earlier, SECOND_END),  # belongs to the period after
             aborted(FIRST_END + timedelta(minutes=9), "http-503"),
-            sending(status=Status.SENT, when=FIRST_END, practice_id=PRACTICE_A,
-                    overrides={"sent_at": FIRST_END + timedelta(minutes=1)}),
+            sending(
+                status=Status.SENT,
+                when=FIRST_END,
+                practice_id=PRACTICE_A,
+                overrides={"sent_at": FIRST_END + timedelta(minutes=1)},
+            ),
         ]
-    )  # fmt: skip
+    )
     await session.commit()
 
     clock.advance(INTERVAL)

@@ -46,8 +46,9 @@ async def queued(
 
 async def claim(state: AppState, clock: FrozenClock, worker: str, limit: int) -> list[claims.Claim]:
     async with state.engine.begin() as connection:
-        return await claims.claim_due(connection, worker=worker, now=clock.now(), lease=LEASE,
-                                      limit=limit)  # fmt: skip
+        return await claims.claim_due(
+            connection, worker=worker, now=clock.now(), lease=LEASE, limit=limit
+        )
 
 
 async def write(
@@ -55,17 +56,26 @@ async def write(
 ) -> list[Recorded]:
     async with state.engine.begin() as connection:
         return await record_batch(
-            connection, outcomes, worker=worker, now=clock.now(),
-            policy_of=lambda _: RetryPolicy(), jitter=lambda: 0.0, threshold=3,
+            connection,
+            outcomes,
+            worker=worker,
+            now=clock.now(),
+            policy_of=lambda _: RetryPolicy(),
+            jitter=lambda: 0.0,
+            threshold=3,
             probe_interval=timedelta(seconds=30),
-        )  # fmt: skip
+        )
 
 
 async def system_health(state: AppState) -> tuple[str, int]:
     async with state.engine.connect() as connection:
-        row = (await connection.execute(
-            select(System.circuit, System.consecutive_failures).where(System.name == "MediSwitch")
-        )).one()  # fmt: skip
+        row = (
+            await connection.execute(
+                select(System.circuit, System.consecutive_failures).where(
+                    System.name == "MediSwitch"
+                )
+            )
+        ).one()
     return row.circuit, row.consecutive_failures
 
 
@@ -109,8 +119,9 @@ async def test_a_stale_outcome_never_overwrites_a_newer_claim_of_the_same_worker
     [first, *_] = await claim(state, clock, "w1", queued)
     clock.advance(LEASE + timedelta(seconds=1))
     async with state.engine.begin() as connection:
-        retaken = await claims.take_over_expired(connection, worker="w1", now=clock.now(),
-                                                 lease=LEASE, limit=queued)  # fmt: skip
+        retaken = await claims.take_over_expired(
+            connection, worker="w1", now=clock.now(), lease=LEASE, limit=queued
+        )
     [again] = [c for c in retaken if c.sending_id == first.sending_id]
     assert again.attempt == first.attempt + 1
 
@@ -129,7 +140,8 @@ async def test_another_workers_outcome_is_lost_and_changes_nothing(
     queued: int, state: AppState, clock: FrozenClock
 ) -> None:
     taken = await claim(state, clock, "w1", queued)
-    results = await write(state, clock, [Outcome(c, clock.now(), 5, delivered=OK) for c in taken],
-                          worker="w2")  # fmt: skip
+    results = await write(
+        state, clock, [Outcome(c, clock.now(), 5, delivered=OK) for c in taken], worker="w2"
+    )
     assert {r.status for r in results} == {"lost"}
     assert {s.status for s in await all_sendings(state)} == {"Sending"}

@@ -55,8 +55,9 @@ async def system(
 async def _detail(
     client: httpx.AsyncClient, headers: dict[str, str], invoice_id: str
 ) -> dict[str, Any]:
-    response = await client.get(f"/api/v1/{PRACTICE_A}/billing/invoices/{invoice_id}",
-                                headers=headers)  # fmt: skip
+    response = await client.get(
+        f"/api/v1/{PRACTICE_A}/billing/invoices/{invoice_id}", headers=headers
+    )
     assert response.status_code == 200, response.text
     detail: dict[str, Any] = response.json()
     return detail
@@ -86,8 +87,9 @@ async def test_submitted_invoice_is_delivered_and_listed_as_sent(
     clock.advance(timedelta(hours=6, minutes=24))
     now = clock.now()
     assert (now.date().isoformat(), now.astimezone(JOHANNESBURG).date().isoformat()) == (
-        "2026-02-05", "2026-02-06",
-    )  # fmt: skip
+        "2026-02-05",
+        "2026-02-06",
+    )
     body = invoice_body(document=DOCUMENT)
     await submit(client, practice_headers, body)
 
@@ -112,8 +114,11 @@ async def test_submitted_invoice_is_delivered_and_listed_as_sent(
     assert _parse(sending["SentAt"]) == now.replace(microsecond=0)
     [attempt] = sending["Attempts"]
     assert (attempt["Number"], attempt["Outcome"], attempt["Code"], attempt["Reason"]) == (
-        1, "Sent", 200, None,
-    )  # fmt: skip
+        1,
+        "Sent",
+        200,
+        None,
+    )
     assert attempt["Worker"] == "worker-1"
 
     local_day = now.astimezone(JOHANNESBURG).date().isoformat()
@@ -184,8 +189,13 @@ async def test_422_aborts_at_once_with_an_actionable_reason_free_of_patient_data
     clock: FrozenClock,
 ) -> None:
     # The receiver echoes the patient's name in its answer: it must not reach any reason.
-    receiver.respond_with(Reply(422, {"Content-Type": "application/json"},
-                                f'{{"error": "{PATIENT}: unknown member"}}'.encode()))  # fmt: skip
+    receiver.respond_with(
+        Reply(
+            422,
+            {"Content-Type": "application/json"},
+            f'{{"error": "{PATIENT}: unknown member"}}'.encode(),
+        )
+    )
     body = invoice_body(document=DOCUMENT)
     await submit(client, practice_headers, body)
     async with running_worker(state) as worker:

@@ -146,8 +146,10 @@ async def test_corrected_document_after_delivery_is_a_409(
     assert "already delivered" in response.json()["Message"]
     [after] = await all_sendings(state, invoice_id)
     assert (after.status, after.document_id, after.idempotency_key) == (
-        "Sent", sent.document_id, sent.idempotency_key,
-    )  # fmt: skip
+        "Sent",
+        sent.document_id,
+        sent.idempotency_key,
+    )
 
 
 async def test_corrected_document_while_in_flight_is_a_409(
@@ -159,8 +161,9 @@ async def test_corrected_document_while_in_flight_is_a_409(
     invoice_id, encounter_id = uuid.uuid4(), uuid.uuid4()
     with gated_receiver() as (receiver, gate):
         await configure_system(client, admin_headers, "MediSwitch", receiver.url)
-        await submit(client, practice_headers,
-                     invoice_body(invoice_id, encounter_id, document={"v": 1}))  # fmt: skip
+        await submit(
+            client, practice_headers, invoice_body(invoice_id, encounter_id, document={"v": 1})
+        )
         async with running_worker(state) as worker:
             delivering = asyncio.create_task(worker.drain())
             await asyncio.to_thread(receiver.wait_for_requests, 1)
@@ -190,10 +193,14 @@ async def test_xml_body_is_accepted_and_xml_is_answered(
         "<Systems><string>MediSwitch</string></Systems></Invoice>"
     )
     response = await client.post(
-        f"/api/v1/{PRACTICE_A}/billing/invoices", content=xml.encode(),
-        headers={**practice_headers, "Content-Type": "application/xml",
-                 "Accept": "application/xml"},
-    )  # fmt: skip
+        f"/api/v1/{PRACTICE_A}/billing/invoices",
+        content=xml.encode(),
+        headers={
+            **practice_headers,
+            "Content-Type": "application/xml",
+            "Accept": "application/xml",
+        },
+    )
     assert response.status_code == 202, response.text
     assert response.headers["content-type"] == "application/xml; charset=utf-8"
     result = envelope(response)
@@ -238,9 +245,10 @@ async def test_xml_with_dtd_or_entity_is_refused_and_creates_nothing(
 ) -> None:
     xml = payload.format(invoice=uuid.uuid4(), encounter=uuid.uuid4())
     response = await client.post(
-        f"/api/v1/{PRACTICE_A}/billing/invoices", content=xml.encode(),
+        f"/api/v1/{PRACTICE_A}/billing/invoices",
+        content=xml.encode(),
         headers={**practice_headers, "Content-Type": "application/xml"},
-    )  # fmt: skip
+    )
     assert response.status_code == 400
     message = response.json()["Message"]
     assert "DTD" in message
@@ -256,9 +264,10 @@ async def test_malformed_json_is_a_400_in_the_legacy_shape(
     state: AppState,
 ) -> None:
     response = await client.post(
-        f"/api/v1/{PRACTICE_A}/billing/invoices", content=b'{"InvoiceId": ',
+        f"/api/v1/{PRACTICE_A}/billing/invoices",
+        content=b'{"InvoiceId": ',
         headers={**practice_headers, "Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     body = response.json()
@@ -271,9 +280,10 @@ async def test_malformed_json_error_is_xml_when_xml_is_accepted(
     client: httpx.AsyncClient, practice_headers: dict[str, str], two_systems: tuple[str, str]
 ) -> None:
     response = await client.post(
-        f"/api/v1/{PRACTICE_A}/billing/invoices", content=b"not json",
+        f"/api/v1/{PRACTICE_A}/billing/invoices",
+        content=b"not json",
         headers={**practice_headers, "Content-Type": "application/json", "Accept": "text/xml"},
-    )  # fmt: skip
+    )
     assert response.status_code == 400
     root = ElementTree.fromstring(response.content)
     assert root.tag == "Error"
@@ -325,10 +335,12 @@ async def test_system_of_another_practice_is_a_400(
     receiver: HttpReceiver,
     state: AppState,
 ) -> None:
-    await configure_system(client, admin_headers, "OtherSwitch", receiver.url,
-                           practices=[PRACTICE_B])  # fmt: skip
-    response = await submit(client, practice_headers, invoice_body(systems=["OtherSwitch"]),
-                            expect=400)  # fmt: skip
+    await configure_system(
+        client, admin_headers, "OtherSwitch", receiver.url, practices=[PRACTICE_B]
+    )
+    response = await submit(
+        client, practice_headers, invoice_body(systems=["OtherSwitch"]), expect=400
+    )
     assert "OtherSwitch" in response.json()["Message"]
     assert await count(state, Sending) == 0
 
@@ -356,20 +368,25 @@ async def test_invoice_id_of_another_practice_is_a_409(
     receiver: HttpReceiver,
     state: AppState,
 ) -> None:
-    await configure_system(client, admin_headers, "MediSwitch", receiver.url,
-                           practices=[PRACTICE_A, PRACTICE_B])  # fmt: skip
+    await configure_system(
+        client, admin_headers, "MediSwitch", receiver.url, practices=[PRACTICE_A, PRACTICE_B]
+    )
     body = invoice_body(document={"Practice": "B"})
     await submit(client, _practice_b_headers(), body, practice=PRACTICE_B)
     [theirs] = await all_sendings(state)
 
-    response = await submit(client, practice_headers, {**body, "Document": {"Practice": "A"}},
-                            expect=409)  # fmt: skip
+    response = await submit(
+        client, practice_headers, {**body, "Document": {"Practice": "A"}}, expect=409
+    )
 
     assert "another practice" in response.json()["Message"]
     [still] = await all_sendings(state)
     assert (still.id, still.practice_id, still.document_id, still.idempotency_key) == (
-        theirs.id, PRACTICE_B, theirs.document_id, theirs.idempotency_key,
-    )  # fmt: skip
+        theirs.id,
+        PRACTICE_B,
+        theirs.document_id,
+        theirs.idempotency_key,
+    )
 
 
 async def test_concurrent_identical_submissions_are_idempotent(

@@ -65,15 +65,19 @@ async def _failed_and_aborted(
 ) -> tuple[str, str, str]:
     """Three invoices delivered once: one Failed (503), one Aborted (422), one Sent."""
     failing, rejected, fine = invoice_body(), invoice_body(), invoice_body()
-    receiver.respond_with(_by_invoice({failing["InvoiceId"]: Reply(503),
-                                       rejected["InvoiceId"]: Reply(422)}))  # fmt: skip
+    receiver.respond_with(
+        _by_invoice({failing["InvoiceId"]: Reply(503), rejected["InvoiceId"]: Reply(422)})
+    )
     for body in (failing, rejected, fine):
         await submit(client, headers, body)
     async with running_worker(state) as worker:
         assert await worker.drain() == 3
     statuses = {str(s.invoice_id): s.status for s in await all_sendings(state)}
-    assert statuses == {failing["InvoiceId"]: "Failed", rejected["InvoiceId"]: "Aborted",
-                        fine["InvoiceId"]: "Sent"}  # fmt: skip
+    assert statuses == {
+        failing["InvoiceId"]: "Failed",
+        rejected["InvoiceId"]: "Aborted",
+        fine["InvoiceId"]: "Sent",
+    }
     return failing["InvoiceId"], rejected["InvoiceId"], fine["InvoiceId"]
 
 
@@ -151,8 +155,13 @@ async def test_retried_sending_gets_a_fresh_attempt_budget(
     state: AppState,
     clock: FrozenClock,
 ) -> None:
-    await configure_system(client, admin_headers, "MediSwitch", receiver.url,
-                           RetryPolicy={"Schedule": ["0s", "5s"], "MaxAttempts": 2})  # fmt: skip
+    await configure_system(
+        client,
+        admin_headers,
+        "MediSwitch",
+        receiver.url,
+        RetryPolicy={"Schedule": ["0s", "5s"], "MaxAttempts": 2},
+    )
     receiver.respond_with(Reply(503))
     await submit(client, practice_headers, invoice_body())
     async with running_worker(state) as worker:
@@ -186,14 +195,17 @@ async def test_cancel_stops_pending_sendings(
     assert response.status_code == 200, response.text
     result = response.json()
     assert (result["Sucess"], result["ResponseCode"], result["Data"]) == (
-        True, 200, body["InvoiceId"],
-    )  # fmt: skip
+        True,
+        200,
+        body["InvoiceId"],
+    )
     assert {s.status for s in await all_sendings(state)} == {"Cancelled"}
     async with running_worker(state) as worker:
         assert await worker.drain() == 0
     assert receiver.requests == []
-    detail = await client.get(f"/api/v1/{PRACTICE_A}/billing/invoices/{body['InvoiceId']}",
-                              headers=practice_headers)  # fmt: skip
+    detail = await client.get(
+        f"/api/v1/{PRACTICE_A}/billing/invoices/{body['InvoiceId']}", headers=practice_headers
+    )
     assert {s["Status"] for s in detail.json()["Sendings"]} == {"Cancelled"}
 
 
@@ -250,17 +262,23 @@ async def test_cancelling_a_sent_invoice_delivers_one_cancellation(
     assert cancellation.header("X-Invoice-Id") == body["InvoiceId"]
     assert cancellation.header("Idempotency-Key") != invoice.header("Idempotency-Key")
     sent = orjson.loads(cancellation.body)
-    assert sent == {"InvoiceId": body["InvoiceId"], "EncounterId": body["EncounterId"],
-                    "PracticeId": str(PRACTICE_A), "Cancelled": True}  # fmt: skip
+    assert sent == {
+        "InvoiceId": body["InvoiceId"],
+        "EncounterId": body["EncounterId"],
+        "PracticeId": str(PRACTICE_A),
+        "Cancelled": True,
+    }
     sendings = {s.sending_type: s for s in await all_sendings(state)}
     assert set(sendings) == {"Invoice", "Cancellation"}
     assert sendings["Invoice"].status == "Sent"  # it was delivered; that stays true
     assert sendings["Cancellation"].status == "Sent"
-    detail = await client.get(f"/api/v1/{PRACTICE_A}/billing/invoices/{body['InvoiceId']}",
-                              headers=practice_headers)  # fmt: skip
+    detail = await client.get(
+        f"/api/v1/{PRACTICE_A}/billing/invoices/{body['InvoiceId']}", headers=practice_headers
+    )
     assert sorted((s["SendingType"], s["Status"]) for s in detail.json()["Sendings"]) == [
-        ("Cancellation", "Sent"), ("Invoice", "Sent"),
-    ]  # fmt: skip
+        ("Cancellation", "Sent"),
+        ("Invoice", "Sent"),
+    ]
 
 
 async def test_cancel_while_in_flight_then_delivered_queues_a_cancellation(
@@ -308,9 +326,10 @@ async def test_cancellation_of_an_xml_invoice_is_xml(
         "<Document><Claim>1</Claim></Document></Invoice>"
     )
     response = await client.post(
-        f"/api/v1/{PRACTICE_A}/billing/invoices", content=xml.encode(),
+        f"/api/v1/{PRACTICE_A}/billing/invoices",
+        content=xml.encode(),
         headers={**practice_headers, "Content-Type": "application/xml"},
-    )  # fmt: skip
+    )
     assert response.status_code == 202, response.text
     async with running_worker(state) as worker:
         await worker.drain()
@@ -332,8 +351,9 @@ async def test_cancel_in_xml_answers_the_guid_envelope(
 ) -> None:
     body = invoice_body()
     await submit(client, practice_headers, body)
-    response = await client.post(_cancel_url(body["InvoiceId"]),
-                                 headers={**practice_headers, "Accept": "text/xml"})  # fmt: skip
+    response = await client.post(
+        _cancel_url(body["InvoiceId"]), headers={**practice_headers, "Accept": "text/xml"}
+    )
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/xml; charset=utf-8"
     result = envelope(response)
@@ -399,8 +419,9 @@ async def test_cancel_with_a_bad_guid_is_400_naming_the_parameter(
     body = response.json()
     assert list(body) == ["Message"]
     assert parameter in body["Message"]
-    xml = await client.post(_cancel_url(invoice, practice),
-                            headers={**admin_headers, "Accept": "application/xml"})  # fmt: skip
+    xml = await client.post(
+        _cancel_url(invoice, practice), headers={**admin_headers, "Accept": "application/xml"}
+    )
     assert xml.status_code == 400
     assert xml.content.startswith(b"<Error><Message>")
     assert parameter.encode() in xml.content

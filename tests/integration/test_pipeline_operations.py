@@ -36,10 +36,15 @@ async def test_email_system_delivers_the_document_as_an_attachment(
 ) -> None:
     with SmtpReceiver() as mailbox:
         body = {
-            "Channel": "Email", "Host": "127.0.0.1", "Port": mailbox.port,
-            "Sender": "billing@practice.example", "Recipient": "accounts@aid.example",
-            "StartTls": False, "Practices": [str(PRACTICE_A)], "Password": "s3cret-pw",
-        }  # fmt: skip
+            "Channel": "Email",
+            "Host": "127.0.0.1",
+            "Port": mailbox.port,
+            "Sender": "billing@practice.example",
+            "Recipient": "accounts@aid.example",
+            "StartTls": False,
+            "Practices": [str(PRACTICE_A)],
+            "Password": "s3cret-pw",
+        }
         put = await client.put("/api/v1/billing/systems/Mailbox", json=body, headers=admin_headers)
         assert put.status_code == 201, put.text
         assert "s3cret-pw" not in put.text, "secrets are write-only"
@@ -59,9 +64,11 @@ async def test_email_system_delivers_the_document_as_an_attachment(
 
 
 async def test_stop_releases_a_delivery_still_in_flight(
-    client: httpx.AsyncClient, state: AppState, admin_headers: dict[str, str],
+    client: httpx.AsyncClient,
+    state: AppState,
+    admin_headers: dict[str, str],
     receiver: HttpReceiver,
-) -> None:  # fmt: skip
+) -> None:
     receiver.script(Reply(hang=True))
     await configure_system(client, admin_headers, "Slow", receiver.url + "slow")
     await submit(client, admin_headers, invoice_body())
@@ -89,9 +96,12 @@ async def test_stop_releases_a_delivery_still_in_flight(
     ],
 )
 async def test_internal_targets_are_refused_unless_allowed(
-    database_url: str, tmp_path: Path, admin_headers: dict[str, str], url: str,
+    database_url: str,
+    tmp_path: Path,
+    admin_headers: dict[str, str],
+    url: str,
     clock: FrozenClock,
-) -> None:  # fmt: skip
+) -> None:
     from invoice_outbox.api.app import create_app
 
     strict = build_settings(database_url, tmp_path, allow_private_targets=False)
@@ -100,8 +110,9 @@ async def test_internal_targets_are_refused_unless_allowed(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             body = {"Channel": "Http", "Url": url, "Practices": [str(PRACTICE_A)]}
-            response = await http.put("/api/v1/billing/systems/Internal", json=body,
-                                      headers=admin_headers)  # fmt: skip
+            response = await http.put(
+                "/api/v1/billing/systems/Internal", json=body, headers=admin_headers
+            )
             listed = await http.get("/api/v1/billing/systems", headers=admin_headers)
     assert response.status_code == 400
     assert "INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS" in response.json()["Message"]
@@ -109,9 +120,12 @@ async def test_internal_targets_are_refused_unless_allowed(
 
 
 async def test_metrics_expose_deliveries_queue_and_circuits(
-    client: httpx.AsyncClient, state: AppState, admin_headers: dict[str, str],
-    receiver: HttpReceiver, clock: FrozenClock,
-) -> None:  # fmt: skip
+    client: httpx.AsyncClient,
+    state: AppState,
+    admin_headers: dict[str, str],
+    receiver: HttpReceiver,
+    clock: FrozenClock,
+) -> None:
     receiver.script(Reply(503), Reply(503))
     await configure_system(client, admin_headers, "Flaky", receiver.url + "f")
     await submit(client, admin_headers, invoice_body())
@@ -126,6 +140,9 @@ async def test_metrics_expose_deliveries_queue_and_circuits(
     assert 'invoice_outbox_attempt_duration_seconds_bucket{le="0.25",system="Flaky"}' in text
     clock.advance(timedelta(minutes=1))
     later = (await client.get("/metrics")).text
-    age = next(line for line in later.splitlines()
-               if line.startswith("invoice_outbox_oldest_due_age_seconds "))  # fmt: skip
+    age = next(
+        line
+        for line in later.splitlines()
+        if line.startswith("invoice_outbox_oldest_due_age_seconds ")
+    )
     assert float(age.split()[1]) > 0

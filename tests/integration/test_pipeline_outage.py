@@ -46,8 +46,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def system(
     client: httpx.AsyncClient, admin_headers: dict[str, str], receiver: HttpReceiver
 ) -> str:
-    await configure_system(client, admin_headers, "MediSwitch", receiver.url,
-                           RetryPolicy=SHORT_POLICY)  # fmt: skip
+    await configure_system(
+        client, admin_headers, "MediSwitch", receiver.url, RetryPolicy=SHORT_POLICY
+    )
     return "MediSwitch"
 
 

@@ -65,10 +65,17 @@ async def _queue(state: AppState, count: int) -> None:
     """`count` invoices for practice A, submitted through intake in one transaction."""
     async with state.sessions() as session:
         for n in range(count):
-            await submit(session, Submission(
-                practice_id=PRACTICE_A, invoice_id=uuid.uuid4(), encounter_id=uuid.uuid4(),
-                document=f'{{"Invoice": {n}}}'.encode(), content_type="application/json",
-            ), now=state.clock.now())  # fmt: skip
+            await submit(
+                session,
+                Submission(
+                    practice_id=PRACTICE_A,
+                    invoice_id=uuid.uuid4(),
+                    encounter_id=uuid.uuid4(),
+                    document=f'{{"Invoice": {n}}}'.encode(),
+                    content_type="application/json",
+                ),
+                now=state.clock.now(),
+            )
         await session.commit()
 
 
@@ -99,12 +106,16 @@ async def test_two_workers_deliver_each_sending_exactly_once(
     assert set(keys.values()) == {1}
     assert set(keys) == {s.idempotency_key for s in sendings}
     async with state.sessions() as session:
-        per_sending = (await session.execute(
-            select(Attempt.sending_id, func.count()).group_by(Attempt.sending_id)
-        )).all()  # fmt: skip
-        by_worker = dict((await session.execute(
-            select(Attempt.worker, func.count()).group_by(Attempt.worker)
-        )).all())  # fmt: skip
+        per_sending = (
+            await session.execute(
+                select(Attempt.sending_id, func.count()).group_by(Attempt.sending_id)
+            )
+        ).all()
+        by_worker = dict(
+            (
+                await session.execute(select(Attempt.worker, func.count()).group_by(Attempt.worker))
+            ).all()
+        )
     assert len(per_sending) == SENDINGS
     assert {n for _, n in per_sending} == {1}
     # Both took part (otherwise this would prove nothing about concurrent claiming).
@@ -125,8 +136,9 @@ async def test_an_expired_lease_is_taken_over_and_the_lost_attempt_shown(
     await submit_over_api(client, practice_headers, body)
     lease = timedelta(seconds=state.settings.lease_seconds)
     async with state.engine.begin() as connection:
-        [claim] = await claims.claim_due(connection, worker="worker-a", now=clock.now(),
-                                         lease=lease, limit=10)  # fmt: skip
+        [claim] = await claims.claim_due(
+            connection, worker="worker-a", now=clock.now(), lease=lease, limit=10
+        )
     # worker-a dies here: no delivery, no outcome.
     [held] = await all_sendings(state)
     assert (held.status, held.lease_owner, held.attempts) == ("Sending", "worker-a", 1)
@@ -146,8 +158,9 @@ async def test_an_expired_lease_is_taken_over_and_the_lost_attempt_shown(
     assert [(a.number, a.outcome) for a in attempts] == [(1, "Retryable"), (2, "Sent")]
     assert attempts[0].reason == claims.LOST_REASON
     assert attempts[1].worker == "worker-b"
-    detail = await client.get(f"/api/v1/{PRACTICE_A}/billing/invoices/{body['InvoiceId']}",
-                              headers=admin_headers)  # fmt: skip
+    detail = await client.get(
+        f"/api/v1/{PRACTICE_A}/billing/invoices/{body['InvoiceId']}", headers=admin_headers
+    )
     shown = detail.json()["Sendings"][0]["Attempts"]
     assert [(a["Number"], a["Outcome"]) for a in shown] == [(1, "Retryable"), (2, "Sent")]
     assert "stopped before recording the outcome" in shown[0]["Reason"]
@@ -155,11 +168,15 @@ async def test_an_expired_lease_is_taken_over_and_the_lost_attempt_shown(
     # worker-a was only slow, not dead: its late outcome must not overwrite worker-b's.
     async with state.engine.begin() as connection:
         late = await record(
-            connection, Outcome(claim, clock.now(), 5, delivered=Delivered(code=200, detail="OK")),
-            worker="worker-a", now=clock.now(), policy=RetryPolicy(), jitter=0.0,
+            connection,
+            Outcome(claim, clock.now(), 5, delivered=Delivered(code=200, detail="OK")),
+            worker="worker-a",
+            now=clock.now(),
+            policy=RetryPolicy(),
+            jitter=0.0,
             threshold=state.settings.circuit_failure_threshold,
             probe_interval=timedelta(seconds=30),
-        )  # fmt: skip
+        )
     assert late.status == "lost"
     [after] = await all_sendings(state)
     assert (after.status, after.attempts, after.sent_at) == ("Sent", 2, sent.sent_at)
@@ -179,8 +196,7 @@ async def test_the_lost_attempt_names_the_worker_that_was_lost(
     claimed_at = clock.now()
     lease = timedelta(seconds=state.settings.lease_seconds)
     async with state.engine.begin() as connection:
-        await claims.claim_due(connection, worker="worker-a", now=claimed_at, lease=lease,
-                               limit=1)  # fmt: skip
+        await claims.claim_due(connection, worker="worker-a", now=claimed_at, lease=lease, limit=1)
     clock.advance(lease + timedelta(seconds=1))
     async with running_worker(state, name="worker-b") as worker_b:
         assert await worker_b.drain() == 1

@@ -30,26 +30,72 @@ def _route(practice: uuid.UUID) -> str:
 
 async def _world(session: AsyncSession) -> None:
     at = iter(NOW - timedelta(minutes=50 - i) for i in range(50))
-    session.add_all([
-        row(Status.SENT, when=next(at), cause=None, reason=None, sent_at=NOW,
-            invoice_id=uuid.UUID(int=1)),
-        row(Status.PENDING, when=next(at), cause=None, reason=None, invoice_id=uuid.UUID(int=2)),
-        row(Status.SENDING, when=next(at), cause=None, reason=None, invoice_id=uuid.UUID(int=3)),
-        row(Status.CANCELLED, when=next(at), cause=None, reason=None,
-            invoice_id=uuid.UUID(int=4)),
-        row(Status.FAILED, when=next(at), next_attempt_at=NOW + timedelta(minutes=30),
-            invoice_id=uuid.UUID(int=5)),
-        row(Status.ABORTED, when=next(at), cause="http-422", reason=LEAKY,
-            invoice_id=uuid.UUID(int=6)),
-        row(Status.ABORTED, when=next(at), cause="config", reason="MediSwitch is misconfigured",
-            invoice_id=uuid.UUID(int=7)),
-        row(Status.ABORTED, when=next(at), cause="rejected-member-number", reason=LEAKY,
-            invoice_id=uuid.UUID(int=8)),
-        row(Status.ABORTED, when=next(at), cause="timeout", reason="gave up after 8 attempts",
-            invoice_id=uuid.UUID(int=9)),
-        row(Status.ABORTED, when=next(at), practice=PRACTICE_B, reason="B's",
-            invoice_id=uuid.UUID(int=10)),
-    ])  # fmt: skip
+    session.add_all(
+        [
+            row(
+                Status.SENT,
+                when=next(at),
+                cause=None,
+                reason=None,
+                sent_at=NOW,
+                invoice_id=uuid.UUID(int=1),
+            ),
+            row(
+                Status.PENDING, when=next(at), cause=None, reason=None, invoice_id=uuid.UUID(int=2)
+            ),
+            row(
+                Status.SENDING, when=next(at), cause=None, reason=None, invoice_id=uuid.UUID(int=3)
+            ),
+            row(
+                Status.CANCELLED,
+                when=next(at),
+                cause=None,
+                reason=None,
+                invoice_id=uuid.UUID(int=4),
+            ),
+            row(
+                Status.FAILED,
+                when=next(at),
+                next_attempt_at=NOW + timedelta(minutes=30),
+                invoice_id=uuid.UUID(int=5),
+            ),
+            row(
+                Status.ABORTED,
+                when=next(at),
+                cause="http-422",
+                reason=LEAKY,
+                invoice_id=uuid.UUID(int=6),
+            ),
+            row(
+                Status.ABORTED,
+                when=next(at),
+                cause="config",
+                reason="MediSwitch is misconfigured",
+                invoice_id=uuid.UUID(int=7),
+            ),
+            row(
+                Status.ABORTED,
+                when=next(at),
+                cause="rejected-member-number",
+                reason=LEAKY,
+                invoice_id=uuid.UUID(int=8),
+            ),
+            row(
+                Status.ABORTED,
+                when=next(at),
+                cause="timeout",
+                reason="gave up after 8 attempts",
+                invoice_id=uuid.UUID(int=9),
+            ),
+            row(
+                Status.ABORTED,
+                when=next(at),
+                practice=PRACTICE_B,
+                reason="B's",
+                invoice_id=uuid.UUID(int=10),
+            ),
+        ]
+    )
     await session.commit()
 
 
@@ -147,8 +193,9 @@ async def test_admins_and_the_practices_own_users_may_read(
     response = await client.get(_route(PRACTICE_B), headers=b_user)
     assert [i["Reason"] for i in response.json()["Items"]] == ["B's"]
     assert (await client.get(_route(PRACTICE_A))).status_code == 401
-    assert (await client.get("/api/v1/not-a-guid/billing/invoices", headers=admin_headers)
-            ).status_code == 400  # fmt: skip
+    assert (
+        await client.get("/api/v1/not-a-guid/billing/invoices", headers=admin_headers)
+    ).status_code == 400
 
 
 async def test_path_spelling_is_aspnet_lenient(
@@ -193,20 +240,37 @@ async def test_invoices_waiting_for_a_held_system_say_why(
     client: httpx.AsyncClient, session: AsyncSession, practice_headers: dict[str, str]
 ) -> None:
     down_since = NOW - timedelta(hours=1)
-    session.add_all([
-        System(name="MediSwitch", channel="Http", circuit="Down", down_since=down_since,
-               consecutive_failures=5, created_at=NOW, updated_at=NOW),
-        System(name="PracticeLedger", channel="Http", enabled=False, created_at=NOW,
-               updated_at=NOW),
-        row(Status.PENDING, cause=None, reason=None, invoice_id=uuid.UUID(int=21)),
-        row(Status.FAILED, next_attempt_at=NOW, invoice_id=uuid.UUID(int=22)),
-        row(Status.ABORTED, cause="http-422", invoice_id=uuid.UUID(int=23)),
-        row(Status.PENDING, system="PracticeLedger", cause=None, reason=None,
-            invoice_id=uuid.UUID(int=24)),
-    ])  # fmt: skip
+    session.add_all(
+        [
+            System(
+                name="MediSwitch",
+                channel="Http",
+                circuit="Down",
+                down_since=down_since,
+                consecutive_failures=5,
+                created_at=NOW,
+                updated_at=NOW,
+            ),
+            System(
+                name="PracticeLedger", channel="Http", enabled=False, created_at=NOW, updated_at=NOW
+            ),
+            row(Status.PENDING, cause=None, reason=None, invoice_id=uuid.UUID(int=21)),
+            row(Status.FAILED, next_attempt_at=NOW, invoice_id=uuid.UUID(int=22)),
+            row(Status.ABORTED, cause="http-422", invoice_id=uuid.UUID(int=23)),
+            row(
+                Status.PENDING,
+                system="PracticeLedger",
+                cause=None,
+                reason=None,
+                invoice_id=uuid.UUID(int=24),
+            ),
+        ]
+    )
     await session.commit()
-    words = {n: (i["Explanation"], i["NextStep"])
-             for n, i in (await _items(client, practice_headers)).items()}  # fmt: skip
+    words = {
+        n: (i["Explanation"], i["NextStep"])
+        for n, i in (await _items(client, practice_headers)).items()
+    }
     down = (
         "MediSwitch has not been answering since 17:06 SAST on 5 February 2026, so the invoice "
         "is waiting; this does not use up its attempts.",

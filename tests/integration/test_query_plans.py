@@ -21,13 +21,22 @@ def _rows(count: int, aborted_every: int) -> list[dict[str, object]]:
     rows = []
     for i in range(count):
         when = START + timedelta(seconds=i)
-        rows.append({
-            "id": uuid.uuid4(), "practice_id": uuid.uuid4(), "encounter_id": uuid.uuid4(),
-            "invoice_id": uuid.uuid4(), "system": "MediSwitch", "sending_type": "Invoice",
-            "status": "Aborted" if i % aborted_every == 0 else "Sent", "attempts": 1,
-            "sending_time": when, "idempotency_key": uuid.uuid4().hex, "created_at": when,
-            "updated_at": when,
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "practice_id": uuid.uuid4(),
+                "encounter_id": uuid.uuid4(),
+                "invoice_id": uuid.uuid4(),
+                "system": "MediSwitch",
+                "sending_type": "Invoice",
+                "status": "Aborted" if i % aborted_every == 0 else "Sent",
+                "attempts": 1,
+                "sending_time": when,
+                "idempotency_key": uuid.uuid4().hex,
+                "created_at": when,
+                "updated_at": when,
+            }
+        )
     return rows
 
 

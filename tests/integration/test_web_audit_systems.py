@@ -39,10 +39,14 @@ async def add_entries(session: AsyncSession, number: int) -> None:
     """`number` discards by "bob", one a minute before NOW, reasons "why 0", "why 1", ..."""
     for i in range(number):
         await audit.record(
-            session, principal=audit.Actor("bob", "admin"), action="sendings.discard",
-            reason=f"why {i}", target=str(uuid.uuid4()), affected=[uuid.uuid4()],
+            session,
+            principal=audit.Actor("bob", "admin"),
+            action="sendings.discard",
+            reason=f"why {i}",
+            target=str(uuid.uuid4()),
+            affected=[uuid.uuid4()],
             now=NOW - timedelta(minutes=number - i),
-        )  # fmt: skip
+        )
     await session.commit()
 
 
@@ -78,8 +82,11 @@ async def test_the_audit_log_shows_a_resend_jobs_entries(
     await run_job_once(state, uuid.UUID(job_id))
     page = await client.get("/admin/audit")
     assert _ENTRY.findall(page.text)[:4] == [
-        "resend_job.finish", "resend_job.batch", "resend_job.start", "session.sign_in",
-    ]  # fmt: skip
+        "resend_job.finish",
+        "resend_job.batch",
+        "resend_job.start",
+        "session.sign_in",
+    ]
     assert page.text.count(f'<a href="/admin/jobs/{job_id}">{job_id}</a>') == 3
     assert page.text.count('<td data-label="Why" class="reason">MediSwitch is back</td>') == 3
     assert "Started a resend job" in page.text
@@ -94,9 +101,14 @@ async def test_the_audit_log_filters_by_local_days(
     client, _ = admin
     for days_ago, reason in ((0, "today"), (1, "yesterday"), (3, "long ago")):
         await audit.record(
-            session, principal=audit.Actor("carol", "admin"), action="system.put",
-            reason=reason, target="MediSwitch", now=NOW - timedelta(days=days_ago), details={},
-        )  # fmt: skip
+            session,
+            principal=audit.Actor("carol", "admin"),
+            action="system.put",
+            reason=reason,
+            target="MediSwitch",
+            now=NOW - timedelta(days=days_ago),
+            details={},
+        )
     await session.commit()
     page = await client.get("/admin/audit?actor=carol&from=2026-02-04&to=2026-02-04")
     assert re.findall(r'<td data-label="Why" class="reason">([^<]+)</td>', page.text) == [
@@ -104,8 +116,10 @@ async def test_the_audit_log_filters_by_local_days(
     ]
     everything = await client.get("/admin/audit?actor=carol&from=2026-02-02")
     assert re.findall(r'<td data-label="Why" class="reason">([^<]+)</td>', everything.text) == [
-        "today", "yesterday", "long ago",
-    ]  # fmt: skip
+        "today",
+        "yesterday",
+        "long ago",
+    ]
     none = await client.get("/admin/audit?actor=nobody")
     assert "No entries match these filters." in none.text
 
@@ -140,22 +154,34 @@ async def test_the_systems_page_shows_health_counts_and_no_secrets(
     session.add_all(
         [
             System(
-                name="PracticeLedger", channel="Http", retry_policy={}, circuit="Degraded",
+                name="PracticeLedger",
+                channel="Http",
+                retry_policy={},
+                circuit="Degraded",
                 settings={"Url": "https://user:hunter2@ledger.example:8443/in?key=s3cret"},
-                secret="Bearer top-secret-value", consecutive_failures=2,
-                last_failure_reason="Timed out after 30 s", created_at=NOW, updated_at=NOW,
+                secret="Bearer top-secret-value",
+                consecutive_failures=2,
+                last_failure_reason="Timed out after 30 s",
+                created_at=NOW,
+                updated_at=NOW,
             ),
             System(
-                name="Accounts <mailbox>", channel="Email", retry_policy={}, enabled=False,
-                settings={"Host": "smtp.example", "Port": 587}, secret="smtp-password",
-                created_at=NOW, updated_at=NOW,
+                name="Accounts <mailbox>",
+                channel="Email",
+                retry_policy={},
+                enabled=False,
+                settings={"Host": "smtp.example", "Port": 587},
+                secret="smtp-password",
+                created_at=NOW,
+                updated_at=NOW,
             ),
             SystemPractice(system="PracticeLedger", practice_id=PRACTICE_A),
             SystemPractice(system="PracticeLedger", practice_id=PRACTICE_B),
-            sending(status=Status.PENDING, when=NOW, practice_id=PRACTICE_A,
-                    system="PracticeLedger"),
+            sending(
+                status=Status.PENDING, when=NOW, practice_id=PRACTICE_A, system="PracticeLedger"
+            ),
         ]
-    )  # fmt: skip
+    )
     await session.commit()
     page = await client.get("/admin/systems")
     assert page.status_code == 200

@@ -120,9 +120,14 @@ async def test_resend_all_starts_the_apis_job_and_its_progress_is_readable(
     running = await client.get(f"/admin/jobs/{job_id}.json")
     assert running.headers["cache-control"] == "no-store"
     assert running.json() == {
-        "JobId": str(job_id), "Status": "Running", "DryRun": False, "Total": 9, "Done": 0,
-        "Skipped": 0, "Failed": 0,
-    }  # fmt: skip
+        "JobId": str(job_id),
+        "Status": "Running",
+        "DryRun": False,
+        "Total": 9,
+        "Done": 0,
+        "Skipped": 0,
+        "Failed": 0,
+    }
     page = await client.get(f"/admin/jobs/{job_id}")
     assert f'data-poll-url="/admin/jobs/{job_id}.json"' in page.text
     assert 'href="/admin/causes" aria-current="page"' in page.text  # jobs belong to Causes
@@ -142,8 +147,10 @@ async def test_resend_all_starts_the_apis_job_and_its_progress_is_readable(
     assert 'href="/admin/causes" aria-current="page"' in listed.text
     assert "MediSwitch is back up" in listed.text
     assert [a for a in await actions(state) if a.startswith("resend_job.")] == [
-        "resend_job.start", "resend_job.batch", "resend_job.finish",
-    ]  # fmt: skip
+        "resend_job.start",
+        "resend_job.batch",
+        "resend_job.finish",
+    ]
 
 
 async def test_a_dry_run_changes_nothing_and_can_then_be_run(
@@ -152,9 +159,14 @@ async def test_a_dry_run_changes_nothing_and_can_then_be_run(
     client, csrf = admin
     answer = await client.post(
         "/admin/causes/timeout/resend?",
-        data={"csrf_token": csrf, "reason": "see first", "dry_run": "1", "status": "Failed",
-              "system": "PracticeLedger"},
-    )  # fmt: skip
+        data={
+            "csrf_token": csrf,
+            "reason": "see first",
+            "dry_run": "1",
+            "status": "Failed",
+            "system": "PracticeLedger",
+        },
+    )
     assert answer.status_code == 303
     preview = await client.get(answer.headers["location"])
     assert "Dry run: 6 would be sent again" in preview.text
@@ -191,8 +203,15 @@ async def test_practice_users_get_403_on_every_admin_page(
     await seed_failures(session, now=NOW)
     job_id = uuid.uuid4()
     csrf = await sign_in(client, PRACTICE_NAME, PRACTICE_PASSWORD)
-    for path in ("/admin/causes", "/admin/causes/http-503", "/admin/jobs", f"/admin/jobs/{job_id}",
-                 f"/admin/jobs/{job_id}.json", "/admin/audit", "/admin/systems"):  # fmt: skip
+    for path in (
+        "/admin/causes",
+        "/admin/causes/http-503",
+        "/admin/jobs",
+        f"/admin/jobs/{job_id}",
+        f"/admin/jobs/{job_id}.json",
+        "/admin/audit",
+        "/admin/systems",
+    ):
         answer = await client.get(path)
         assert answer.status_code == 403, path
         assert "Not available to your account" in answer.text
@@ -260,10 +279,14 @@ async def test_names_and_reasons_are_escaped(
     client, csrf = admin
     session.add(
         sending(
-            status=Status.ABORTED, when=NOW, practice_id=PRACTICE_A, system="<i>Evil</i>",
-            reason="<script>alert(1)</script>", overrides={"cause": "http-503"},
+            status=Status.ABORTED,
+            when=NOW,
+            practice_id=PRACTICE_A,
+            system="<i>Evil</i>",
+            reason="<script>alert(1)</script>",
+            overrides={"cause": "http-503"},
         )
-    )  # fmt: skip
+    )
     await session.commit()
     for path in ("/admin/causes", "/admin/causes/http-503"):
         page = await client.get(path)

@@ -38,29 +38,58 @@ async def _seed_invoice(session: AsyncSession) -> tuple[Sending, Sending]:
     invoice_id, encounter_id = uuid.uuid4(), uuid.uuid4()
     common = {"invoice_id": invoice_id, "encounter_id": encounter_id}
     aborted = sending(
-        status=Status.ABORTED, when=NOW - timedelta(minutes=5), practice_id=PRACTICE_A,
-        system="MediSwitch", reason=f"MediSwitch answered HTTP 400 {EVIL}", attempts=2,
+        status=Status.ABORTED,
+        when=NOW - timedelta(minutes=5),
+        practice_id=PRACTICE_A,
+        system="MediSwitch",
+        reason=f"MediSwitch answered HTTP 400 {EVIL}",
+        attempts=2,
         overrides={**common, "cause": "http-400"},
-    )  # fmt: skip
+    )
     sent = sending(
-        status=Status.SENT, when=NOW - timedelta(minutes=9), practice_id=PRACTICE_A,
-        system="PracticeLedger", attempts=1,
+        status=Status.SENT,
+        when=NOW - timedelta(minutes=9),
+        practice_id=PRACTICE_A,
+        system="PracticeLedger",
+        attempts=1,
         overrides={**common, "sent_at": NOW - timedelta(minutes=9)},
-    )  # fmt: skip
+    )
     session.add_all([aborted, sent])
     await session.flush()
     session.add_all(
         [
-            Attempt(sending_id=aborted.id, number=1, started_at=NOW - timedelta(minutes=10),
-                    duration_ms=30_000, outcome="Retryable", code=None,
-                    reason="Timed out after 30 s waiting for MediSwitch", worker="host-a:1"),
-            Attempt(sending_id=aborted.id, number=2, started_at=NOW - timedelta(minutes=5),
-                    duration_ms=412, outcome="Permanent", code=400,
-                    reason=f"MediSwitch answered HTTP 400 {EVIL}", worker="host-b:7"),
-            Attempt(sending_id=sent.id, number=1, started_at=NOW - timedelta(minutes=9),
-                    duration_ms=1234, outcome="Sent", code=202, reason=None, worker="host-a:1"),
+            Attempt(
+                sending_id=aborted.id,
+                number=1,
+                started_at=NOW - timedelta(minutes=10),
+                duration_ms=30_000,
+                outcome="Retryable",
+                code=None,
+                reason="Timed out after 30 s waiting for MediSwitch",
+                worker="host-a:1",
+            ),
+            Attempt(
+                sending_id=aborted.id,
+                number=2,
+                started_at=NOW - timedelta(minutes=5),
+                duration_ms=412,
+                outcome="Permanent",
+                code=400,
+                reason=f"MediSwitch answered HTTP 400 {EVIL}",
+                worker="host-b:7",
+            ),
+            Attempt(
+                sending_id=sent.id,
+                number=1,
+                started_at=NOW - timedelta(minutes=9),
+                duration_ms=1234,
+                outcome="Sent",
+                code=202,
+                reason=None,
+                worker="host-a:1",
+            ),
         ]
-    )  # fmt: skip
+    )
     await session.commit()
     return aborted, sent
 

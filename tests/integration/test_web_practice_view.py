@@ -33,18 +33,34 @@ async def world(session: AsyncSession, clock: FrozenClock) -> dict[str, list[str
     a Sent one; practice B: an Aborted one.  Returns invoice ids by name."""
     await add_web_users(session, now=clock.now())
     rows = {
-        "a_aborted": sending(status=Status.ABORTED, when=NOW - timedelta(hours=3),
-                             practice_id=PRACTICE_A, reason="HealthClaims answered HTTP 422",
-                             overrides={"cause": "http-422"}),
-        "a_failed": sending(status=Status.FAILED, when=NOW - timedelta(hours=2),
-                            practice_id=PRACTICE_A, reason="MediSwitch answered HTTP 503",
-                            overrides={"cause": "http-503",
-                                       "next_attempt_at": NOW + timedelta(minutes=54)}),
-        "a_sent": sending(status=Status.SENT, when=NOW - timedelta(hours=1),
-                          practice_id=PRACTICE_A, overrides={"sent_at": NOW - timedelta(hours=1)}),
-        "b_aborted": sending(status=Status.ABORTED, when=NOW, practice_id=PRACTICE_B,
-                             reason="<i>B's</i> failure", overrides={"cause": "timeout"}),
-    }  # fmt: skip
+        "a_aborted": sending(
+            status=Status.ABORTED,
+            when=NOW - timedelta(hours=3),
+            practice_id=PRACTICE_A,
+            reason="HealthClaims answered HTTP 422",
+            overrides={"cause": "http-422"},
+        ),
+        "a_failed": sending(
+            status=Status.FAILED,
+            when=NOW - timedelta(hours=2),
+            practice_id=PRACTICE_A,
+            reason="MediSwitch answered HTTP 503",
+            overrides={"cause": "http-503", "next_attempt_at": NOW + timedelta(minutes=54)},
+        ),
+        "a_sent": sending(
+            status=Status.SENT,
+            when=NOW - timedelta(hours=1),
+            practice_id=PRACTICE_A,
+            overrides={"sent_at": NOW - timedelta(hours=1)},
+        ),
+        "b_aborted": sending(
+            status=Status.ABORTED,
+            when=NOW,
+            practice_id=PRACTICE_B,
+            reason="<i>B's</i> failure",
+            overrides={"cause": "timeout"},
+        ),
+    }
     session.add_all(rows.values())
     await session.commit()
     return {name: [str(row.invoice_id)] for name, row in rows.items()}
@@ -112,10 +128,14 @@ async def test_the_practice_view_is_paged_with_a_cursor(
     client: httpx.AsyncClient, session: AsyncSession, world: dict[str, list[str]]
 ) -> None:
     session.add_all(
-        sending(status=Status.FAILED, when=NOW - timedelta(days=1, minutes=i),
-                practice_id=PRACTICE_A, overrides={"cause": "timeout"})
+        sending(
+            status=Status.FAILED,
+            when=NOW - timedelta(days=1, minutes=i),
+            practice_id=PRACTICE_A,
+            overrides={"cause": "timeout"},
+        )
         for i in range(PAGE_SIZE)
-    )  # fmt: skip
+    )
     await session.commit()
     await sign_in(client, PRACTICE_NAME, PRACTICE_PASSWORD)
     first = await client.get("/admin/invoices")

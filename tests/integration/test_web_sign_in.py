@@ -286,9 +286,16 @@ async def test_a_forged_or_tampered_cookie_signs_no_one_in(web: httpx.AsyncClien
 
 @pytest.mark.parametrize(
     "target",
-    ["https://evil.example/", "//evil.example/", "/\\evil.example", "/api/v1/billing/causes",
-     "javascript:alert(1)", "/admin/login", " /admin/"],
-)  # fmt: skip
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "/api/v1/billing/causes",
+        "javascript:alert(1)",
+        "/admin/login",
+        " /admin/",
+    ],
+)
 async def test_next_never_leaves_the_dashboard(web: httpx.AsyncClient, target: str) -> None:
     answer = await post_login(web, ADMIN_NAME, ADMIN_PASSWORD, next_path=target)
     assert answer.status_code == 303

@@ -184,43 +184,66 @@ def test_time_words_follow_the_service_zone() -> None:
     )
     assert utc_words[0] == "Delivered on 5 February 2026 at 16:36 UTC."
     late = practice_explanation(
-        status="Failed", cause="timeout", next_attempt_at=WHEN + timedelta(hours=6),
-        sent_at=None, zone=ZONE,
-    )  # fmt: skip
+        status="Failed",
+        cause="timeout",
+        next_attempt_at=WHEN + timedelta(hours=6),
+        sent_at=None,
+        zone=ZONE,
+    )
     assert late[1] == "We will try again at 00:36 SAST on 6 February 2026."
 
 
 def test_an_overdue_attempt_is_promised_shortly_not_in_the_past() -> None:
     overdue = practice_explanation(
-        status="Failed", cause="http-503", next_attempt_at=WHEN, sent_at=None, zone=ZONE,
+        status="Failed",
+        cause="http-503",
+        next_attempt_at=WHEN,
+        sent_at=None,
+        zone=ZONE,
         now=WHEN + timedelta(hours=2),
-    )  # fmt: skip
+    )
     assert overdue[1] == "We will try again shortly."
     ahead = practice_explanation(
-        status="Failed", cause="http-503", next_attempt_at=WHEN, sent_at=None, zone=ZONE,
+        status="Failed",
+        cause="http-503",
+        next_attempt_at=WHEN,
+        sent_at=None,
+        zone=ZONE,
         now=WHEN - timedelta(seconds=1),
-    )  # fmt: skip
+    )
     assert ahead[1] == "We will try again at 18:36 SAST on 5 February 2026."
 
 
 def test_a_held_system_is_named_instead_of_a_promise() -> None:
     down = SystemHold(system="MediSwitch", disabled=False, down_since=WHEN)
     for status in ("Pending", "Failed"):
-        words = practice_explanation(status=status, cause="http-503", next_attempt_at=WHEN,
-                                     sent_at=None, zone=ZONE, hold=down)  # fmt: skip
+        words = practice_explanation(
+            status=status,
+            cause="http-503",
+            next_attempt_at=WHEN,
+            sent_at=None,
+            zone=ZONE,
+            hold=down,
+        )
         assert words == (
             "MediSwitch has not been answering since 18:36 SAST on 5 February 2026, so the "
             "invoice is waiting; this does not use up its attempts.",
             "Nothing to do: it is sent as soon as MediSwitch answers again.",
         )
     for status in ("Sent", "Aborted", "Cancelled", "Sending"):
-        held = practice_explanation(status=status, cause="http-503", next_attempt_at=None,
-                                    sent_at=WHEN, zone=ZONE, hold=down)  # fmt: skip
-        plain = practice_explanation(status=status, cause="http-503", next_attempt_at=None,
-                                     sent_at=WHEN, zone=ZONE)  # fmt: skip
+        held = practice_explanation(
+            status=status,
+            cause="http-503",
+            next_attempt_at=None,
+            sent_at=WHEN,
+            zone=ZONE,
+            hold=down,
+        )
+        plain = practice_explanation(
+            status=status, cause="http-503", next_attempt_at=None, sent_at=WHEN, zone=ZONE
+        )
         assert held == plain
     off = SystemHold(system="PracticeLedger", disabled=True, down_since=None)
-    assert practice_explanation(status="Pending", cause=None, next_attempt_at=None,
-                                sent_at=None, zone=ZONE, hold=off)[0] == (
-        "PracticeLedger is switched off for now, so the invoice is waiting."
-    )  # fmt: skip
+    assert practice_explanation(
+        status="Pending", cause=None, next_attempt_at=None, sent_at=None, zone=ZONE, hold=off
+    )[0] == ("PracticeLedger is switched off for now, so the invoice is waiting.")

@@ -171,9 +171,13 @@ def test_smtp_failures_translate(
 
 async def test_bad_sender_fails_before_connecting() -> None:
     channel = EmailChannel(
-        system="MediMail", host="smtp.example", port=1, sender="x\r\nBcc: a@b",
-        recipient="a@b.example", timeout=1,
-    )  # fmt: skip
+        system="MediMail",
+        host="smtp.example",
+        port=1,
+        sender="x\r\nBcc: a@b",
+        recipient="a@b.example",
+        timeout=1,
+    )
     with pytest.raises(PermanentDeliveryError) as caught:
         await channel.deliver(DELIVERY)
     assert caught.value.cause == "config"

@@ -92,28 +92,55 @@ def connector_error(os_error: OSError) -> aiohttp.ClientConnectorError:
 @pytest.mark.parametrize(
     ("exc", "cause", "reason"),
     [
-        (aiohttp.ConnectionTimeoutError("x"), "timeout",
-         "Timed out after 30 s connecting to Medikredit"),
+        (
+            aiohttp.ConnectionTimeoutError("x"),
+            "timeout",
+            "Timed out after 30 s connecting to Medikredit",
+        ),
         (aiohttp.SocketTimeoutError("x"), "timeout", "Timed out after 30 s waiting for Medikredit"),
         (TimeoutError(), "timeout", "Timed out after 90 s sending to Medikredit"),
-        (aiohttp.ServerDisconnectedError(), "connection-closed",
-         "Medikredit closed the connection without a valid HTTP answer"),
-        (connector_error(socket.gaierror(-2, "Name or service not known")), "dns",
-         "Could not resolve the host name of Medikredit (api.example)"),
-        (aiohttp.ClientOSError(104, "Connection reset by peer"), "connection-reset",
-         "Medikredit reset the connection (api.example)"),
-        (connector_error(OSError(113, "No route to host")), "unreachable",
-         "Medikredit (api.example) is unreachable from this server"),
-        (connector_error(ConnectionRefusedError(111, "refused")), "connection-refused",
-         "Medikredit refused the connection (api.example)"),
-        (connector_error(OSError(1, "x")), "connection",
-         "Could not connect to Medikredit (api.example)"),
-        (aiohttp.ClientProxyConnectionError(KEY, OSError(111, "refused")), "proxy",
-         "The HTTP proxy refused to connect to Medikredit"),
-        (aiohttp.ClientConnectorSSLError(KEY, ssl.SSLError(1, "handshake")), "tls",
-         "The TLS handshake with Medikredit (api.example) failed"),
+        (
+            aiohttp.ServerDisconnectedError(),
+            "connection-closed",
+            "Medikredit closed the connection without a valid HTTP answer",
+        ),
+        (
+            connector_error(socket.gaierror(-2, "Name or service not known")),
+            "dns",
+            "Could not resolve the host name of Medikredit (api.example)",
+        ),
+        (
+            aiohttp.ClientOSError(104, "Connection reset by peer"),
+            "connection-reset",
+            "Medikredit reset the connection (api.example)",
+        ),
+        (
+            connector_error(OSError(113, "No route to host")),
+            "unreachable",
+            "Medikredit (api.example) is unreachable from this server",
+        ),
+        (
+            connector_error(ConnectionRefusedError(111, "refused")),
+            "connection-refused",
+            "Medikredit refused the connection (api.example)",
+        ),
+        (
+            connector_error(OSError(1, "x")),
+            "connection",
+            "Could not connect to Medikredit (api.example)",
+        ),
+        (
+            aiohttp.ClientProxyConnectionError(KEY, OSError(111, "refused")),
+            "proxy",
+            "The HTTP proxy refused to connect to Medikredit",
+        ),
+        (
+            aiohttp.ClientConnectorSSLError(KEY, ssl.SSLError(1, "handshake")),
+            "tls",
+            "The TLS handshake with Medikredit (api.example) failed",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_transport_failures_are_retryable(exc: Exception, cause: str, reason: str) -> None:
     error = await failure(channel_raising(exc))
     assert isinstance(error, RetryableDeliveryError)

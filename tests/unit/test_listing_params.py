@@ -29,8 +29,15 @@ B = uuid.UUID("9b1f5c2e-3f43-4d0a-8f59-0c3e6d1b7a21")
 
 
 def _request(query: str) -> Request:
-    return Request({"type": "http", "method": "GET", "path": "/", "headers": [],
-                    "query_string": query.encode()})  # fmt: skip
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "headers": [],
+            "query_string": query.encode(),
+        }
+    )
 
 
 def _read(query: str, names: tuple[str, ...] = LIST_PARAMS) -> ListParams:

@@ -157,12 +157,15 @@ def test_total_window_follows_max_attempts() -> None:
 @pytest.mark.parametrize(
     "config",
     [
-        {"Schedule": ["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"], "MaxAttempts": 8,
-         "Jitter": 0.1},
+        {
+            "Schedule": ["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"],
+            "MaxAttempts": 8,
+            "Jitter": 0.1,
+        },
         {"Schedule": ["0s", "1.5s", "1h30m", "1d"], "MaxAttempts": 10, "Jitter": 0.0},
         {"Schedule": ["0.000001s"], "MaxAttempts": 1, "Jitter": 0.5},
     ],
-)  # fmt: skip
+)
 def test_config_round_trip(config: dict[str, Any]) -> None:
     policy = RetryPolicy.from_config(config)
     assert policy.to_config() == config
@@ -222,19 +225,33 @@ def test_constructor_validates(kwargs: dict[str, Any], message: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "delay"),
-    [("0s", timedelta(0)), ("5s", 5 * S), ("5m", 5 * M), ("2h", 2 * H), ("1h30m", 90 * M),
-     ("1d", 24 * H), ("250ms", timedelta(milliseconds=250)), ("1.5s", 1.5 * S), ("45", 45 * S),
-     (" 10 h ", 10 * H)],
-)  # fmt: skip
+    [
+        ("0s", timedelta(0)),
+        ("5s", 5 * S),
+        ("5m", 5 * M),
+        ("2h", 2 * H),
+        ("1h30m", 90 * M),
+        ("1d", 24 * H),
+        ("250ms", timedelta(milliseconds=250)),
+        ("1.5s", 1.5 * S),
+        ("45", 45 * S),
+        (" 10 h ", 10 * H),
+    ],
+)
 def test_parse_duration(text: str, delay: timedelta) -> None:
     assert parse_duration(text) == delay
 
 
 @pytest.mark.parametrize(
     ("delay", "text"),
-    [(timedelta(0), "0s"), (5 * S, "5s"), (90 * M, "1h30m"), (25 * H + S, "1d1h1s"),
-     (timedelta(milliseconds=1500), "1.5s")],
-)  # fmt: skip
+    [
+        (timedelta(0), "0s"),
+        (5 * S, "5s"),
+        (90 * M, "1h30m"),
+        (25 * H + S, "1d1h1s"),
+        (timedelta(milliseconds=1500), "1.5s"),
+    ],
+)
 def test_format_duration(delay: timedelta, text: str) -> None:
     assert format_duration(delay) == text
     assert parse_duration(text) == delay

@@ -122,12 +122,13 @@ async def _save_progress(
     """Write the job's new state, only while we still hold its lease (else roll back)."""
     result = await session.execute(
         update(ResendJob)
-        .where(ResendJob.id == job.id, ResendJob.lease_owner == owner,
-               ResendJob.status == "Running")
+        .where(
+            ResendJob.id == job.id, ResendJob.lease_owner == owner, ResendJob.status == "Running"
+        )
         .values(**values)
         .returning(ResendJob.id)
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    )
     if result.scalar_one_or_none() is None:
         await session.rollback()
         raise LeaseLost(str(job.id))
@@ -154,19 +155,31 @@ async def run_batch(state: AppState, job_id: uuid.UUID, *, owner: str) -> int | 
         )
         if moved:
             await audit.record(
-                session, principal=audit.Actor(job.created_by, "admin"),
-                action="resend_job.batch", reason=job.reason, target=str(job.id),
-                affected=moved, details={"Batch": _batches(job) + 1}, now=now,
-            )  # fmt: skip
+                session,
+                principal=audit.Actor(job.created_by, "admin"),
+                action="resend_job.batch",
+                reason=job.reason,
+                target=str(job.id),
+                affected=moved,
+                details={"Batch": _batches(job) + 1},
+                now=now,
+            )
         # Members that changed since the snapshot; never more than the job can still account
         # for (a sending that entered the selection after the snapshot is not a member).
         room = max(0, job.total - job.done - len(moved) - job.skipped - job.failed)
         skipped = min(room, len(ids) - len(moved))
-        await _save_progress(session, job, owner, {
-            "done": job.done + len(moved), "skipped": job.skipped + skipped,
-            "cursor": {"After": str(cursor), "Batches": _batches(job) + 1, "Errors": 0},
-            "lease_expires_at": now + _lease(state), "error": None,
-        })  # fmt: skip
+        await _save_progress(
+            session,
+            job,
+            owner,
+            {
+                "done": job.done + len(moved),
+                "skipped": job.skipped + skipped,
+                "cursor": {"After": str(cursor), "Batches": _batches(job) + 1, "Errors": 0},
+                "lease_expires_at": now + _lease(state),
+                "error": None,
+            },
+        )
         if moved:
             await notify_workers(session)
         await session.commit()
@@ -191,24 +204,51 @@ async def _finish(
     """Close the job: members not resent are Skipped (changed since the snapshot) when it is
     Done, Failed when it failed.  Appends the `resend_job.finish` audit entry."""
     left = max(0, job.total - job.done - job.skipped - job.failed)
-    skipped, failed = (job.skipped + left, job.failed) if status == "Done" else (
-        job.skipped, job.failed + left)  # fmt: skip
-    await _save_progress(session, job, owner, {
-        "status": status, "skipped": skipped, "failed": failed, "finished_at": now,
-        "error": error, "lease_owner": None, "lease_expires_at": None,
-    })  # fmt: skip
+    skipped, failed = (
+        (job.skipped + left, job.failed) if status == "Done" else (job.skipped, job.failed + left)
+    )
+    await _save_progress(
+        session,
+        job,
+        owner,
+        {
+            "status": status,
+            "skipped": skipped,
+            "failed": failed,
+            "finished_at": now,
+            "error": error,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        },
+    )
     await audit.record(
-        session, principal=audit.Actor(job.created_by, "admin"), action="resend_job.finish",
-        reason=job.reason, target=str(job.id), affected_count=job.done,
-        details={"Status": status, "Total": job.total, "Done": job.done, "Skipped": skipped,
-                 "Failed": failed, "Error": error},
+        session,
+        principal=audit.Actor(job.created_by, "admin"),
+        action="resend_job.finish",
+        reason=job.reason,
+        target=str(job.id),
+        affected_count=job.done,
+        details={
+            "Status": status,
+            "Total": job.total,
+            "Done": job.done,
+            "Skipped": skipped,
+            "Failed": failed,
+            "Error": error,
+        },
         now=now,
-    )  # fmt: skip
+    )
     log.info(
         "resend job finished",
-        extra={"action": "resend_job.finish", "job_id": str(job.id), "status": status,
-               "done": job.done, "skipped": skipped, "failed": failed},
-    )  # fmt: skip
+        extra={
+            "action": "resend_job.finish",
+            "job_id": str(job.id),
+            "status": status,
+            "done": job.done,
+            "skipped": skipped,
+            "failed": failed,
+        },
+    )
 
 
 async def _note_error(state: AppState, job_id: uuid.UUID, owner: str, exc: Exception) -> bool:
@@ -220,14 +260,26 @@ async def _note_error(state: AppState, job_id: uuid.UUID, owner: str, exc: Excep
         job = await _owned_job(session, job_id, owner)
         errors = int((job.cursor or {}).get("Errors", 0)) + 1
         if errors >= MAX_BATCH_ERRORS:
-            await _finish(session, job, owner, now=now, status="Failed",
-                          error=f"{message}; gave up after {errors} tries")  # fmt: skip
+            await _finish(
+                session,
+                job,
+                owner,
+                now=now,
+                status="Failed",
+                error=f"{message}; gave up after {errors} tries",
+            )
             given_up = True
         else:
-            await _save_progress(session, job, owner, {
-                "cursor": {**(job.cursor or {}), "Errors": errors}, "error": message,
-                "lease_expires_at": now + _lease(state),
-            })  # fmt: skip
+            await _save_progress(
+                session,
+                job,
+                owner,
+                {
+                    "cursor": {**(job.cursor or {}), "Errors": errors},
+                    "error": message,
+                    "lease_expires_at": now + _lease(state),
+                },
+            )
             given_up = False
         await session.commit()
     return given_up
@@ -280,9 +332,12 @@ async def work_job(
         except Exception as exc:  # a batch failed; its transaction was rolled back
             log.warning(
                 "resend batch failed",
-                extra={"action": "resend_job.batch_failed", "job_id": str(job_id),
-                       "error": type(exc).__name__},
-            )  # fmt: skip
+                extra={
+                    "action": "resend_job.batch_failed",
+                    "job_id": str(job_id),
+                    "error": type(exc).__name__,
+                },
+            )
             if await _note_error(state, job_id, owner, exc):
                 return
             await sleep(RETRY_SECONDS[min(errors, len(RETRY_SECONDS) - 1)])
@@ -315,8 +370,10 @@ async def run_resend_jobs(state: AppState, stop: asyncio.Event) -> None:
         try:
             job_id = await claim_job(state, owner=owner)
             if job_id is not None:
-                log.info("resend job claimed",
-                         extra={"action": "resend_job.claim", "job_id": str(job_id)})  # fmt: skip
+                log.info(
+                    "resend job claimed",
+                    extra={"action": "resend_job.claim", "job_id": str(job_id)},
+                )
                 await work_job(state, job_id, owner=owner, sleep=sleep, stop=stop)
                 continue
         except Exception as exc:  # the database went away: keep the runner alive

@@ -391,9 +391,13 @@ async def _outcome(recipient: str, period_end: datetime, send: Coroutine[Any, An
         return "sent"
     log.warning(
         "notification not delivered",
-        extra={"action": "notify.delivery_failed", "recipient": recipient,
-               "period_end": period_end.isoformat(), "result": result},
-    )  # fmt: skip
+        extra={
+            "action": "notify.delivery_failed",
+            "recipient": recipient,
+            "period_end": period_end.isoformat(),
+            "result": result,
+        },
+    )
     return result
 
 
@@ -446,8 +450,12 @@ async def notify_once(state: AppState, *, now: datetime) -> NotificationRun | No
                 extra={"action": "notify.skipped", "period_end": period_end.isoformat()},
             )
             return None
-    event = {"period_start": since.isoformat(), "period_end": period_end.isoformat(),
-             "aborted": run.aborted_count, "recovered": run.recovered_count}  # fmt: skip
+    event = {
+        "period_start": since.isoformat(),
+        "period_end": period_end.isoformat(),
+        "aborted": run.aborted_count,
+        "recovered": run.recovered_count,
+    }
     if not senders:
         log.debug("quiet period", extra={"action": "notify.quiet", **event})
         return run

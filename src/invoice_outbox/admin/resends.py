@@ -81,8 +81,10 @@ class Selection:
             sending_types=frozenset({self.sending_type}) if self.sending_type else frozenset(),
             causes=frozenset({self.cause}) if self.cause is not None else frozenset(),
             sending_ids=frozenset(self.sending_ids) if with_ids else frozenset(),
-            since=self.since, until=self.until, text=self.text,
-        )  # fmt: skip
+            since=self.since,
+            until=self.until,
+            text=self.text,
+        )
 
     def to_json(self) -> dict[str, Any]:
         filter_json = None
@@ -324,8 +326,11 @@ async def create_job(
     previewed: ResendJob | None = None
     if preview_job_id is not None:
         if dry_run:
-            raise ResendRefused(400, "The request is invalid: PreviewJobId is for real runs; "
-                                     "a dry run takes its own snapshot.")  # fmt: skip
+            raise ResendRefused(
+                400,
+                "The request is invalid: PreviewJobId is for real runs; "
+                "a dry run takes its own snapshot.",
+            )
         previewed = await session.get(ResendJob, preview_job_id)
         if previewed is None or not previewed.dry_run:
             raise ResendRefused(404, f"No dry run has the id {preview_job_id}.")
@@ -333,8 +338,11 @@ async def create_job(
         if selection is None:
             selection = previewed_plan.selection
         if selection != previewed_plan.selection or force != previewed.force:
-            raise ResendRefused(400, "The request is invalid: the selection or Force differs "
-                                     "from the dry run named by PreviewJobId.")  # fmt: skip
+            raise ResendRefused(
+                400,
+                "The request is invalid: the selection or Force differs "
+                "from the dry run named by PreviewJobId.",
+            )
         snapshot_at = previewed.snapshot_at
     if selection is None:
         selection = Selection()
@@ -346,26 +354,48 @@ async def create_job(
     )
     total = previewed.total if previewed is not None else _total(summary)
     job = ResendJob(
-        id=uuid.uuid4(), created_at=now, created_by=principal.subject[:200], reason=reason,
-        status="Done" if dry_run else "Running", dry_run=dry_run, force=force,
-        selection={**the_plan.to_json(), "Preview": summary,
-                   "PreviewJobId": None if preview_job_id is None else str(preview_job_id)},
-        snapshot_at=snapshot_at, total=total, done=0, skipped=0, failed=0,
-        rate_per_second=rate_per_second, cursor=None,
+        id=uuid.uuid4(),
+        created_at=now,
+        created_by=principal.subject[:200],
+        reason=reason,
+        status="Done" if dry_run else "Running",
+        dry_run=dry_run,
+        force=force,
+        selection={
+            **the_plan.to_json(),
+            "Preview": summary,
+            "PreviewJobId": None if preview_job_id is None else str(preview_job_id),
+        },
+        snapshot_at=snapshot_at,
+        total=total,
+        done=0,
+        skipped=0,
+        failed=0,
+        rate_per_second=rate_per_second,
+        cursor=None,
         finished_at=now if dry_run else None,
-    )  # fmt: skip
+    )
     session.add(job)
     await session.flush()
     if not dry_run:
         await audit.record(
-            session, principal=principal, action="resend_job.start", reason=reason,
-            practice_id=selection.practice_id, target=str(job.id),
-            affected=list(selection.sending_ids), affected_count=total,
-            details={"Force": force, "Selection": _selection_summary(selection), "Total": total,
-                     "SentIncluded": summary.get("SentIncluded", 0),
-                     "PreviewJobId": None if preview_job_id is None else str(preview_job_id)},
+            session,
+            principal=principal,
+            action="resend_job.start",
+            reason=reason,
+            practice_id=selection.practice_id,
+            target=str(job.id),
+            affected=list(selection.sending_ids),
+            affected_count=total,
+            details={
+                "Force": force,
+                "Selection": _selection_summary(selection),
+                "Total": total,
+                "SentIncluded": summary.get("SentIncluded", 0),
+                "PreviewJobId": None if preview_job_id is None else str(preview_job_id),
+            },
             now=now,
-        )  # fmt: skip
+        )
     return job
 
 

@@ -77,19 +77,31 @@ async def resend_one(
     await session.refresh(sending)
     forced = previous == Status.SENT.value
     await audit.record(
-        session, principal=principal, action="sendings.resend", reason=reason,
-        practice_id=sending.practice_id, target=str(sending_id), affected=[sending_id],
-        details={"PreviousStatus": previous, "Forced": forced,
-                 "WasDiscarded": is_discarded(previous, sending.reason)},
+        session,
+        principal=principal,
+        action="sendings.resend",
+        reason=reason,
+        practice_id=sending.practice_id,
+        target=str(sending_id),
+        affected=[sending_id],
+        details={
+            "PreviousStatus": previous,
+            "Forced": forced,
+            "WasDiscarded": is_discarded(previous, sending.reason),
+        },
         now=now,
-    )  # fmt: skip
+    )
     return sending, previous
 
 
 async def discard_one(
-    session: AsyncSession, *, principal: Principal, sending_id: uuid.UUID, reason: str,
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    sending_id: uuid.UUID,
+    reason: str,
     now: datetime,
-) -> tuple[Sending, str | None]:  # fmt: skip
+) -> tuple[Sending, str | None]:
     """Give up on an Aborted sending for good (see `commands.discard`).  Returns it and the
     reason it had (the failure that made someone give up)."""
     sending = await _visible_sending(session, principal, sending_id)
@@ -107,10 +119,16 @@ async def discard_one(
         raise ResendRefused(409, "The sending changed meanwhile; try again.")  # pragma: no cover
     await session.refresh(sending)
     await audit.record(
-        session, principal=principal, action="sendings.discard", reason=reason,
-        practice_id=sending.practice_id, target=str(sending_id), affected=[sending_id],
-        details={"PreviousReason": previous_reason, "Cause": sending.cause}, now=now,
-    )  # fmt: skip
+        session,
+        principal=principal,
+        action="sendings.discard",
+        reason=reason,
+        practice_id=sending.practice_id,
+        target=str(sending_id),
+        affected=[sending_id],
+        details={"PreviousReason": previous_reason, "Cause": sending.cause},
+        now=now,
+    )
     return sending, previous_reason
 
 

@@ -62,8 +62,13 @@ def command_envelope(
     """``RestApiResult<T>`` for the service's own commands: JSON in the legacy member order;
     XML as DataContract writes it (members alphabetical, root ``RestApiResultOf<T>``)."""
     chosen = negotiate(request.headers.get("accept"))
-    value = {"Sucess": True, "ResponseCode": status_code, "ResponseMessage": message,
-             "Data": data, "Links": []}  # fmt: skip
+    value = {
+        "Sucess": True,
+        "ResponseCode": status_code,
+        "ResponseMessage": message,
+        "Data": data,
+        "Links": [],
+    }
     if chosen.format == "xml":
         body = xml_object(root, value, state.settings.zone)
     else:
@@ -253,17 +258,24 @@ async def resend_sending(
     body, _ = await read_body(request, ResendIn, _xml_flat)
     try:
         sending, previous = await resend_one(
-            session, principal=caller, sending_id=sendingId, reason=body.Reason,
-            force=body.Force, now=state.clock.now(),
-        )  # fmt: skip
+            session,
+            principal=caller,
+            sending_id=sendingId,
+            reason=body.Reason,
+            force=body.Force,
+            now=state.clock.now(),
+        )
     except ResendRefused as exc:
         raise _refused(exc) from None
     await commit_and_wake(session, state)
     forced = " (forced: it had been delivered)" if previous == Status.SENT.value else ""
     return command_envelope(
-        request, state, sending_view(sending, previous), root="RestApiResultOfSendingResend",
+        request,
+        state,
+        sending_view(sending, previous),
+        root="RestApiResultOfSendingResend",
         message=f"Sending queued again{forced}",
-    )  # fmt: skip
+    )
 
 
 @router.post(
@@ -287,16 +299,22 @@ async def discard_sending(
     body, _ = await read_body(request, DiscardIn, _xml_flat)
     try:
         sending, _previous_reason = await discard_one(
-            session, principal=caller, sending_id=sendingId, reason=body.Reason,
+            session,
+            principal=caller,
+            sending_id=sendingId,
+            reason=body.Reason,
             now=state.clock.now(),
-        )  # fmt: skip
+        )
     except ResendRefused as exc:
         raise _refused(exc) from None
     await session.commit()
     return command_envelope(
-        request, state, sending_view(sending, Status.ABORTED.value),
-        root="RestApiResultOfSendingDiscard", message="Sending discarded",
-    )  # fmt: skip
+        request,
+        state,
+        sending_view(sending, Status.ABORTED.value),
+        root="RestApiResultOfSendingDiscard",
+        message="Sending discarded",
+    )
 
 
 # Bulk ------------------------------------------------------------------------------------
@@ -304,13 +322,20 @@ async def discard_sending(
 _BULK_EXAMPLE = {
     "Cause": "http-503",
     "SendingIds": None,
-    "Filter": {"PracticeId": None, "System": "MediSwitch", "SendingType": None,
-               "Status": ["Aborted"], "From": "2026-02-01T00:00:00Z", "To": None, "Q": None},
+    "Filter": {
+        "PracticeId": None,
+        "System": "MediSwitch",
+        "SendingType": None,
+        "Status": ["Aborted"],
+        "From": "2026-02-01T00:00:00Z",
+        "To": None,
+        "Q": None,
+    },
     "DryRun": True,
     "Force": False,
     "Reason": "MediSwitch outage is over",
     "PreviewJobId": None,
-}  # fmt: skip
+}
 
 
 @router.post(
@@ -337,18 +362,26 @@ _BULK_EXAMPLE = {
         "the same idempotency key. The job and every batch are recorded in the audit log."
     ),
     response_class=Response,
-    responses={202: ENVELOPE_RESPONSES[200], **{k: v for k, v in _COMMAND_RESPONSES.items()
-                                                 if k != 200}},
+    responses={
+        202: ENVELOPE_RESPONSES[200],
+        **{k: v for k, v in _COMMAND_RESPONSES.items() if k != 200},
+    },
     openapi_extra=_body_doc(BulkResendIn, _BULK_EXAMPLE),
-)  # fmt: skip
+)
 async def start_resend(request: Request, state: State, session: Session, caller: Admin) -> Response:
     body, _ = await read_body(request, BulkResendIn, _xml_bulk)
     try:
         job = await create_job(
-            session, principal=caller, selection=body.selection(), force=body.Force,
-            dry_run=body.DryRun, reason=body.Reason, now=state.clock.now(),
-            preview_job_id=body.PreviewJobId, rate_per_second=body.RatePerSecond,
-        )  # fmt: skip
+            session,
+            principal=caller,
+            selection=body.selection(),
+            force=body.Force,
+            dry_run=body.DryRun,
+            reason=body.Reason,
+            now=state.clock.now(),
+            preview_job_id=body.PreviewJobId,
+            rate_per_second=body.RatePerSecond,
+        )
     except ResendRefused as exc:
         raise _refused(exc) from None
     await session.commit()
@@ -356,8 +389,14 @@ async def start_resend(request: Request, state: State, session: Session, caller:
         message = f"Dry run: {job.total} sending(s) would be queued again; nothing changed"
     else:
         message = f"Resend job started for {job.total} sending(s)"
-    return command_envelope(request, state, job_view(job), root="RestApiResultOfResendJob",
-                            message=message, status_code=202)  # fmt: skip
+    return command_envelope(
+        request,
+        state,
+        job_view(job),
+        root="RestApiResultOfResendJob",
+        message=message,
+        status_code=202,
+    )
 
 
 @router.get(
@@ -381,8 +420,9 @@ async def resend_job(
     if job is None:
         raise ApiError(404, f"No resend job has the id {jobId}.")
     message = f"Resend job {job.status}: {job.done} of {job.total} queued again"
-    return command_envelope(request, state, job_view(job), root="RestApiResultOfResendJob",
-                            message=message)  # fmt: skip
+    return command_envelope(
+        request, state, job_view(job), root="RestApiResultOfResendJob", message=message
+    )
 
 
 @router.get(
@@ -405,9 +445,12 @@ async def resend_jobs(
 ) -> Response:
     jobs = await recent_jobs(session, limit=limit, status=status)
     return command_envelope(
-        request, state, {"Jobs": [job_view(j) for j in jobs]},
-        root="RestApiResultOfResendJobList", message=f"{len(jobs)} resend job(s)",
-    )  # fmt: skip
+        request,
+        state,
+        {"Jobs": [job_view(j) for j in jobs]},
+        root="RestApiResultOfResendJobList",
+        message=f"{len(jobs)} resend job(s)",
+    )
 
 
 # Audit -----------------------------------------------------------------------------------
@@ -435,9 +478,12 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
         "the database refuses to change or delete entries."
     ),
     response_class=Response,
-    responses={400: ENVELOPE_RESPONSES[400], 401: ENVELOPE_RESPONSES[401],
-               403: ENVELOPE_RESPONSES[403]},
-)  # fmt: skip
+    responses={
+        400: ENVELOPE_RESPONSES[400],
+        401: ENVELOPE_RESPONSES[401],
+        403: ENVELOPE_RESPONSES[403],
+    },
+)
 async def audit_log(
     request: Request,
     state: State,
@@ -453,9 +499,13 @@ async def audit_log(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     filters = audit.AuditQuery(
-        actor=actor, action=action, practice_id=practiceId, target=target,
-        since=_aware("from", since), until=_aware("to", until),
-    )  # fmt: skip
+        actor=actor,
+        action=action,
+        practice_id=practiceId,
+        target=target,
+        since=_aware("from", since),
+        until=_aware("to", until),
+    )
     try:
         entries, next_cursor = await audit.query(session, filters, limit=limit, cursor=cursor)
     except audit.BadCursor:

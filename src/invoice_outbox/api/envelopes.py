@@ -21,11 +21,13 @@ def guid_envelope(
     """``RestApiResult<Guid>`` with `Sucess` true and `ResponseCode` = the HTTP status."""
     chosen = negotiate(request.headers.get("accept"))
     if chosen.format == "xml":
-        body = xml_envelope_guid(sucess=True, response_code=status_code,
-                                 response_message=message, data=data, links=[])  # fmt: skip
+        body = xml_envelope_guid(
+            sucess=True, response_code=status_code, response_message=message, data=data, links=[]
+        )
     else:
-        body = json_envelope(sucess=True, response_code=status_code, response_message=message,
-                             data=data, links=[])  # fmt: skip
+        body = json_envelope(
+            sucess=True, response_code=status_code, response_message=message, data=data, links=[]
+        )
     return Response(body, status_code, media_type=chosen.content_type)
 
 
@@ -40,9 +42,16 @@ def rows_envelope(
     """``RestApiResult<List<InvoiceSendingStatusVo>>`` with `Data` = `rows`."""
     chosen = negotiate(request.headers.get("accept"))
     if chosen.format == "xml":
-        body = xml_envelope_rows(sucess=True, response_code=status_code, response_message=message,
-                                 rows=rows, zone=state.settings.zone, links=[])  # fmt: skip
+        body = xml_envelope_rows(
+            sucess=True,
+            response_code=status_code,
+            response_message=message,
+            rows=rows,
+            zone=state.settings.zone,
+            links=[],
+        )
     else:
-        body = json_envelope_rows(sucess=True, response_code=status_code,
-                                  response_message=message, rows=rows, links=[])  # fmt: skip
+        body = json_envelope_rows(
+            sucess=True, response_code=status_code, response_message=message, rows=rows, links=[]
+        )
     return Response(body, status_code, media_type=chosen.content_type)

@@ -85,17 +85,21 @@ async def submit_invoice(
     body, _ = await read_body(request, InvoiceIn, _xml_invoice)
     document, content_type = _document(body)
     submission = Submission(
-        practice_id=practiceId, invoice_id=body.InvoiceId, encounter_id=body.EncounterId,
-        document=document, content_type=content_type,
+        practice_id=practiceId,
+        invoice_id=body.InvoiceId,
+        encounter_id=body.EncounterId,
+        document=document,
+        content_type=content_type,
         systems=tuple(body.Systems) if body.Systems is not None else None,
-    )  # fmt: skip
+    )
     sendings = await _submit_once_more_if_raced(session, submission, state)
     await notify_workers(session)
     await session.commit()
     state.waker.wake()
     rows = [_vo_row(s) for s in sendings]
-    return rows_envelope(request, state, rows, message="Invoice accepted for delivery",
-                         status_code=202)  # fmt: skip
+    return rows_envelope(
+        request, state, rows, message="Invoice accepted for delivery", status_code=202
+    )
 
 
 async def _submit_once_more_if_raced(
@@ -125,8 +129,17 @@ async def _submit_once_more_if_raced(
 
 
 def _vo_row(s: Sending) -> tuple[Any, ...]:
-    return (s.practice_id, s.encounter_id, s.invoice_id, s.reason, s.status, s.system,
-            s.sending_time, s.attempts, s.sending_type)  # fmt: skip
+    return (
+        s.practice_id,
+        s.encounter_id,
+        s.invoice_id,
+        s.reason,
+        s.status,
+        s.system,
+        s.sending_time,
+        s.attempts,
+        s.sending_type,
+    )
 
 
 @router.get(
@@ -136,18 +149,24 @@ def _vo_row(s: Sending) -> tuple[Any, ...]:
     response_class=Response,
 )
 async def invoice_detail(
-    request: Request, state: State, session: Session, caller: Caller,
-    practiceId: uuid.UUID, invoiceId: uuid.UUID,
-) -> Response:  # fmt: skip
+    request: Request,
+    state: State,
+    session: Session,
+    caller: Caller,
+    practiceId: uuid.UUID,
+    invoiceId: uuid.UUID,
+) -> Response:
     ensure_practice_access(caller, practiceId)
     sendings = await invoice_sendings(session, invoiceId, practices=frozenset({practiceId}))
     if not sendings:
         raise ApiError(404, f"Practice {practiceId} has no invoice {invoiceId}.")
     history = await attempts_of(session, [s.id for s in sendings])
     value = {
-        "PracticeId": practiceId, "InvoiceId": invoiceId, "EncounterId": sendings[0].encounter_id,
+        "PracticeId": practiceId,
+        "InvoiceId": invoiceId,
+        "EncounterId": sendings[0].encounter_id,
         "Sendings": [_sending_view(s, [_attempt_view(a) for a in history[s.id]]) for s in sendings],
-    }  # fmt: skip
+    }
     return answer(request, state, value, root="Invoice")
 
 
@@ -182,16 +201,28 @@ async def attempts_of(
 
 def _attempt_view(a: Attempt) -> dict[str, Any]:
     return {
-        "Number": a.number, "StartedAt": a.started_at, "DurationMs": a.duration_ms,
-        "Outcome": a.outcome, "Code": a.code, "Reason": a.reason, "Worker": a.worker,
-    }  # fmt: skip
+        "Number": a.number,
+        "StartedAt": a.started_at,
+        "DurationMs": a.duration_ms,
+        "Outcome": a.outcome,
+        "Code": a.code,
+        "Reason": a.reason,
+        "Worker": a.worker,
+    }
 
 
 def _sending_view(s: Sending, attempts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "SendingId": s.id, "System": s.system, "SendingType": s.sending_type,
-        "Status": s.status, "Reason": s.reason, "Cause": s.cause,
-        "SendingAttempts": s.attempts, "SendingTime": s.sending_time,
-        "NextAttemptAt": s.next_attempt_at, "SentAt": s.sent_at,
-        "IdempotencyKey": s.idempotency_key, "Attempts": attempts,
-    }  # fmt: skip
+        "SendingId": s.id,
+        "System": s.system,
+        "SendingType": s.sending_type,
+        "Status": s.status,
+        "Reason": s.reason,
+        "Cause": s.cause,
+        "SendingAttempts": s.attempts,
+        "SendingTime": s.sending_time,
+        "NextAttemptAt": s.next_attempt_at,
+        "SentAt": s.sent_at,
+        "IdempotencyKey": s.idempotency_key,
+        "Attempts": attempts,
+    }

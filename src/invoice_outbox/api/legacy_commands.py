@@ -37,9 +37,13 @@ async def retry_all(request: Request, state: State, session: Session, caller: Ad
     requeued = await retry_all_failed(session, now=now)
     rows = requeued.rows
     await audit.record(
-        session, principal=caller, action="sendings.retry_all",
-        reason="retry all failed (legacy route)", affected=requeued.ids, now=now,
-    )  # fmt: skip
+        session,
+        principal=caller,
+        action="sendings.retry_all",
+        reason="retry all failed (legacy route)",
+        affected=requeued.ids,
+        now=now,
+    )
     await notify_workers(session)
     await session.commit()
     state.waker.wake()
@@ -74,13 +78,19 @@ async def cancel(
     except InvoiceNotFound:
         raise ApiError(404, f"Practice {practiceid} has no invoice {invoiceId}.") from None
     await audit.record(
-        session, principal=caller, action="invoice.cancel",
-        reason="cancel invoice (legacy route)", practice_id=practiceid, target=str(invoiceId),
+        session,
+        principal=caller,
+        action="invoice.cancel",
+        reason="cancel invoice (legacy route)",
+        practice_id=practiceid,
+        target=str(invoiceId),
         affected=[s.id for s in changed],
-        details={"Cancelled": sum(s.sending_type == "Invoice" for s in changed),
-                 "Cancellations": sum(s.sending_type == "Cancellation" for s in changed)},
+        details={
+            "Cancelled": sum(s.sending_type == "Invoice" for s in changed),
+            "Cancellations": sum(s.sending_type == "Cancellation" for s in changed),
+        },
         now=now,
-    )  # fmt: skip
+    )
     await notify_workers(session)
     await session.commit()
     state.waker.wake()

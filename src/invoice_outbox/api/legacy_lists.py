@@ -79,9 +79,13 @@ async def _status_list(request: Request, state: AppState, status: Status) -> Res
         statement = filtered_statement(STATUS_VO_COLUMNS, selection, Order.SENDING_TIME)
         return await stream_status_rows(request, state, statement)
     page = await read_list_page(
-        state, params, selection, columns=STATUS_VO_COLUMNS, order=Order.SENDING_TIME,
+        state,
+        params,
+        selection,
+        columns=STATUS_VO_COLUMNS,
+        order=Order.SENDING_TIME,
         scope_parts=(status.value,),
-    )  # fmt: skip
+    )
     return _page_body(request, state, page)
 
 
@@ -152,13 +156,20 @@ async def sent_on(request: Request, state: State, caller: Caller, sentDate: str)
         return await stream_status_rows(request, state, sent_between(start, end, practices))
     selection = scoped(params.selection, caller)
     extra: list[ColumnElement[bool]] = [
-        Sending.sent_at >= start, Sending.sent_at < end, Sending.status == Status.SENT.value,
-    ]  # fmt: skip
+        Sending.sent_at >= start,
+        Sending.sent_at < end,
+        Sending.status == Status.SENT.value,
+    ]
     if not params.paged:
         statement = filtered_statement(STATUS_VO_COLUMNS, selection, Order.SENT_AT, extra)
         return await stream_status_rows(request, state, statement)
     page = await read_list_page(
-        state, params, selection, columns=STATUS_VO_COLUMNS, order=Order.SENT_AT,
-        scope_parts=("sent", day.isoformat()), extra=extra,
-    )  # fmt: skip
+        state,
+        params,
+        selection,
+        columns=STATUS_VO_COLUMNS,
+        order=Order.SENT_AT,
+        scope_parts=("sent", day.isoformat()),
+        extra=extra,
+    )
     return _page_body(request, state, page)

@@ -103,10 +103,16 @@ async def read_list_page(
             raise bad_parameter(CURSOR, str(exc)) from None
     async with reading(state.engine) as connection:
         return await read_page(
-            connection, columns=columns, selection=selection, order=order,
-            limit=params.limit or DEFAULT_LIMIT, cursor=cursor, signer=signer, scope=scope,
+            connection,
+            columns=columns,
+            selection=selection,
+            order=order,
+            limit=params.limit or DEFAULT_LIMIT,
+            cursor=cursor,
+            signer=signer,
+            scope=scope,
             extra=extra,
-        )  # fmt: skip
+        )
 
 
 def paging_headers(request: Request, page: Page) -> dict[str, str]:
@@ -123,25 +129,56 @@ def paging_headers(request: Request, page: Page) -> dict[str, str]:
 # Items -----------------------------------------------------------------------------------------
 
 ITEM_COLUMNS: Final = (
-    Sending.id, Sending.practice_id, Sending.invoice_id, Sending.encounter_id, Sending.system,
-    Sending.sending_type, Sending.status, Sending.reason, Sending.cause, Sending.attempts,
-    Sending.sending_time, Sending.next_attempt_at, Sending.sent_at,
-)  # fmt: skip
+    Sending.id,
+    Sending.practice_id,
+    Sending.invoice_id,
+    Sending.encounter_id,
+    Sending.system,
+    Sending.sending_type,
+    Sending.status,
+    Sending.reason,
+    Sending.cause,
+    Sending.attempts,
+    Sending.sending_time,
+    Sending.next_attempt_at,
+    Sending.sent_at,
+)
 
 
 def sending_item(row: Sequence[Any]) -> dict[str, Any]:
     """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label)."""
-    (sending_id, practice_id, invoice_id, encounter_id, system, sending_type, status, reason,
-     cause, attempts, sending_time, next_attempt_at, sent_at) = row[:13]  # fmt: skip
+    (
+        sending_id,
+        practice_id,
+        invoice_id,
+        encounter_id,
+        system,
+        sending_type,
+        status,
+        reason,
+        cause,
+        attempts,
+        sending_time,
+        next_attempt_at,
+        sent_at,
+    ) = row[:13]
     group = group_key(status, cause)
     return {
-        "SendingId": sending_id, "PracticeId": practice_id, "InvoiceId": invoice_id,
-        "EncounterId": encounter_id, "System": system, "SendingType": sending_type,
-        "Status": status, "Reason": reason, "Cause": group,
+        "SendingId": sending_id,
+        "PracticeId": practice_id,
+        "InvoiceId": invoice_id,
+        "EncounterId": encounter_id,
+        "System": system,
+        "SendingType": sending_type,
+        "Status": status,
+        "Reason": reason,
+        "Cause": group,
         "CauseLabel": None if group is None else describe(group).label,
-        "SendingAttempts": attempts, "SendingTime": sending_time,
-        "NextAttemptAt": next_attempt_at, "SentAt": sent_at,
-    }  # fmt: skip
+        "SendingAttempts": attempts,
+        "SendingTime": sending_time,
+        "NextAttemptAt": next_attempt_at,
+        "SentAt": sent_at,
+    }
 
 
 def practice_item(
@@ -153,9 +190,14 @@ def practice_item(
     """
     item = sending_item(row)
     explanation, next_step = practice_explanation(
-        status=item["Status"], cause=item["Cause"], next_attempt_at=item["NextAttemptAt"],
-        sent_at=item["SentAt"], zone=zone, now=now, hold=(holds or {}).get(item["System"]),
-    )  # fmt: skip
+        status=item["Status"],
+        cause=item["Cause"],
+        next_attempt_at=item["NextAttemptAt"],
+        sent_at=item["SentAt"],
+        zone=zone,
+        now=now,
+        hold=(holds or {}).get(item["System"]),
+    )
     item["Explanation"] = explanation
     item["NextStep"] = next_step
     return item
@@ -174,46 +216,74 @@ def _page_answer(
 
 _PARAM_DOCS: Final[Mapping[str, tuple[str, dict[str, Any]]]] = {
     PRACTICE: ("Only these practices (GUID; repeat or comma-separate).", {"type": "string"}),
-    SYSTEM: ("Only sendings to these systems (exact name; repeat or comma-separate).",
-             {"type": "string"}),
+    SYSTEM: (
+        "Only sendings to these systems (exact name; repeat or comma-separate).",
+        {"type": "string"},
+    ),
     SENDING_TYPE: ("`Invoice` or `Cancellation` (repeat or comma-separate).", {"type": "string"}),
-    STATUS: ("`Pending`, `Sending`, `Sent`, `Failed`, `Aborted`, `Cancelled` (repeat or "
-             "comma-separate).", {"type": "string"}),
-    CAUSE: ("Cause groups: slugs such as `http-503`, `timeout`, `smtp-550`, `config` (see "
-            "`GET api/v1/billing/causes`); `unknown` = failures recorded without a cause.",
-            {"type": "string"}),
-    FROM: ("SendingTime from (inclusive): `yyyy-MM-dd` (the start of that day in the service's "
-           "time zone) or an ISO date-time (no offset: the service's zone).", {"type": "string"}),
-    TO: ("SendingTime up to: `yyyy-MM-dd` includes that whole day; an ISO date-time is "
-         "exclusive.", {"type": "string"}),
+    STATUS: (
+        "`Pending`, `Sending`, `Sent`, `Failed`, `Aborted`, `Cancelled` (repeat or "
+        "comma-separate).",
+        {"type": "string"},
+    ),
+    CAUSE: (
+        "Cause groups: slugs such as `http-503`, `timeout`, `smtp-550`, `config` (see "
+        "`GET api/v1/billing/causes`); `unknown` = failures recorded without a cause.",
+        {"type": "string"},
+    ),
+    FROM: (
+        "SendingTime from (inclusive): `yyyy-MM-dd` (the start of that day in the service's "
+        "time zone) or an ISO date-time (no offset: the service's zone).",
+        {"type": "string"},
+    ),
+    TO: (
+        "SendingTime up to: `yyyy-MM-dd` includes that whole day; an ISO date-time is exclusive.",
+        {"type": "string"},
+    ),
     TEXT: ("Text the Reason contains (case-insensitive).", {"type": "string", "maxLength": 200}),
-    LIMIT: (f"Page size, 1 to {MAX_LIMIT}. Giving `limit` or `cursor` pages the list "
-            f"(default page: {DEFAULT_LIMIT}).", {"type": "integer", "minimum": 1,
-                                                  "maximum": MAX_LIMIT}),
-    CURSOR: ("The opaque cursor of the next page (`X-Next-Cursor` / `NextCursor`), used with "
-             "the same filters as the first page.", {"type": "string"}),
-}  # fmt: skip
+    LIMIT: (
+        f"Page size, 1 to {MAX_LIMIT}. Giving `limit` or `cursor` pages the list "
+        f"(default page: {DEFAULT_LIMIT}).",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    ),
+    CURSOR: (
+        "The opaque cursor of the next page (`X-Next-Cursor` / `NextCursor`), used with "
+        "the same filters as the first page.",
+        {"type": "string"},
+    ),
+}
 
 
 def query_docs(names: Sequence[str]) -> dict[str, Any]:
     """OpenAPI `parameters` for the named query parameters (read by `read_params`)."""
     return {
         "parameters": [
-            {"name": name, "in": "query", "required": False, "description": _PARAM_DOCS[name][0],
-             "schema": _PARAM_DOCS[name][1]}
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": _PARAM_DOCS[name][0],
+                "schema": _PARAM_DOCS[name][1],
+            }
             for name in names
         ]
-    }  # fmt: skip
+    }
 
 
 PAGING_HEADERS_DOC: Final = {
-    "X-Total-Count": {"description": "Rows in the whole list (fixed by its first page).",
-                      "schema": {"type": "integer"}},
-    "X-Next-Cursor": {"description": "Cursor of the next page; absent on the last page.",
-                      "schema": {"type": "string"}},
-    "Link": {"description": 'The next page\'s URL: `<...>; rel="next"`.',
-             "schema": {"type": "string"}},
-}  # fmt: skip
+    "X-Total-Count": {
+        "description": "Rows in the whole list (fixed by its first page).",
+        "schema": {"type": "integer"},
+    },
+    "X-Next-Cursor": {
+        "description": "Cursor of the next page; absent on the last page.",
+        "schema": {"type": "string"},
+    },
+    "Link": {
+        "description": 'The next page\'s URL: `<...>; rel="next"`.',
+        "schema": {"type": "string"},
+    },
+}
 
 _ERROR_DOC: Final = {"description": 'Web API error shape `{"Message": "..."}`'}
 
@@ -262,9 +332,13 @@ async def list_sendings(request: Request, state: State, caller: Caller) -> Respo
     params = read_params(request, LIST_PARAMS, state.settings.zone)
     selection = scoped(params.selection, caller)
     page = await read_list_page(
-        state, params, selection, columns=ITEM_COLUMNS, order=Order.SENDING_TIME,
+        state,
+        params,
+        selection,
+        columns=ITEM_COLUMNS,
+        order=Order.SENDING_TIME,
         scope_parts=("sendings",),
-    )  # fmt: skip
+    )
     return _page_answer(request, state, page, [sending_item(row) for row in page.rows])
 
 
@@ -288,9 +362,13 @@ async def practice_invoices(
     params = read_params(request, PRACTICE_VIEW_PARAMS, zone)
     selection = dataclasses.replace(params.selection, practices=frozenset({practiceId}))
     page = await read_list_page(
-        state, params, selection, columns=ITEM_COLUMNS, order=Order.SENDING_TIME,
+        state,
+        params,
+        selection,
+        columns=ITEM_COLUMNS,
+        order=Order.SENDING_TIME,
         scope_parts=("practice",),
-    )  # fmt: skip
+    )
     now = state.clock.now()
     async with reading(state.engine) as connection:
         holds = await held_systems(connection)
@@ -312,11 +390,17 @@ async def practice_invoices(
         "by itself). Filters as on the lists; `status` may be `Failed` or `Aborted`."
     ),
     response_class=Response,
-    responses={200: {"description": "The cause groups.",
-                     "content": {"application/json": {}, "application/xml": {}}},
-               400: _ERROR_DOC, 401: _ERROR_DOC, 403: _ERROR_DOC},
+    responses={
+        200: {
+            "description": "The cause groups.",
+            "content": {"application/json": {}, "application/xml": {}},
+        },
+        400: _ERROR_DOC,
+        401: _ERROR_DOC,
+        403: _ERROR_DOC,
+    },
     openapi_extra=query_docs(CAUSE_PARAMS),
-)  # fmt: skip
+)
 async def list_causes(request: Request, state: State, _caller: Admin) -> Response:
     selection = read_cause_selection(request, state.settings.zone)
     async with reading(state.engine) as connection:

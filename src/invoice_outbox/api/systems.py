@@ -46,13 +46,18 @@ def _changes(
     before: dict[str, Any], after: dict[str, Any], secret_changed: bool, created: bool
 ) -> dict[str, Any]:
     """Names of the fields that changed (never their values: a URL may carry credentials)."""
-    changed = sorted(key for key in before.keys() | after.keys()
-                     if before.get(key) != after.get(key))  # fmt: skip
+    changed = sorted(
+        key for key in before.keys() | after.keys() if before.get(key) != after.get(key)
+    )
     if secret_changed:
         changed.append("Secret")
     old, new = set(before.get("Practices", ())), set(after.get("Practices", ()))
-    return {"Created": created, "Changed": changed,
-            "PracticesAdded": sorted(new - old), "PracticesRemoved": sorted(old - new)}  # fmt: skip
+    return {
+        "Created": created,
+        "Changed": changed,
+        "PracticesAdded": sorted(new - old),
+        "PracticesRemoved": sorted(old - new),
+    }
 
 
 def _xml_system(root: Any) -> dict[str, Any]:
@@ -87,8 +92,11 @@ async def put(
     reason: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     if not _NAME.match(name):
-        raise ApiError(400, "The request is invalid: name must be 1-100 letters, digits, "
-                            "spaces, dots, dashes or underscores.")  # fmt: skip
+        raise ApiError(
+            400,
+            "The request is invalid: name must be 1-100 letters, digits, "
+            "spaces, dots, dashes or underscores.",
+        )
     spec, _ = await read_body(request, SystemIn, _xml_system)
     now = state.clock.now()
     try:
@@ -100,12 +108,18 @@ async def put(
         raise ApiError(400, f"The request is invalid: {exc}.") from None
     details = _changes(before, _configuration(system), system.secret != old_secret, created)
     await audit.record(
-        session, principal=caller, action="system.put", reason=reason or None, target=name,
-        details=details, now=now,
-    )  # fmt: skip
+        session,
+        principal=caller,
+        action="system.put",
+        reason=reason or None,
+        target=name,
+        details=details,
+        now=now,
+    )
     await session.commit()
-    return answer(request, state, system_view(system), root="System",
-                  status_code=201 if created else 200)  # fmt: skip
+    return answer(
+        request, state, system_view(system), root="System", status_code=201 if created else 200
+    )
 
 
 @router.get(

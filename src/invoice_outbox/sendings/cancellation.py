@@ -52,16 +52,29 @@ async def add_cancellation(
         return existing
     body = cancellation_document(delivered, content_type)
     document = Document(
-        id=uuid.uuid4(), sha256=hashlib.sha256(body).hexdigest(), content_type=content_type,
-        body=body, created_at=now,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        sha256=hashlib.sha256(body).hexdigest(),
+        content_type=content_type,
+        body=body,
+        created_at=now,
+    )
     cancellation = Sending(
-        id=uuid.uuid4(), practice_id=delivered.practice_id, encounter_id=delivered.encounter_id,
-        invoice_id=delivered.invoice_id, system=delivered.system,
-        sending_type=SendingType.CANCELLATION.value, status=Status.PENDING.value, attempts=0,
-        round_attempts=0, sending_time=now, next_attempt_at=now, idempotency_key=uuid.uuid4().hex,
-        document_id=document.id, created_at=now, updated_at=now,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        practice_id=delivered.practice_id,
+        encounter_id=delivered.encounter_id,
+        invoice_id=delivered.invoice_id,
+        system=delivered.system,
+        sending_type=SendingType.CANCELLATION.value,
+        status=Status.PENDING.value,
+        attempts=0,
+        round_attempts=0,
+        sending_time=now,
+        next_attempt_at=now,
+        idempotency_key=uuid.uuid4().hex,
+        document_id=document.id,
+        created_at=now,
+        updated_at=now,
+    )
     session.add_all([document, cancellation])
     return cancellation
 

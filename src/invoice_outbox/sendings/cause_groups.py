@@ -64,11 +64,15 @@ def failure_statuses(selection: SendingFilter) -> tuple[Status, ...]:
 
 def _without_statuses_and_causes(selection: SendingFilter) -> SendingFilter:
     return SendingFilter(
-        practices=selection.practices, systems=selection.systems,
-        sending_types=selection.sending_types, invoice_ids=selection.invoice_ids,
-        sending_ids=selection.sending_ids, since=selection.since, until=selection.until,
+        practices=selection.practices,
+        systems=selection.systems,
+        sending_types=selection.sending_types,
+        invoice_ids=selection.invoice_ids,
+        sending_ids=selection.sending_ids,
+        since=selection.since,
+        until=selection.until,
         text=selection.text,
-    )  # fmt: skip
+    )
 
 
 def _failure_clauses(selection: SendingFilter) -> list[ColumnElement[bool]]:

@@ -283,9 +283,19 @@ def group_key(status: str, cause: str | None) -> str | None:
 # Practice view ---------------------------------------------------------------------------------
 
 _MONTHS = (
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
-)  # fmt: skip
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 def _local(moment: datetime, zone: tzinfo) -> tuple[str, str]:

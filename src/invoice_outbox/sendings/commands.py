@@ -82,11 +82,12 @@ async def retry_all_failed(session: AsyncSession, *, now: datetime) -> RetryAll:
         result = await session.execute(
             update(Sending)
             .where(Sending.id.in_(chunk), Sending.status.in_(retryable))
-            .values(status=Status.PENDING.value, next_attempt_at=now, round_attempts=0,
-                    updated_at=now)
+            .values(
+                status=Status.PENDING.value, next_attempt_at=now, round_attempts=0, updated_at=now
+            )
             .returning(*STATUS_VO_COLUMNS, Sending.id)
             .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        )
         for row in result.all():
             rows.append(tuple(row[:width]))
             requeued.append(uuid.UUID(str(row[width])))
@@ -118,11 +119,17 @@ async def requeue(
     result = await session.execute(
         update(Sending)
         .where(*conditions)
-        .values(status=Status.PENDING.value, next_attempt_at=now, round_attempts=0,
-                updated_at=now, lease_owner=None, lease_expires_at=None)
+        .values(
+            status=Status.PENDING.value,
+            next_attempt_at=now,
+            round_attempts=0,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
         .returning(Sending.id)
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    )
     return list(result.scalars().all())
 
 
@@ -138,9 +145,8 @@ async def discard(
     result = await session.execute(
         update(Sending)
         .where(Sending.id == sending_id, Sending.status == Status.ABORTED.value, not_discarded())
-        .values(reason=f"{DISCARDED_PREFIX}{actor}: {reason}", next_attempt_at=None,
-                updated_at=now)
+        .values(reason=f"{DISCARDED_PREFIX}{actor}: {reason}", next_attempt_at=None, updated_at=now)
         .returning(Sending.id)
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    )
     return result.scalar_one_or_none() is not None

@@ -42,10 +42,17 @@ class SendingFilter:
             return self
         allowed = practices if self.practices is None else self.practices & practices
         return SendingFilter(
-            practices=allowed, systems=self.systems, sending_types=self.sending_types,
-            statuses=self.statuses, causes=self.causes, invoice_ids=self.invoice_ids,
-            sending_ids=self.sending_ids, since=self.since, until=self.until, text=self.text,
-        )  # fmt: skip
+            practices=allowed,
+            systems=self.systems,
+            sending_types=self.sending_types,
+            statuses=self.statuses,
+            causes=self.causes,
+            invoice_ids=self.invoice_ids,
+            sending_ids=self.sending_ids,
+            since=self.since,
+            until=self.until,
+            text=self.text,
+        )
 
 
 def filter_clauses(selection: SendingFilter) -> list[ColumnElement[bool]]:

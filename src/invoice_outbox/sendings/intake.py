@@ -73,9 +73,12 @@ async def _target_systems(session: AsyncSession, submission: Submission) -> list
 
 def _new_document(submission: Submission, digest: str, now: datetime) -> Document:
     return Document(
-        id=uuid.uuid4(), sha256=digest, content_type=submission.content_type,
-        body=submission.document, created_at=now,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        sha256=digest,
+        content_type=submission.content_type,
+        body=submission.document,
+        created_at=now,
+    )
 
 
 async def submit(session: AsyncSession, submission: Submission, *, now: datetime) -> list[Sending]:
@@ -84,13 +87,15 @@ async def submit(session: AsyncSession, submission: Submission, *, now: datetime
     digest = hashlib.sha256(submission.document).hexdigest()
     existing = {
         s.system: s
-        for s in (await session.scalars(
-            select(Sending).where(
-                Sending.invoice_id == submission.invoice_id,
-                Sending.sending_type == SendingType.INVOICE.value,
+        for s in (
+            await session.scalars(
+                select(Sending).where(
+                    Sending.invoice_id == submission.invoice_id,
+                    Sending.sending_type == SendingType.INVOICE.value,
+                )
             )
-        )).all()
-    }  # fmt: skip
+        ).all()
+    }
     foreign = [s for s in existing.values() if s.practice_id != submission.practice_id]
     if foreign:
         # Invoice ids are global: never let one practice touch another's invoice.
@@ -103,10 +108,12 @@ async def submit(session: AsyncSession, submission: Submission, *, now: datetime
         )
     documents = {
         d.id: d
-        for d in (await session.scalars(
-            select(Document).where(Document.id.in_([s.document_id for s in existing.values()]))
-        )).all()
-    }  # fmt: skip
+        for d in (
+            await session.scalars(
+                select(Document).where(Document.id.in_([s.document_id for s in existing.values()]))
+            )
+        ).all()
+    }
     shared: Document | None = None
     result = []
     for system in systems:
@@ -132,12 +139,22 @@ def _new_sending(
     submission: Submission, system: str, document_id: uuid.UUID, now: datetime
 ) -> Sending:
     return Sending(
-        id=uuid.uuid4(), practice_id=submission.practice_id, encounter_id=submission.encounter_id,
-        invoice_id=submission.invoice_id, system=system, sending_type=SendingType.INVOICE.value,
-        status=Status.PENDING.value, attempts=0, round_attempts=0, sending_time=now,
-        next_attempt_at=now, idempotency_key=uuid.uuid4().hex, document_id=document_id,
-        created_at=now, updated_at=now,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        practice_id=submission.practice_id,
+        encounter_id=submission.encounter_id,
+        invoice_id=submission.invoice_id,
+        system=system,
+        sending_type=SendingType.INVOICE.value,
+        status=Status.PENDING.value,
+        attempts=0,
+        round_attempts=0,
+        sending_time=now,
+        next_attempt_at=now,
+        idempotency_key=uuid.uuid4().hex,
+        document_id=document_id,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _replace_document(sending: Sending, document: Document, now: datetime) -> None:

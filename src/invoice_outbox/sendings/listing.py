@@ -117,13 +117,19 @@ def scope_of(selection: SendingFilter, order: Order, *parts: str) -> bytes:
 
     practices = "*" if selection.practices is None else names(selection.practices)
     fields = (
-        order.value, practices, names(selection.systems), names(selection.sending_types),
-        names(selection.statuses), names(selection.causes), names(selection.invoice_ids),
+        order.value,
+        practices,
+        names(selection.systems),
+        names(selection.sending_types),
+        names(selection.statuses),
+        names(selection.causes),
+        names(selection.invoice_ids),
         names(selection.sending_ids),
         "" if selection.since is None else str(_micros(selection.since)),
         "" if selection.until is None else str(_micros(selection.until)),
-        selection.text or "", *parts,
-    )  # fmt: skip
+        selection.text or "",
+        *parts,
+    )
     canonical = "\0".join(f.replace("\\", "\\\\").replace("\0", "\\0") for f in fields)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).digest()[:8]
 
@@ -140,9 +146,13 @@ class CursorSigner:
     def dump(self, state: CursorState, scope: bytes) -> str:
         """`state` as an opaque URL-safe token (base64url, no padding)."""
         payload = _LAYOUT.pack(
-            _VERSION, _micros(state.after.time), state.after.id.bytes, _micros(state.bound),
-            state.total, scope,
-        )  # fmt: skip
+            _VERSION,
+            _micros(state.after.time),
+            state.after.id.bytes,
+            _micros(state.bound),
+            state.total,
+            scope,
+        )
         return base64.urlsafe_b64encode(payload + self._mac(payload)).rstrip(b"=").decode()
 
     def load(self, token: str, scope: bytes) -> CursorState:
@@ -239,11 +249,16 @@ def page_statement(
             .limit(limit)
         )
     each = SendingFilter(
-        practices=selection.practices, systems=selection.systems,
-        sending_types=selection.sending_types, causes=selection.causes,
-        invoice_ids=selection.invoice_ids, sending_ids=selection.sending_ids,
-        since=selection.since, until=selection.until, text=selection.text,
-    )  # fmt: skip
+        practices=selection.practices,
+        systems=selection.systems,
+        sending_types=selection.sending_types,
+        causes=selection.causes,
+        invoice_ids=selection.invoice_ids,
+        sending_ids=selection.sending_ids,
+        since=selection.since,
+        until=selection.until,
+        text=selection.text,
+    )
     branches = [
         select(
             select(*labelled)

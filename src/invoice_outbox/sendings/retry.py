@@ -203,8 +203,11 @@ class RetryPolicy:
         except ValueError as exc:
             # Speak the config's names, not the Python field names.
             message = str(exc)
-            for field, key in (("schedule", "Schedule"), ("max_attempts", "MaxAttempts"),
-                               ("jitter", "Jitter")):  # fmt: skip
+            for field, key in (
+                ("schedule", "Schedule"),
+                ("max_attempts", "MaxAttempts"),
+                ("jitter", "Jitter"),
+            ):
                 message = message.replace(field, key)
             raise ValueError(message) from None
 

@@ -45,17 +45,29 @@ class SystemConfig:
 
 async def load_system_configs(connection: AsyncConnection) -> dict[str, SystemConfig]:
     rows = await connection.execute(
-        select(System.name, System.channel, System.settings, System.secret,
-               System.timeout_seconds, System.retry_policy, System.updated_at)
-    )  # fmt: skip
+        select(
+            System.name,
+            System.channel,
+            System.settings,
+            System.secret,
+            System.timeout_seconds,
+            System.retry_policy,
+            System.updated_at,
+        )
+    )
     return {
         row.name: SystemConfig(
-            name=row.name, channel=row.channel, settings=row.settings, secret=row.secret,
-            timeout_seconds=row.timeout_seconds, retry_policy=row.retry_policy,
-            updated_at=row.updated_at, retry=_policy(row.retry_policy),
+            name=row.name,
+            channel=row.channel,
+            settings=row.settings,
+            secret=row.secret,
+            timeout_seconds=row.timeout_seconds,
+            retry_policy=row.retry_policy,
+            updated_at=row.updated_at,
+            retry=_policy(row.retry_policy),
         )
         for row in rows
-    }  # fmt: skip
+    }
 
 
 def _policy(config: dict[str, Any]) -> RetryPolicy:
@@ -89,17 +101,27 @@ class ChannelPool:
         s = config.settings
         if config.channel == "Http":
             return HttpChannel(
-                system=config.name, url=str(s.get("Url") or ""), timeout=config.timeout_seconds,
-                auth_header=s.get("AuthHeader"), auth_value=config.secret,
-                client=self._http_client(), clock=self._clock,
-            )  # fmt: skip
+                system=config.name,
+                url=str(s.get("Url") or ""),
+                timeout=config.timeout_seconds,
+                auth_header=s.get("AuthHeader"),
+                auth_value=config.secret,
+                client=self._http_client(),
+                clock=self._clock,
+            )
         return EmailChannel(
-            system=config.name, host=str(s.get("Host") or ""), port=int(s.get("Port") or 587),
-            sender=str(s.get("Sender") or ""), recipient=str(s.get("Recipient") or ""),
-            timeout=config.timeout_seconds, starttls=bool(s.get("StartTls", True)),
-            use_tls=bool(s.get("UseTls", False)), username=s.get("Username"),
-            password=config.secret, clock=self._clock,
-        )  # fmt: skip
+            system=config.name,
+            host=str(s.get("Host") or ""),
+            port=int(s.get("Port") or 587),
+            sender=str(s.get("Sender") or ""),
+            recipient=str(s.get("Recipient") or ""),
+            timeout=config.timeout_seconds,
+            starttls=bool(s.get("StartTls", True)),
+            use_tls=bool(s.get("UseTls", False)),
+            username=s.get("Username"),
+            password=config.secret,
+            clock=self._clock,
+        )
 
     async def aclose(self) -> None:
         for _, channel in self._channels.values():

@@ -60,10 +60,14 @@ class SystemIn(BaseModel):
         if self.Channel == "Http":
             return {"Url": self.Url, "AuthHeader": self.AuthHeader}
         return {
-            "Host": self.Host, "Port": self.Port or (465 if self.UseTls else 587),
-            "Sender": self.Sender, "Recipient": self.Recipient, "StartTls": self.StartTls,
-            "UseTls": self.UseTls, "Username": self.Username,
-        }  # fmt: skip
+            "Host": self.Host,
+            "Port": self.Port or (465 if self.UseTls else 587),
+            "Sender": self.Sender,
+            "Recipient": self.Recipient,
+            "StartTls": self.StartTls,
+            "UseTls": self.UseTls,
+            "Username": self.Username,
+        }
 
     def secret(self) -> SecretStr | None:
         return self.AuthValue if self.Channel == "Http" else self.Password

@@ -125,9 +125,10 @@ async def audit_page(request: Request, principal: AdminPage, state: State, db: S
         entries, next_cursor = await audit.query(db, filters, limit=PAGE_SIZE, cursor=cursor)
     except audit.BadCursor:
         raise PageError(
-            400, "Please check the request", "This page link is not valid; start again from "
-            "the first page."
-        ) from None  # fmt: skip
+            400,
+            "Please check the request",
+            "This page link is not valid; start again from the first page.",
+        ) from None
     query = urlencode(sorted(given.items()))
     older = None
     if next_cursor is not None:

@@ -142,9 +142,13 @@ async def cause_page(request: Request, cause: str, principal: AdminPage, state: 
     listed = dataclasses.replace(selection, statuses=frozenset(failure_statuses(selection)))
     with page_errors():
         page = await read_list_page(
-            state, ListParams(listed, SAMPLE, None, given=True), listed,
-            columns=ITEM_COLUMNS, order=Order.SENDING_TIME, scope_parts=("sendings",),
-        )  # fmt: skip
+            state,
+            ListParams(listed, SAMPLE, None, given=True),
+            listed,
+            columns=ITEM_COLUMNS,
+            order=Order.SENDING_TIME,
+            scope_parts=("sendings",),
+        )
     query = _filter_query(selection)
     list_query = urlencode([("cause", slug), *[("system", s) for s in sorted(selection.systems)]])
     statuses = [s.value for s in sorted(selection.statuses)]
@@ -191,10 +195,15 @@ async def resend_cause(
     body = _resend_body(slug, form, required_reason(form))
     try:
         job = await create_job(
-            db, principal=principal, selection=body.selection(), force=body.Force,
-            dry_run=body.DryRun, reason=body.Reason, now=state.clock.now(),
+            db,
+            principal=principal,
+            selection=body.selection(),
+            force=body.Force,
+            dry_run=body.DryRun,
+            reason=body.Reason,
+            now=state.clock.now(),
             rate_per_second=body.RatePerSecond,
-        )  # fmt: skip
+        )
     except ResendRefused as exc:
         raise PageError(exc.status_code, "The resend was not started", exc.message) from None
     await db.commit()

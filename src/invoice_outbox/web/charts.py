@@ -19,8 +19,15 @@ from typing import Final
 from markupsafe import Markup
 
 PALETTE: Final = (
-    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
-)  # fmt: skip
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#56B4E9",
+    "#D55E00",
+    "#F0E442",
+    "#000000",
+)
 #: Series beyond the palette are drawn in this grey (legend says which).
 OTHER_COLOUR: Final = "#999999"
 _FONT: Final = 'font-family="system-ui, sans-serif" font-size="12"'

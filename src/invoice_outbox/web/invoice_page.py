@@ -135,10 +135,14 @@ async def _act(
 
     async def again(status: int, message: str) -> Response:
         await session.rollback()
-        extra = {"error": message, "error_for": (str(sending_id), action),
-                 "reason_value": typed[:MAX_REASON]}  # fmt: skip
-        return await _page(request, state, session, principal, invoice_id, status=status,
-                           extra=extra)  # fmt: skip
+        extra = {
+            "error": message,
+            "error_for": (str(sending_id), action),
+            "reason_value": typed[:MAX_REASON],
+        }
+        return await _page(
+            request, state, session, principal, invoice_id, status=status, extra=extra
+        )
 
     problem = _reason_problem(raw_reason)
     if problem is not None:
@@ -146,12 +150,19 @@ async def _act(
     reason, now = typed.strip(), state.clock.now()
     try:
         if action == "resend":
-            await resend_one(session, principal=principal, sending_id=sending_id, reason=reason,
-                             force=False, now=now)  # fmt: skip
+            await resend_one(
+                session,
+                principal=principal,
+                sending_id=sending_id,
+                reason=reason,
+                force=False,
+                now=now,
+            )
             await commit_and_wake(session, state)
         else:
-            await discard_one(session, principal=principal, sending_id=sending_id, reason=reason,
-                              now=now)  # fmt: skip
+            await discard_one(
+                session, principal=principal, sending_id=sending_id, reason=reason, now=now
+            )
             await session.commit()
     except ResendRefused as exc:
         if exc.status_code == 404:
@@ -165,17 +176,27 @@ async def _act(
 
 @router.post("/admin/invoices/{invoice_id}/sendings/{sending_id}/resend")
 async def resend(
-    request: Request, principal: AdminPage, form: CsrfForm, state: State, session: Session,
-    invoice_id: str, sending_id: str,
-) -> Response:  # fmt: skip
+    request: Request,
+    principal: AdminPage,
+    form: CsrfForm,
+    state: State,
+    session: Session,
+    invoice_id: str,
+    sending_id: str,
+) -> Response:
     """Admins: queue a Failed or Aborted sending of this invoice again (reason required)."""
     return await _act(request, state, session, principal, form, (invoice_id, sending_id), "resend")
 
 
 @router.post("/admin/invoices/{invoice_id}/sendings/{sending_id}/discard")
 async def discard(
-    request: Request, principal: AdminPage, form: CsrfForm, state: State, session: Session,
-    invoice_id: str, sending_id: str,
-) -> Response:  # fmt: skip
+    request: Request,
+    principal: AdminPage,
+    form: CsrfForm,
+    state: State,
+    session: Session,
+    invoice_id: str,
+    sending_id: str,
+) -> Response:
     """Admins: give up for good on an Aborted sending of this invoice (reason required)."""
     return await _act(request, state, session, principal, form, (invoice_id, sending_id), "discard")

@@ -120,9 +120,14 @@ def sending_view(
     `hold`: its system holds its queue (down or switched off), which the explanation says."""
     group = group_key(sending.status, sending.cause)
     explanation, next_step = practice_explanation(
-        status=sending.status, cause=group, next_attempt_at=sending.next_attempt_at,
-        sent_at=sending.sent_at, zone=zone, now=now, hold=hold,
-    )  # fmt: skip
+        status=sending.status,
+        cause=group,
+        next_attempt_at=sending.next_attempt_at,
+        sent_at=sending.sent_at,
+        zone=zone,
+        now=now,
+        hold=hold,
+    )
     discarded = is_discarded(sending.status, sending.reason)
     return SendingView(
         id=sending.id,

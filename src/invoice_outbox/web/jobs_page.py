@@ -130,9 +130,15 @@ async def run_preview(
     preview = await _job(db, job_id)
     try:
         job = await create_job(
-            db, principal=principal, selection=None, force=preview.force, dry_run=False,
-            reason=reason, now=state.clock.now(), preview_job_id=job_id,
-        )  # fmt: skip
+            db,
+            principal=principal,
+            selection=None,
+            force=preview.force,
+            dry_run=False,
+            reason=reason,
+            now=state.clock.now(),
+            preview_job_id=job_id,
+        )
     except ResendRefused as exc:
         raise PageError(exc.status_code, "The resend was not started", exc.message) from None
     await db.commit()

@@ -181,9 +181,12 @@ async def logout(
     """Signed-in users (with the CSRF token): end this session and go to the sign-in page."""
     await end_session(db, signed_in.session_id)
     await audit.record(
-        db, principal=signed_in.principal, action="session.sign_out", reason=None,
+        db,
+        principal=signed_in.principal,
+        action="session.sign_out",
+        reason=None,
         now=state.clock.now(),
-    )  # fmt: skip
+    )
     await db.commit()
     response = RedirectResponse(LOGIN_PATH, status_code=303)
     clear_cookie(response, request, COOKIE_NAME)

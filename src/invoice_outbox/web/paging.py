@@ -119,9 +119,13 @@ async def read_sendings_page(
     """
     try:
         return await read_list_page(
-            state, params, selection, columns=ITEM_COLUMNS, order=Order.SENDING_TIME,
+            state,
+            params,
+            selection,
+            columns=ITEM_COLUMNS,
+            order=Order.SENDING_TIME,
             scope_parts=("web", scope),
-        )  # fmt: skip
+        )
     except ApiError as exc:
         raise _page_error(exc) from None
 

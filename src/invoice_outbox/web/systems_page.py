@@ -88,10 +88,16 @@ async def system_rows(connection: AsyncConnection) -> list[SystemRow]:
         counts[(system, status)] = int(number)
     rows = await connection.execute(
         select(
-            System.name, System.channel, System.settings, System.enabled, System.circuit,
-            System.consecutive_failures, System.down_since, System.last_failure_reason,
+            System.name,
+            System.channel,
+            System.settings,
+            System.enabled,
+            System.circuit,
+            System.consecutive_failures,
+            System.down_since,
+            System.last_failure_reason,
         ).order_by(System.name)
-    )  # fmt: skip
+    )
     found: list[SystemRow] = []
     for name, channel, settings, enabled, circuit, failures, down_since, reason in rows:
         failed = counts.get((name, Status.FAILED.value), 0)

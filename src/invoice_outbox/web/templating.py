@@ -32,8 +32,20 @@ from invoice_outbox.web.sessions import signed_in_of
 TEMPLATES_DIR: Final = Path(__file__).with_name("templates")
 STATIC_DIR: Final = Path(__file__).with_name("static")
 
-_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-                  "Dec")  # fmt: skip
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
 
 PAGE_HEADERS: Final = {
     "Content-Security-Policy": (

@@ -50,9 +50,16 @@ class Claim:
 
 
 _RETURNING = (
-    Sending.id, Sending.system, Sending.practice_id, Sending.invoice_id, Sending.sending_type,
-    Sending.idempotency_key, Sending.document_id, Sending.attempts, Sending.round_attempts,
-)  # fmt: skip
+    Sending.id,
+    Sending.system,
+    Sending.practice_id,
+    Sending.invoice_id,
+    Sending.sending_type,
+    Sending.idempotency_key,
+    Sending.document_id,
+    Sending.attempts,
+    Sending.round_attempts,
+)
 _CLAIMABLE = [s.value for s in CLAIMABLE]
 
 
@@ -113,25 +120,34 @@ async def take_over_expired(
     """
     expired = (
         select(Sending.id, Sending.lease_owner, Sending.sending_time)
-        .where(Sending.status == Status.SENDING.value, Sending.lease_expires_at <= now,
-               Sending.system.not_in(_held_systems()))
+        .where(
+            Sending.status == Status.SENDING.value,
+            Sending.lease_expires_at <= now,
+            Sending.system.not_in(_held_systems()),
+        )
         .order_by(Sending.lease_expires_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    )  # fmt: skip
+    )
     previous = {row.id: row for row in await connection.execute(expired)}
     if not previous:
         return []
     ids = select(Sending.id).where(Sending.id.in_(list(previous))).scalar_subquery()
     claims = _claims(await connection.execute(_take(worker, now, lease, ids)))
     lost = [
-        {"sending_id": c.sending_id, "number": c.attempt - 1,
-         "started_at": previous[c.sending_id].sending_time, "duration_ms": 0,
-         "outcome": "Retryable", "code": None, "reason": LOST_REASON,
-         "worker": previous[c.sending_id].lease_owner}
+        {
+            "sending_id": c.sending_id,
+            "number": c.attempt - 1,
+            "started_at": previous[c.sending_id].sending_time,
+            "duration_ms": 0,
+            "outcome": "Retryable",
+            "code": None,
+            "reason": LOST_REASON,
+            "worker": previous[c.sending_id].lease_owner,
+        }
         for c in claims
         if c.attempt > 1
-    ]  # fmt: skip
+    ]
     if lost:
         await connection.execute(_insert_ignoring_duplicates(connection), lost)
     return claims
@@ -142,18 +158,27 @@ async def claim_due(
 ) -> list[Claim]:
     """Claim up to `limit` due sendings of systems that are not held, earliest due first."""
     if connection.dialect.name == "postgresql":
-        rows = await connection.execute(prepared.CLAIM_DUE, {
-            "worker": worker, "now": now, "expires": now + lease, "limit": limit,
-        })  # fmt: skip
+        rows = await connection.execute(
+            prepared.CLAIM_DUE,
+            {
+                "worker": worker,
+                "now": now,
+                "expires": now + lease,
+                "limit": limit,
+            },
+        )
         return _claims(rows)
     due = (
         select(Sending.id)
-        .where(Sending.status.in_(_CLAIMABLE), Sending.next_attempt_at <= now,
-               Sending.system.not_in(_held_systems()))
+        .where(
+            Sending.status.in_(_CLAIMABLE),
+            Sending.next_attempt_at <= now,
+            Sending.system.not_in(_held_systems()),
+        )
         .order_by(Sending.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    )  # fmt: skip
+    )
     return _claims(await connection.execute(_take(worker, now, lease, due.scalar_subquery())))
 
 
@@ -179,12 +204,15 @@ async def claim_probes(
     for name in ready.all():
         first = (
             select(Sending.id)
-            .where(Sending.system == name, Sending.status.in_(_CLAIMABLE),
-                   Sending.next_attempt_at <= now)
+            .where(
+                Sending.system == name,
+                Sending.status.in_(_CLAIMABLE),
+                Sending.next_attempt_at <= now,
+            )
             .order_by(Sending.next_attempt_at)
             .limit(1)
             .with_for_update(skip_locked=True)
-        )  # fmt: skip
+        )
         taken = await connection.execute(_take(worker, now, lease, first.scalar_subquery()))
         claims.extend(_claims(taken, probe=True))
     return claims
@@ -195,11 +223,14 @@ async def next_due_time(connection: AsyncConnection) -> datetime | None:
     not held, an expiring lease, or a down system's probe.  None when nothing is scheduled."""
     due = await connection.scalar(
         select(Sending.next_attempt_at)
-        .where(Sending.status.in_(_CLAIMABLE), Sending.next_attempt_at.is_not(None),
-               Sending.system.not_in(_held_systems()))
+        .where(
+            Sending.status.in_(_CLAIMABLE),
+            Sending.next_attempt_at.is_not(None),
+            Sending.system.not_in(_held_systems()),
+        )
         .order_by(Sending.next_attempt_at)
         .limit(1)
-    )  # fmt: skip
+    )
     lease = await connection.scalar(
         select(Sending.lease_expires_at)
         .where(Sending.status == Status.SENDING.value)

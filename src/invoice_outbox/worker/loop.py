@@ -104,8 +104,10 @@ class Worker:
         self.waker.wake()
 
     async def run(self) -> None:
-        log.info("worker started", extra={"action": "worker.start", "worker": self.name,
-                                          "concurrency": self.concurrency})  # fmt: skip
+        log.info(
+            "worker started",
+            extra={"action": "worker.start", "worker": self.name, "concurrency": self.concurrency},
+        )
         try:
             while not self._stopping.is_set():
                 await self._maintain()
@@ -154,10 +156,16 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._recorder.aclose()
         await self.channels.aclose()
-        log.info("worker stopped", extra={
-            "action": "worker.stop", "worker": self.name, "outcomes": self._recorder.items,
-            "outcome_batches": self._recorder.batches, "claim_rounds": self._claim_rounds,
-        })  # fmt: skip
+        log.info(
+            "worker stopped",
+            extra={
+                "action": "worker.stop",
+                "worker": self.name,
+                "outcomes": self._recorder.items,
+                "outcome_batches": self._recorder.batches,
+                "claim_rounds": self._claim_rounds,
+            },
+        )
 
     async def _maintain(self) -> None:
         """Housekeeping at most once an hour: purge documents delivery no longer needs."""
@@ -197,8 +205,9 @@ class Worker:
                 self._next_sweep = now + SWEEP_INTERVAL
                 taken += await claims.take_over_expired(connection, limit=free, **common)
             if sweep and len(taken) < free:
-                probes = await claims.claim_probes(connection, probe_interval=self.probe_interval,
-                                                   **common)  # fmt: skip
+                probes = await claims.claim_probes(
+                    connection, probe_interval=self.probe_interval, **common
+                )
                 taken += probes
             if len(taken) < free:
                 taken += await claims.claim_due(connection, limit=free - len(taken), **common)
@@ -260,12 +269,18 @@ class Worker:
                     cause="no-document",
                 )
             await self._check_target(config)
-            delivered = await self.channels.channel_for(config).deliver(Delivery(
-                sending_id=claim.sending_id, idempotency_key=claim.idempotency_key,
-                practice_id=claim.practice_id, invoice_id=claim.invoice_id,
-                sending_type=claim.sending_type, attempt=claim.attempt, document=document[0],
-                content_type=document[1],
-            ))  # fmt: skip
+            delivered = await self.channels.channel_for(config).deliver(
+                Delivery(
+                    sending_id=claim.sending_id,
+                    idempotency_key=claim.idempotency_key,
+                    practice_id=claim.practice_id,
+                    invoice_id=claim.invoice_id,
+                    sending_type=claim.sending_type,
+                    attempt=claim.attempt,
+                    document=document[0],
+                    content_type=document[1],
+                )
+            )
             return Outcome(claim, started_at, _ms(started), delivered=delivered)
         except DeliveryError as exc:
             return Outcome(claim, started_at, _ms(started), error=exc)
@@ -295,11 +310,15 @@ class Worker:
     ) -> list[Recorded]:
         policies = {id(outcome): config.retry for outcome, config in items if config is not None}
         return await record_batch(
-            connection, [outcome for outcome, _ in items], worker=self.name, now=self.clock.now(),
+            connection,
+            [outcome for outcome, _ in items],
+            worker=self.name,
+            now=self.clock.now(),
             policy_of=lambda outcome: policies.get(id(outcome), DEFAULT_POLICY),
             jitter=lambda: sample_jitter(self.rng),
-            threshold=self.settings.circuit_failure_threshold, probe_interval=self.probe_interval,
-        )  # fmt: skip
+            threshold=self.settings.circuit_failure_threshold,
+            probe_interval=self.probe_interval,
+        )
 
     async def _save(self, outcome: Outcome, config: SystemConfig | None) -> None:
         claim = outcome.claim
@@ -318,19 +337,28 @@ class Worker:
         cause = outcome.error.cause if outcome.error else None
         if self.metrics is not None:
             self.metrics.observe(claim.system, recorded.status, outcome.duration_ms / 1000)
-        log.info("attempt recorded", extra={
-            "action": "delivery.recorded", "sending_id": str(claim.sending_id),
-            "system": claim.system, "attempt": claim.attempt, "status": recorded.status,
-            "cause": cause, "duration_ms": outcome.duration_ms, "probe": claim.probe,
-        })  # fmt: skip
+        log.info(
+            "attempt recorded",
+            extra={
+                "action": "delivery.recorded",
+                "sending_id": str(claim.sending_id),
+                "system": claim.system,
+                "attempt": claim.attempt,
+                "status": recorded.status,
+                "cause": cause,
+                "duration_ms": outcome.duration_ms,
+                "probe": claim.probe,
+            },
+        )
         if recorded.recovered_system:
             self.waker.wake()  # its held queue is claimable again
 
     async def _release(self, claim: claims.Claim, started_at: datetime) -> None:
         try:
             async with self.engine.begin() as connection:
-                await release(connection, claim, worker=self.name, now=self.clock.now(),
-                              started_at=started_at)  # fmt: skip
+                await release(
+                    connection, claim, worker=self.name, now=self.clock.now(), started_at=started_at
+                )
             log.info("released at shutdown", extra=_event("delivery.released", claim))
         except Exception:
             log.exception("could not release", extra=_event("delivery.release_error", claim))

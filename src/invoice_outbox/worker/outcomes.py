@@ -60,16 +60,29 @@ def _failure_values(
             "round_attempts": claim.round_attempts - 1,
             "reason": error.reason + HELD_SUFFIX,
         }
-    decision = decide(policy, attempts_made=claim.round_attempts, error=error.kind,
-                      retry_after=error.retry_after, now=now, jitter_sample=jitter)  # fmt: skip
+    decision = decide(
+        policy,
+        attempts_made=claim.round_attempts,
+        error=error.kind,
+        retry_after=error.retry_after,
+        now=now,
+        jitter_sample=jitter,
+    )
     if decision.retry:
-        return {"status": Status.FAILED.value, "next_attempt_at": decision.next_attempt_at,
-                "reason": error.reason}  # fmt: skip
+        return {
+            "status": Status.FAILED.value,
+            "next_attempt_at": decision.next_attempt_at,
+            "reason": error.reason,
+        }
     reason = error.reason
     if error.kind == "retryable":
         reason = f"{reason}; gave up after {claim.round_attempts} attempts"
-    return {"status": Status.ABORTED.value, "next_attempt_at": None, "reason": reason,
-            "aborted_at": now}  # fmt: skip
+    return {
+        "status": Status.ABORTED.value,
+        "next_attempt_at": None,
+        "reason": reason,
+        "aborted_at": now,
+    }
 
 
 async def record(
@@ -88,8 +101,7 @@ async def record(
     values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
     if outcome.delivered is not None:
         # `cause` stays: a sending that got through after failing is grouped by what it overcame.
-        values.update(status=Status.SENT.value, sent_at=now, reason=None,
-                      next_attempt_at=None)  # fmt: skip
+        values.update(status=Status.SENT.value, sent_at=now, reason=None, next_attempt_at=None)
         attempt_outcome, code, reason = "Sent", outcome.delivered.code, None
     else:
         error = outcome.error
@@ -99,17 +111,27 @@ async def record(
         code, reason = error.code, error.reason
     result = await connection.execute(
         update(Sending)
-        .where(Sending.id == claim.sending_id, Sending.status == Status.SENDING.value,
-               Sending.lease_owner == worker, Sending.attempts == claim.attempt)
+        .where(
+            Sending.id == claim.sending_id,
+            Sending.status == Status.SENDING.value,
+            Sending.lease_owner == worker,
+            Sending.attempts == claim.attempt,
+        )
         .values(values)
-    )  # fmt: skip
+    )
     if not result.rowcount:
         return await _record_unowned(connection, outcome, now=now, worker=worker)
     await _insert_attempt(connection, outcome, attempt_outcome, code, reason, worker)
     recovered = False
     if outcome.error is not None and outcome.error.kind == "retryable":
-        await note_failure(connection, claim.system, reason=outcome.error.reason, now=now,
-                           threshold=threshold, probe_interval=probe_interval)  # fmt: skip
+        await note_failure(
+            connection,
+            claim.system,
+            reason=outcome.error.reason,
+            now=now,
+            threshold=threshold,
+            probe_interval=probe_interval,
+        )
     else:
         recovered = await note_reachable(connection, claim.system)
     return Recorded(str(values["status"]), recovered_system=recovered)
@@ -119,16 +141,25 @@ def _attempt_row(
     outcome: Outcome, attempt_outcome: str, code: int | None, reason: str | None, worker: str
 ) -> dict[str, Any]:
     return {
-        "sending_id": outcome.claim.sending_id, "number": outcome.claim.attempt,
-        "started_at": outcome.started_at, "duration_ms": outcome.duration_ms,
-        "outcome": attempt_outcome, "code": code, "reason": reason, "worker": worker,
-    }  # fmt: skip
+        "sending_id": outcome.claim.sending_id,
+        "number": outcome.claim.attempt,
+        "started_at": outcome.started_at,
+        "duration_ms": outcome.duration_ms,
+        "outcome": attempt_outcome,
+        "code": code,
+        "reason": reason,
+        "worker": worker,
+    }
 
 
 async def _insert_attempt(
-    connection: AsyncConnection, outcome: Outcome, attempt_outcome: str, code: int | None,
-    reason: str | None, worker: str,
-) -> None:  # fmt: skip
+    connection: AsyncConnection,
+    outcome: Outcome,
+    attempt_outcome: str,
+    code: int | None,
+    reason: str | None,
+    worker: str,
+) -> None:
     row = _attempt_row(outcome, attempt_outcome, code, reason, worker)
     await connection.execute(insert(Attempt).values(row))
 
@@ -146,23 +177,40 @@ async def _mark_sent(
     ids = [o.claim.sending_id for o in delivered]
     attempts = [o.claim.attempt for o in delivered]
     if connection.dialect.name == "postgresql":
-        rows = await connection.execute(prepared.MARK_SENT, {
-            "ids": ids, "attempts": attempts, "started": [o.started_at for o in delivered],
-            "durations": [o.duration_ms for o in delivered],
-            "codes": [o.delivered.code if o.delivered else None for o in delivered],
-            "now": now, "worker": worker,
-        })  # fmt: skip
+        rows = await connection.execute(
+            prepared.MARK_SENT,
+            {
+                "ids": ids,
+                "attempts": attempts,
+                "started": [o.started_at for o in delivered],
+                "durations": [o.duration_ms for o in delivered],
+                "codes": [o.delivered.code if o.delivered else None for o in delivered],
+                "now": now,
+                "worker": worker,
+            },
+        )
         return set(rows.scalars())
     keys = list(zip(ids, attempts, strict=True))
     rows = await connection.execute(
         update(Sending)
-        .where(Sending.id.in_(ids), tuple_(Sending.id, Sending.attempts).in_(keys),
-               Sending.status == Status.SENDING.value, Sending.lease_owner == worker)
-        .values(status=Status.SENT.value, sent_at=now, reason=None, next_attempt_at=None,
-                lease_owner=None, lease_expires_at=None, updated_at=now)
+        .where(
+            Sending.id.in_(ids),
+            tuple_(Sending.id, Sending.attempts).in_(keys),
+            Sending.status == Status.SENDING.value,
+            Sending.lease_owner == worker,
+        )
+        .values(
+            status=Status.SENT.value,
+            sent_at=now,
+            reason=None,
+            next_attempt_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
         .returning(Sending.id)
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    )
     owned = set(rows.scalars())
     recorded = [
         _attempt_row(o, "Sent", o.delivered.code, None, worker)
@@ -199,10 +247,18 @@ async def record_batch(
     for outcome in outcomes:
         system = outcome.claim.system
         if outcome.delivered is None:
-            results.append(await record(
-                connection, outcome, worker=worker, now=now, policy=policy_of(outcome),
-                jitter=jitter(), threshold=threshold, probe_interval=probe_interval,
-            ))  # fmt: skip
+            results.append(
+                await record(
+                    connection,
+                    outcome,
+                    worker=worker,
+                    now=now,
+                    policy=policy_of(outcome),
+                    jitter=jitter(),
+                    threshold=threshold,
+                    probe_interval=probe_interval,
+                )
+            )
             error = outcome.error
             if error is not None and error.kind == "retryable":
                 noted_reachable.discard(system)
@@ -225,29 +281,37 @@ async def _record_unowned(
     """The claim no longer holds: cancelled in flight, or the lease was taken over."""
     claim = outcome.claim
     current = await connection.scalar(
-        select(Sending.status).where(Sending.id == claim.sending_id, Sending.lease_owner == worker,
-                                     Sending.attempts == claim.attempt)
-    )  # fmt: skip
+        select(Sending.status).where(
+            Sending.id == claim.sending_id,
+            Sending.lease_owner == worker,
+            Sending.attempts == claim.attempt,
+        )
+    )
     if current != Status.CANCELLED.value:
         return Recorded("lost")
     error = outcome.error
     await _insert_attempt(
-        connection, outcome, "Sent" if error is None else error.kind.capitalize(),
+        connection,
+        outcome,
+        "Sent" if error is None else error.kind.capitalize(),
         outcome.delivered.code if outcome.delivered else (error.code if error else None),
-        None if error is None else error.reason, worker,
-    )  # fmt: skip
+        None if error is None else error.reason,
+        worker,
+    )
     await connection.execute(
-        update(Sending).where(Sending.id == claim.sending_id)
+        update(Sending)
+        .where(Sending.id == claim.sending_id)
         .values(lease_owner=None, lease_expires_at=None, updated_at=now)
-    )  # fmt: skip
+    )
     if outcome.delivered is not None and claim.sending_type == SendingType.INVOICE.value:
         session = AsyncSession(bind=connection)
         sending = await session.get_one(Sending, claim.sending_id)
         content_type = await session.scalar(
             select(Document.content_type).where(Document.id == claim.document_id)
         )
-        await add_cancellation(session, sending, content_type=content_type or "application/json",
-                               now=now)  # fmt: skip
+        await add_cancellation(
+            session, sending, content_type=content_type or "application/json", now=now
+        )
         await session.flush()
     return Recorded(Status.CANCELLED.value)
 
@@ -265,12 +329,21 @@ async def release(
     """
     result = await connection.execute(
         update(Sending)
-        .where(Sending.id == claim.sending_id, Sending.status == Status.SENDING.value,
-               Sending.lease_owner == worker, Sending.attempts == claim.attempt)
-        .values(status=Status.FAILED.value if claim.attempt > 1 else Status.PENDING.value,
-                next_attempt_at=now, round_attempts=claim.round_attempts - 1, lease_owner=None,
-                lease_expires_at=None, updated_at=now)
-    )  # fmt: skip
+        .where(
+            Sending.id == claim.sending_id,
+            Sending.status == Status.SENDING.value,
+            Sending.lease_owner == worker,
+            Sending.attempts == claim.attempt,
+        )
+        .values(
+            status=Status.FAILED.value if claim.attempt > 1 else Status.PENDING.value,
+            next_attempt_at=now,
+            round_attempts=claim.round_attempts - 1,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+    )
     if not result.rowcount:
         return False
     outcome = Outcome(claim, started_at, 0)

@@ -150,9 +150,11 @@ class HttpChannel:
         self._auth = (auth_header, auth_value) if auth_header and auth_value else None
         self._ssl: ssl.SSLContext | bool = tls_context if tls_context is not None else True
         self._client_timeout = aiohttp.ClientTimeout(
-            total=timeout * TOTAL_TIMEOUT_FACTOR, connect=timeout, sock_connect=timeout,
+            total=timeout * TOTAL_TIMEOUT_FACTOR,
+            connect=timeout,
+            sock_connect=timeout,
             sock_read=timeout,
-        )  # fmt: skip
+        )
         self._owns_client = client is None
         self._client = client
 
