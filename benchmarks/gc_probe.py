@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.database import bench_database, vacuum_analyze, without_indexes
 from benchmarks.dataset import LoadPlan, load_sendings
-from invoice_outbox.api.app import create_app
+from invoice_outbox.app import create_app
 from invoice_outbox.db.engine import make_async_engine
 from invoice_outbox.legacy.json_format import json_rows
 from invoice_outbox.sendings.queries import status_vo_rows

@@ -308,7 +308,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _check_service_importable() -> None:
     try:
-        import invoice_outbox.api.app  # noqa: F401
+        import invoice_outbox.app  # noqa: F401
     except ImportError as exc:
         raise SystemExit(f"the service does not import ({exc}); nothing to benchmark") from None
 

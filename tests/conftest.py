@@ -14,12 +14,12 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.api.app import create_app
-from invoice_outbox.api.state import AppState
+from invoice_outbox.app import create_app
 from invoice_outbox.auth.principal import Principal, Role
 from invoice_outbox.auth.tokens import issue_token
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.settings import Settings
+from invoice_outbox.state import AppState
 from tests.databases import (
     PostgresDatabases,
     SqliteDatabases,

@@ -20,10 +20,10 @@ import orjson
 from defusedxml import ElementTree
 from sqlalchemy import func, select
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.settings import Settings
+from invoice_outbox.state import AppState
 from invoice_outbox.worker.loop import Worker
 from tests.conftest import PRACTICE_A, build_settings, make_token
 from tests.receivers import ReceivedRequest, Reply, ThreadedHttpReceiver

@@ -1,7 +1,7 @@
 """What our worker asks of PostgreSQL per delivery: statements, transactions, connections.
 
 ``python -m benchmarks.delivery.sqlcount [--count 2000] [--concurrency 64]`` runs the real
-`Worker` (``invoice_outbox.worker.runner.run_background_worker``, as ``invoice-outbox worker``
+`Worker` (``invoice_outbox.runner.run_background_worker``, as ``invoice-outbox worker``
 does, LISTEN included) in this process against a fresh queue and a local receiver, with
 SQLAlchemy event listeners counting:
 
@@ -31,8 +31,8 @@ from benchmarks.delivery.receiver import run_receiver
 from benchmarks.delivery.seed import prepared_queue
 from benchmarks.servers import free_port
 from invoice_outbox.db.engine import make_async_engine
+from invoice_outbox.runner import run_background_worker, worker_state
 from invoice_outbox.settings import Settings
-from invoice_outbox.worker.runner import run_background_worker, worker_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIMIT_S = 600.0

@@ -83,7 +83,7 @@ def serve(
     """Run the HTTP service (API and admin pages), with a delivery worker unless --no-worker."""
     import uvicorn
 
-    from invoice_outbox.api.app import create_app
+    from invoice_outbox.app import create_app
     from invoice_outbox.logs import configure_logging
 
     settings = _settings()
@@ -146,7 +146,7 @@ def worker_command(
 
 async def _run_worker(settings: Settings, concurrency: int | None) -> None:
     from invoice_outbox.db.engine import make_async_engine
-    from invoice_outbox.worker.runner import run_worker_until_signalled, worker_state
+    from invoice_outbox.runner import run_worker_until_signalled, worker_state
 
     engine = make_async_engine(settings.database_url)
     try:

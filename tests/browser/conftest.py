@@ -40,8 +40,8 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.api.app import create_app
-from invoice_outbox.api.state import AppState
+from invoice_outbox.app import create_app
+from invoice_outbox.state import AppState
 from tests.conftest import build_settings
 from tests.databases import IN_CI, PostgresDatabases, SqliteDatabases, require_postgres
 from tests.web_support import (

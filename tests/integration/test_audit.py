@@ -18,9 +18,8 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from invoice_outbox.admin import audit
-from invoice_outbox.admin.jobs_service import run_job_once
 from invoice_outbox.admin.models import AuditEntry
-from invoice_outbox.api.state import AppState
+from invoice_outbox.admin.resend_loop import run_job_once
 from invoice_outbox.auth.principal import Principal, Role
 from invoice_outbox.cli import app as cli_app
 from invoice_outbox.clock import FrozenClock
@@ -31,6 +30,7 @@ from invoice_outbox.legacy.xml_objects import SERVICE_NS
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.queries import STATUS_VO_COLUMNS
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from tests.conftest import NOW, PRACTICE_A, PRACTICE_B
 from tests.integration.test_resends import (
     RESENDS,

@@ -30,15 +30,15 @@ from sqlalchemy import func, select
 from starlette.routing import Route
 
 from invoice_outbox.admin.models import AuditEntry, ResendJob
-from invoice_outbox.api.app import create_app
 from invoice_outbox.api.errors import DENIED
 from invoice_outbox.api.sandbox import behaviour
-from invoice_outbox.api.state import AppState
+from invoice_outbox.app import create_app
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.auth.users import add_user
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.settings import Settings
+from invoice_outbox.state import AppState
 from invoice_outbox.systems.models import System
 from tests import factories
 from tests.conftest import NOW, PRACTICE_A, PRACTICE_B, build_settings, make_token

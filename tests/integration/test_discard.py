@@ -7,10 +7,10 @@ import uuid
 import httpx
 from defusedxml import ElementTree
 
-from invoice_outbox.admin.jobs_service import run_job_once
-from invoice_outbox.api.state import AppState
+from invoice_outbox.admin.resend_loop import run_job_once
 from invoice_outbox.legacy.xml_objects import SERVICE_NS
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from tests.conftest import NOW, PRACTICE_B
 from tests.integration.test_resends import (
     RESENDS,

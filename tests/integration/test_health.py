@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from invoice_outbox.api.app import create_app
+from invoice_outbox.app import create_app
 from invoice_outbox.settings import Settings
 
 

@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.admin import notify_service
+from invoice_outbox.admin import notify_loop
 from invoice_outbox.admin.models import NotificationRun
 from invoice_outbox.admin.notifications import notify_once
-from invoice_outbox.api.state import AppState
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from tests.conftest import NOW, PRACTICE_A, build_settings
 from tests.factories import sending
 from tests.receivers import HttpReceiver, Reply, SmtpReceiver
@@ -406,7 +406,7 @@ async def test_service_sends_and_stops_promptly(
     await session.commit()
     notifying = with_settings(state, tmp_path, notify_webhook_url=receiver.url)
     stop = asyncio.Event()
-    task = asyncio.create_task(notify_service.run_notifications(notifying, stop))
+    task = asyncio.create_task(notify_loop.run_notifications(notifying, stop))
 
     await receiver.wait_for_requests(1)
     stop.set()
@@ -422,7 +422,7 @@ async def test_service_without_recipients_only_waits_for_stop(
     session.add(aborted(FIRST_START, "http-503"))
     await session.commit()
     stop = asyncio.Event()
-    task = asyncio.create_task(notify_service.run_notifications(state, stop))
+    task = asyncio.create_task(notify_loop.run_notifications(state, stop))
     await asyncio.sleep(0)  # one turn of the loop: the task runs up to its wait
     assert not task.done()
 
@@ -446,10 +446,10 @@ async def test_service_survives_a_failing_round(
         called.set()
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(notify_service, "notify_once", broken)
+    monkeypatch.setattr(notify_loop, "notify_once", broken)
     stop = asyncio.Event()
-    with caplog.at_level(logging.ERROR, logger=notify_service.__name__):
-        task = asyncio.create_task(notify_service.run_notifications(notifying, stop))
+    with caplog.at_level(logging.ERROR, logger=notify_loop.__name__):
+        task = asyncio.create_task(notify_loop.run_notifications(notifying, stop))
         await asyncio.wait_for(called.wait(), timeout=5)
         stop.set()
         await asyncio.wait_for(task, timeout=5)  # ended by stop, not by the error

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.retry import RetryPolicy
+from invoice_outbox.state import AppState
 from invoice_outbox.systems.channels.base import Delivered, RetryableDeliveryError
 from invoice_outbox.systems.models import System
 from invoice_outbox.worker import claims

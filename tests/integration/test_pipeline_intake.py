@@ -15,10 +15,10 @@ import pytest
 from defusedxml import ElementTree
 from fastapi import FastAPI
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.state import AppState
 from tests.conftest import PRACTICE_A, PRACTICE_B, make_token
 from tests.pipeline_helpers import (
     ROWS_NS,

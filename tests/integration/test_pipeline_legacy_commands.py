@@ -16,10 +16,10 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.state import AppState
 from tests.conftest import PRACTICE_A, PRACTICE_B, make_token
 from tests.pipeline_helpers import (
     all_sendings,

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.settings import Settings
+from invoice_outbox.state import AppState
 from tests.conftest import PRACTICE_A, build_settings
 from tests.pipeline_helpers import (
     all_sendings,
@@ -102,7 +102,7 @@ async def test_internal_targets_are_refused_unless_allowed(
     url: str,
     clock: FrozenClock,
 ) -> None:
-    from invoice_outbox.api.app import create_app
+    from invoice_outbox.app import create_app
 
     strict = build_settings(database_url, tmp_path, allow_private_targets=False)
     app = create_app(strict, clock=clock)

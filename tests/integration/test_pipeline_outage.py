@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.settings import Settings
+from invoice_outbox.state import AppState
 from invoice_outbox.worker.loop import Worker
 from tests.pipeline_helpers import (
     all_sendings,

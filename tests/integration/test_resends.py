@@ -16,15 +16,15 @@ import pytest
 from defusedxml import ElementTree
 from sqlalchemy import func, insert, select, update
 
-from invoice_outbox.admin import jobs_service
-from invoice_outbox.admin.jobs_service import LeaseLost, claim_job, run_batch, run_job_once
+from invoice_outbox.admin import resend_loop
 from invoice_outbox.admin.models import AuditEntry, ResendJob
-from invoice_outbox.api.state import AppState
+from invoice_outbox.admin.resend_loop import LeaseLost, claim_job, run_batch, run_job_once
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.legacy.xml_objects import SERVICE_NS
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from tests import factories
 from tests.conftest import NOW, PRACTICE_A, PRACTICE_B, make_token
 from tests.pipeline_helpers import (
@@ -606,13 +606,13 @@ async def test_a_job_over_5000_sendings_moves_its_cursor_batch_by_batch(
     cursors: list[str] = []
     done: list[int] = []
     while (looked_at := await run_batch(state, job_id, owner="test-runner")) is not None:
-        assert looked_at == jobs_service.BATCH_SIZE
+        assert looked_at == resend_loop.BATCH_SIZE
         job = await job_of(state, job_id)
         assert job.cursor is not None
         cursors.append(job.cursor["After"])
         done.append(job.done)
 
-    assert len(cursors) == 5000 // jobs_service.BATCH_SIZE
+    assert len(cursors) == 5000 // resend_loop.BATCH_SIZE
     assert cursors == sorted(cursors)
     assert len(set(cursors)) == len(cursors)
     assert done == list(range(500, 5001, 500))
@@ -810,15 +810,15 @@ async def test_the_background_runner_works_jobs_and_stops_when_told(
     )
     job_id = response.json()["Data"]["JobId"]
     finished = asyncio.Event()
-    real_finish = jobs_service._finish
+    real_finish = resend_loop._finish
 
     async def finish_and_tell(*args: Any, **kwargs: Any) -> None:
         await real_finish(*args, **kwargs)
         finished.set()
 
-    monkeypatch.setattr(jobs_service, "_finish", finish_and_tell)
+    monkeypatch.setattr(resend_loop, "_finish", finish_and_tell)
     stop = asyncio.Event()
-    runner = asyncio.create_task(jobs_service.run_resend_jobs(state, stop))
+    runner = asyncio.create_task(resend_loop.run_resend_jobs(state, stop))
     try:
         await asyncio.wait_for(finished.wait(), timeout=30)
     finally:
@@ -841,7 +841,7 @@ async def test_a_batch_that_keeps_failing_ends_the_job_as_failed(
     async def broken(*_args: Any, **_kwargs: Any) -> Sequence[uuid.UUID]:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(jobs_service, "requeue", broken)
+    monkeypatch.setattr(resend_loop, "requeue", broken)
     await run_job_once(state, job_id)
 
     job = await job_of(state, job_id)

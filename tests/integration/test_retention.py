@@ -8,11 +8,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.retention import purge_documents
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from tests.conftest import NOW, PRACTICE_A
 from tests.factories import sending
 

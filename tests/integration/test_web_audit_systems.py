@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.admin import audit
-from invoice_outbox.admin.jobs_service import run_job_once
-from invoice_outbox.api.state import AppState
+from invoice_outbox.admin.resend_loop import run_job_once
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from invoice_outbox.systems.models import System, SystemPractice
 from invoice_outbox.web.audit_page import PAGE_SIZE
 from tests.conftest import NOW, PRACTICE_A, PRACTICE_B

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.admin.jobs_service import run_job_once
 from invoice_outbox.admin.models import AuditEntry, ResendJob
-from invoice_outbox.api.state import AppState
+from invoice_outbox.admin.resend_loop import run_job_once
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from tests.conftest import NOW, PRACTICE_A
 from tests.factories import sending
 from tests.web_support import (

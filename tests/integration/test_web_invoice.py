@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.admin.models import AuditEntry
-from invoice_outbox.api.state import AppState
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from tests.conftest import NOW, PRACTICE_A, PRACTICE_B
 from tests.factories import sending
 from tests.web_support import (

@@ -7,9 +7,9 @@ from datetime import date, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from invoice_outbox.web import overview_data as data
 from tests.conftest import NOW, PRACTICE_A
 from tests.factories import sending

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.clock import FrozenClock
+from invoice_outbox.state import AppState
 from invoice_outbox.web.paging import PAGE_SIZE
 from invoice_outbox.web.templating import thousands
 from tests.conftest import NOW, PRACTICE_A, PRACTICE_B

@@ -14,12 +14,12 @@ from sqlalchemy import func, select
 from starlette.responses import PlainTextResponse, Response
 
 from invoice_outbox.admin.models import AuditEntry
-from invoice_outbox.api.state import AppState
+from invoice_outbox.auth.models import LoginFailure, WebSession
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.settings import Settings
+from invoice_outbox.state import AppState
 from invoice_outbox.web.csrf import EXPIRED_MESSAGE, CsrfChecked, CsrfForm
 from invoice_outbox.web.login import LOCKED, WRONG
-from invoice_outbox.web.models import LoginFailure, WebSession
 from invoice_outbox.web.sessions import COOKIE_NAME, AdminPage
 from tests.conftest import build_settings
 from tests.web_support import (
@@ -194,7 +194,7 @@ async def test_lockouts_survive_a_restart(
 ) -> None:
     for _ in range(5):
         await post_login(web, ADMIN_NAME, "guess")
-    from invoice_outbox.api.app import create_app
+    from invoice_outbox.app import create_app
 
     second = create_app(settings, clock=clock)
     async with second.router.lifespan_context(second):

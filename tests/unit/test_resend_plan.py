@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from invoice_outbox.admin.audit import BadCursor, decode_cursor
-from invoice_outbox.admin.jobs_service import Pacer
+from invoice_outbox.admin.resend_loop import Pacer
 from invoice_outbox.admin.resends import Plan, ResendRefused, Selection, notes, plan
 from invoice_outbox.sendings.commands import DISCARDED_PREFIX, is_discarded, resend_sources
 from invoice_outbox.sendings.status import SendingType, Status, can_transition

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from invoice_outbox.auth.lockout import MEMORY, lock_length
 from invoice_outbox.auth.principal import Principal, Role
 from invoice_outbox.cli import DEMO_CREDENTIALS_FILE, _print_banner
 from invoice_outbox.settings import Settings
 from invoice_outbox.web.csrf import tokens_match
-from invoice_outbox.web.lockout import MEMORY, lock_length
 from invoice_outbox.web.login import safe_next
 from invoice_outbox.web.overview_data import day_bounds
 from invoice_outbox.web.sessions import cookie_key, sign, unsign

@@ -48,11 +48,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.admin.models import NotificationRun
-from invoice_outbox.api.state import AppState
 from invoice_outbox.clock import Clock
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.settings import Settings
+from invoice_outbox.state import AppState
 from invoice_outbox.systems.channels.base import Delivery, DeliveryError
 from invoice_outbox.systems.channels.email import EmailChannel
 from invoice_outbox.systems.channels.http import HttpChannel

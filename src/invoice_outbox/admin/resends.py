@@ -2,7 +2,7 @@
 
 One sending at a time (resend, discard) is `invoice_outbox.admin.sending_actions`.  A bulk
 resend is a `ResendJob`: created here (with a preview of what it would do), worked through by
-`jobs_service` in keyset batches.  Its *members* are the sendings matching the selection when
+`resend_loop` in keyset batches.  Its *members* are the sendings matching the selection when
 the snapshot was taken; a member is resent only if it is unchanged since the snapshot, so a
 job never undoes what happened after the preview.  Functions never commit.
 """

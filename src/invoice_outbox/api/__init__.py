@@ -1,0 +1,55 @@
+"""Front end 1: the HTTP API (legacy routes of SPEC.md and the service's own), on FastAPI.
+
+Routes parse HTTP, call the domain and write answers; errors are mapped once (`errors.py`).
+`install_api(app, settings)` adds the routers, the error mapping and the request limits.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from invoice_outbox.api import (
+    admin_routes,
+    health,
+    invoices,
+    legacy_commands,
+    legacy_lists,
+    listing_routes,
+    metrics_route,
+    sandbox,
+    systems,
+    token_route,
+)
+from invoice_outbox.api.errors import install_error_handlers
+from invoice_outbox.api.limits import BodySizeLimit
+from invoice_outbox.api.paths import AspNetPaths
+from invoice_outbox.settings import Settings
+
+
+def install_api(app: FastAPI, settings: Settings) -> None:
+    """Add the API to `app`: error mapping, body limit, routers, ASP.NET-style paths."""
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    routers = [
+        health.router,
+        metrics_route.router,
+        token_route.router,
+        legacy_lists.router,
+        legacy_commands.router,
+        listing_routes.router,
+        admin_routes.router,
+        invoices.router,
+        systems.router,
+    ]
+    if settings.sandbox:
+        routers.append(sandbox.router)
+    for router in routers:
+        app.include_router(router)
+    api_paths = [
+        route.path
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/api/")
+    ]
+    app.add_middleware(AspNetPaths, templates=api_paths)

@@ -29,14 +29,15 @@ from invoice_outbox.admin.resends import (
 )
 from invoice_outbox.admin.sending_actions import discard_one, resend_one, sending_view
 from invoice_outbox.api.bodies import answer, read_body
+from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.errors import ApiError, bad_parameter
 from invoice_outbox.api.security import Admin, Caller
-from invoice_outbox.api.state import AppState, Session, State
 from invoice_outbox.legacy.json_format import json_value
 from invoice_outbox.legacy.negotiation import negotiate
 from invoice_outbox.legacy.xml_objects import xml_object
 from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.state import AppState
 from invoice_outbox.systems.schemas import Name
 from invoice_outbox.worker.waker import notify_workers
 

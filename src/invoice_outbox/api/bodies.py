@@ -18,10 +18,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from invoice_outbox.api.errors import ApiError
-from invoice_outbox.api.state import AppState
 from invoice_outbox.legacy.json_format import json_value
 from invoice_outbox.legacy.negotiation import negotiate
 from invoice_outbox.legacy.xml_objects import xml_object
+from invoice_outbox.state import AppState
 
 M = TypeVar("M", bound=BaseModel)
 XmlReader = Callable[[Any], dict[str, Any]]

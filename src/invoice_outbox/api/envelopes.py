@@ -9,10 +9,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.legacy.json_format import json_envelope, json_envelope_rows
 from invoice_outbox.legacy.negotiation import negotiate
 from invoice_outbox.legacy.xml_format import xml_envelope_guid, xml_envelope_rows
+from invoice_outbox.state import AppState
 
 
 def guid_envelope(

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from starlette.responses import JSONResponse
 
-from invoice_outbox.api.state import State
+from invoice_outbox.api.deps import State
 from invoice_outbox.db.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])

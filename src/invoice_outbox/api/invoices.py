@@ -16,13 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from invoice_outbox.api.bodies import answer, read_body, xml_children
+from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.envelopes import rows_envelope
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.api.security import Caller, ensure_practice_access
-from invoice_outbox.api.state import AppState, Session, State
 from invoice_outbox.sendings.intake import IntakeConflict, IntakeError, Submission, submit
 from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.state import AppState
 from invoice_outbox.systems.schemas import Name
 from invoice_outbox.worker.waker import notify_workers
 

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from invoice_outbox.admin import audit
+from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.envelopes import guid_envelope, rows_envelope
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.api.security import Admin, Caller, ensure_practice_access
-from invoice_outbox.api.state import Session, State
 from invoice_outbox.sendings.cancellation import InvoiceNotFound, cancel_invoice
 from invoice_outbox.sendings.commands import retry_all_failed
 from invoice_outbox.worker.waker import notify_workers

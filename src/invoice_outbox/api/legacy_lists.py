@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import ColumnElement
 from starlette.responses import Response
 
+from invoice_outbox.api.deps import State
 from invoice_outbox.api.docs import STATUS_LIST_RESPONSES
 from invoice_outbox.api.errors import bad_parameter
 from invoice_outbox.api.list_params import LEGACY_PARAMS, SENT_PARAMS, read_params, scoped
@@ -28,7 +29,6 @@ from invoice_outbox.api.listing_routes import (
     read_list_page,
 )
 from invoice_outbox.api.security import Admin, Caller
-from invoice_outbox.api.state import AppState, State
 from invoice_outbox.api.streaming import stream_status_rows
 from invoice_outbox.legacy.json_format import JSON_LIST, json_rows
 from invoice_outbox.legacy.negotiation import negotiate
@@ -37,6 +37,7 @@ from invoice_outbox.sendings.listing import Order, Page, filtered_statement
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.queries import STATUS_VO_COLUMNS, sent_between, status_vo_rows
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 
 router = APIRouter(tags=["legacy billing API"])
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ][0-9:.]*)?$")

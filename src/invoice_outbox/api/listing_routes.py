@@ -19,6 +19,7 @@ from sqlalchemy.orm import QueryableAttribute
 from starlette.responses import Response
 
 from invoice_outbox.api.bodies import answer
+from invoice_outbox.api.deps import State
 from invoice_outbox.api.docs import STATUS_VALUES
 from invoice_outbox.api.errors import bad_parameter
 from invoice_outbox.api.list_params import (
@@ -47,7 +48,6 @@ from invoice_outbox.api.list_params import (
     scoped,
 )
 from invoice_outbox.api.security import Admin, Caller, ensure_practice_access
-from invoice_outbox.api.state import AppState, State
 from invoice_outbox.sendings.cause_groups import cause_groups, failure_statuses, group_view
 from invoice_outbox.sendings.causes import (
     describe,
@@ -66,6 +66,7 @@ from invoice_outbox.sendings.listing import (
     scope_of,
 )
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.state import AppState
 from invoice_outbox.systems.holds import SystemHold, held_systems
 
 router = APIRouter(tags=["finding failures"])

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 from starlette.responses import Response
 
-from invoice_outbox.api.state import State
+from invoice_outbox.api.deps import State
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import CLAIMABLE
 from invoice_outbox.systems.models import System

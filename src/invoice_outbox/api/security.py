@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from invoice_outbox.api.deps import State
 from invoice_outbox.api.errors import forbidden, unauthorized
-from invoice_outbox.api.state import State
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.auth.tokens import InvalidToken, verify_token
 

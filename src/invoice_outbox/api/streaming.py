@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from invoice_outbox.api.state import AppState
 from invoice_outbox.legacy.frame import Frame
 from invoice_outbox.legacy.json_format import JSON_LIST, json_rows
 from invoice_outbox.legacy.negotiation import negotiate
 from invoice_outbox.legacy.xml_format import XML_LIST, xml_rows
 from invoice_outbox.sendings.queries import AnySelect
+from invoice_outbox.state import AppState
 
 
 async def _batches(

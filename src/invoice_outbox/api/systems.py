@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from invoice_outbox.admin import audit
 from invoice_outbox.api.bodies import answer, read_body, xml_children
+from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.api.security import Admin
-from invoice_outbox.api.state import Session, State
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import (

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Form
 from starlette.responses import Response
 
-from invoice_outbox.api.state import Session, State
+from invoice_outbox.api.deps import Session, State
 from invoice_outbox.auth.tokens import issue_token
 from invoice_outbox.auth.users import authenticate
 

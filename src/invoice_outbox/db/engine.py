@@ -9,8 +9,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
-# Every model must be registered before the first flush resolves foreign keys.
-from invoice_outbox.db import metadata as _all_models  # noqa: F401
 from invoice_outbox.db.urls import DatabaseUrls, normalise_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000

@@ -1,8 +1,7 @@
 """The admin dashboard: server-rendered pages under ``/admin`` (Jinja2, a little JS of our own).
 
 `install_web(app)` mounts it (routes, static files, HTML error pages).  The import is lazy so
-that `invoice_outbox.web.models` can be imported by the schema metadata without pulling in the
-web layer.
+that importing a module of this package does not build every page.
 
 How to add a page (the contract for the next pages):
 
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def install_web(app: FastAPI) -> None:
-    """Add the dashboard to `app`: call after `install_error_handlers(app)`."""
+    """Add the dashboard to `app`, after `install_api` (it wraps the API's error handlers)."""
     from invoice_outbox.web.setup import install
 
     install(app)

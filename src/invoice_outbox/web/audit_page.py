@@ -22,8 +22,8 @@ from starlette.responses import Response
 
 from invoice_outbox.admin import audit
 from invoice_outbox.admin.models import AuditEntry
+from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.list_params import parse_moment
-from invoice_outbox.api.state import Session, State
 from invoice_outbox.web.errors import PageError
 from invoice_outbox.web.params import page_errors, query_value
 from invoice_outbox.web.sessions import AdminPage

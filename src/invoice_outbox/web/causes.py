@@ -26,6 +26,7 @@ from starlette.responses import RedirectResponse, Response
 
 from invoice_outbox.admin.resends import ResendRefused, create_job
 from invoice_outbox.api.admin_routes import BulkResendIn, FilterIn
+from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.list_params import (
     STATUS,
     SYSTEM,
@@ -34,7 +35,6 @@ from invoice_outbox.api.list_params import (
     read_cause_selection,
 )
 from invoice_outbox.api.listing_routes import ITEM_COLUMNS, read_list_page, reading, sending_item
-from invoice_outbox.api.state import Session, State
 from invoice_outbox.sendings.cause_groups import CauseGroup, cause_groups, failure_statuses
 from invoice_outbox.sendings.causes import describe
 from invoice_outbox.sendings.filters import SendingFilter

@@ -32,9 +32,10 @@ from starlette.responses import RedirectResponse, Response
 from invoice_outbox.admin.resends import ResendRefused
 from invoice_outbox.admin.sending_actions import discard_one, resend_one
 from invoice_outbox.api.admin_routes import commit_and_wake
+from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.invoices import invoice_sendings
-from invoice_outbox.api.state import AppState, Session, State
 from invoice_outbox.auth.principal import Principal
+from invoice_outbox.state import AppState
 from invoice_outbox.web.csrf import CsrfForm
 from invoice_outbox.web.errors import PageError
 from invoice_outbox.web.invoice_view import MAX_REASON, invoice_view

@@ -11,7 +11,7 @@ Routes (admins only: practice users get a 403 page, nobody signed in goes to sig
 - ``POST /admin/jobs/{job_id}/run`` (CSRF, a reason): the API's "run what the dry run
   showed" (`create_job` with ``preview_job_id``); 303 to the new job's page.
 
-Jobs are worked through by the resend-job runner next to each worker (`jobs_service`), in
+Jobs are worked through by the resend-job runner next to each worker (`resend_loop`), in
 batches; these pages only read the job row.
 """
 
@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from invoice_outbox.admin.models import ResendJob
 from invoice_outbox.admin.resends import ResendRefused, create_job, job_view, recent_jobs
-from invoice_outbox.api.state import Session, State
+from invoice_outbox.api.deps import Session, State
 from invoice_outbox.sendings.causes import describe
 from invoice_outbox.web.csrf import CsrfForm
 from invoice_outbox.web.errors import PageError

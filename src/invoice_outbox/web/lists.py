@@ -19,11 +19,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from invoice_outbox.api.deps import State
 from invoice_outbox.api.list_params import LEGACY_PARAMS
 from invoice_outbox.api.listing_routes import sending_item
-from invoice_outbox.api.state import AppState, State
 from invoice_outbox.sendings.commands import is_discarded
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.state import AppState
 from invoice_outbox.systems.service import list_systems
 from invoice_outbox.web.paging import (
     FILTER_FIELDS,

@@ -3,7 +3,7 @@
 - ``GET /admin/login`` (anyone): the sign-in form.
 - ``POST /admin/login`` (anyone): check name and password; on success start a session and go
   to ``next`` (local ``/admin`` paths only) or the overview.  Failures are counted
-  (web/lockout.py); a locked name or client is refused for a while.
+  (auth/lockout.py); a locked name or client is refused for a while.
 - ``POST /admin/logout`` (signed-in users, with the CSRF token): end the session.
 
 Sign-ins, sign-outs and lock-outs are written to the audit log.  Passwords are never logged.
@@ -21,7 +21,13 @@ from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
 from invoice_outbox.admin import audit
-from invoice_outbox.api.state import Session, State
+from invoice_outbox.api.deps import Session, State
+from invoice_outbox.auth.lockout import (
+    LockoutPolicy,
+    forget_failures,
+    locked_until,
+    record_failure,
+)
 from invoice_outbox.auth.models import User
 from invoice_outbox.auth.users import authenticate
 from invoice_outbox.web.csrf import (
@@ -31,12 +37,6 @@ from invoice_outbox.web.csrf import (
     login_form_token,
     new_login_form_token,
     signed_login_form_token,
-)
-from invoice_outbox.web.lockout import (
-    LockoutPolicy,
-    forget_failures,
-    locked_until,
-    record_failure,
 )
 from invoice_outbox.web.sessions import (
     COOKIE_NAME,

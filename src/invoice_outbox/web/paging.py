@@ -37,10 +37,10 @@ from invoice_outbox.api.list_params import (
     read_params,
 )
 from invoice_outbox.api.listing_routes import ITEM_COLUMNS, read_list_page
-from invoice_outbox.api.state import AppState
 from invoice_outbox.sendings.causes import KNOWN, UNKNOWN, describe
 from invoice_outbox.sendings.filters import SendingFilter
 from invoice_outbox.sendings.listing import Order, Page
+from invoice_outbox.state import AppState
 from invoice_outbox.web.errors import PageError
 
 #: Rows per page of every list of the dashboard.

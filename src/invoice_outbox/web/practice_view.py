@@ -22,10 +22,10 @@ from typing import Final
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from invoice_outbox.api.deps import State
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.api.list_params import PRACTICE_VIEW_PARAMS, scoped
 from invoice_outbox.api.listing_routes import practice_item
-from invoice_outbox.api.state import State
 from invoice_outbox.sendings.commands import is_discarded
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.holds import held_systems

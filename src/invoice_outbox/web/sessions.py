@@ -33,12 +33,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from invoice_outbox.api.state import AppState, State
-from invoice_outbox.auth.models import User
+from invoice_outbox.api.deps import State
+from invoice_outbox.auth.models import User, WebSession
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.auth.users import principal_of
+from invoice_outbox.state import AppState
 from invoice_outbox.web.errors import LoginRequired, not_for_you
-from invoice_outbox.web.models import WebSession
 
 COOKIE_NAME: Final = "io_session"
 COOKIE_PATH: Final = "/admin"

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
-from invoice_outbox.api.state import State
+from invoice_outbox.api.deps import State
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.models import System, SystemPractice

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from invoice_outbox.db.metadata import target_metadata
+from invoice_outbox.schema import target_metadata
 
 config = context.config
 

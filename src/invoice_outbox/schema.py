@@ -1,4 +1,8 @@
-"""The complete metadata: importing this module registers every domain's models."""
+"""The whole schema: importing this module registers every domain's tables.
+
+Imported by the migrations and by `state.py`, so that foreign keys between domains resolve;
+no domain module needs it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,5 @@ from invoice_outbox.db.base import Base
 from invoice_outbox.sendings import documents as _documents  # noqa: F401
 from invoice_outbox.sendings import models as _sending_models  # noqa: F401
 from invoice_outbox.systems import models as _system_models  # noqa: F401
-from invoice_outbox.web import models as _web_models  # noqa: F401
 
 target_metadata = Base.metadata

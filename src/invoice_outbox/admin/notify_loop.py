@@ -9,7 +9,7 @@ import logging
 from datetime import timedelta
 
 from invoice_outbox.admin.notifications import next_due, notify_once
-from invoice_outbox.api.state import AppState
+from invoice_outbox.state import AppState
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Final
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from invoice_outbox.auth.models import LoginFailure
 from invoice_outbox.settings import Settings
-from invoice_outbox.web.models import LoginFailure
 
 #: How long failures are remembered, and the longest lock.
 MEMORY: Final = timedelta(hours=24)

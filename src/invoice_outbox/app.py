@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, error mapping, limits, and the runtime it owns."""
+"""Composition root of `serve`: the FastAPI application, the state it owns, and (optionally) a
+worker beside it.  Only entry points (the CLI, tests, benchmarks) import this module."""
 
 from __future__ import annotations
 
@@ -6,34 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from invoice_outbox import __version__
-from invoice_outbox.api import (
-    admin_routes,
-    health,
-    invoices,
-    legacy_commands,
-    legacy_lists,
-    listing_routes,
-    metrics_route,
-    sandbox,
-    systems,
-    token_route,
-)
-from invoice_outbox.api.errors import install_error_handlers
-from invoice_outbox.api.limits import BodySizeLimit
-from invoice_outbox.api.paths import AspNetPaths
-from invoice_outbox.api.state import AppState
+from invoice_outbox.api import install_api
 from invoice_outbox.auth.keys import signing_key
-from invoice_outbox.clock import Clock, SystemClock
-from invoice_outbox.db.engine import make_async_engine, make_session_factory
-from invoice_outbox.metrics import Metrics
+from invoice_outbox.clock import Clock
+from invoice_outbox.db.engine import make_async_engine
+from invoice_outbox.runner import run_background_worker
 from invoice_outbox.runtime import tune_garbage_collector
 from invoice_outbox.settings import Settings, get_settings
+from invoice_outbox.state import build_state
 from invoice_outbox.web import install_web
-from invoice_outbox.worker.runner import run_background_worker
-from invoice_outbox.worker.waker import Waker
 
 DESCRIPTION = """
 Sends medical practices' invoices to the external systems that must receive them, retries when
@@ -65,15 +49,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_async_engine(settings.database_url)
-        state = AppState(
-            settings=settings,
-            engine=engine,
-            sessions=make_session_factory(engine),
-            signing_key=signing_key(settings),
-            clock=clock or SystemClock(),
-            waker=Waker(),
-            metrics=Metrics(),
-        )
+        state = build_state(settings, engine, signing_key=signing_key(settings), clock=clock)
         app.state.runtime = state
         async with run_background_worker(state, enabled=run_worker):
             if tune_gc:
@@ -87,29 +63,6 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    routers = [
-        health.router,
-        metrics_route.router,
-        token_route.router,
-        legacy_lists.router,
-        legacy_commands.router,
-        listing_routes.router,
-        admin_routes.router,
-        invoices.router,
-        systems.router,
-    ]
-    if settings.sandbox:
-        routers.append(sandbox.router)
-    for router in routers:
-        app.include_router(router)
+    install_api(app, settings)
     install_web(app)  # the dashboard's pages under /admin (HTML, not in the OpenAPI schema)
-    api_paths = [
-        route.path
-        for router in routers
-        for route in router.routes
-        if isinstance(route, APIRoute) and route.path.startswith("/api/")
-    ]
-    app.add_middleware(AspNetPaths, templates=api_paths)
     return app

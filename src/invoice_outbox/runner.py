@@ -1,4 +1,8 @@
-"""Running a worker next to something else (the API), or on its own (the CLI)."""
+"""Composition root of the background work: the delivery worker, the resend-job and
+notification loops, and the LISTEN connection that wakes workers on PostgreSQL.
+
+Used by `app.py` (a worker inside `serve`) and by the `worker` command; nothing else imports it.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +13,19 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from invoice_outbox.admin.jobs_service import run_resend_jobs
-from invoice_outbox.admin.notify_service import run_notifications
-from invoice_outbox.api.state import AppState
-from invoice_outbox.clock import SystemClock
-from invoice_outbox.db.engine import make_session_factory
+from invoice_outbox.admin.notify_loop import run_notifications
+from invoice_outbox.admin.resend_loop import run_resend_jobs
 from invoice_outbox.db.urls import normalise_database_url
-from invoice_outbox.metrics import Metrics
 from invoice_outbox.runtime import tune_garbage_collector
 from invoice_outbox.settings import Settings
+from invoice_outbox.state import AppState, build_state
 from invoice_outbox.worker.loop import Worker
-from invoice_outbox.worker.waker import Waker, listen
+from invoice_outbox.worker.waker import listen
 
 
 def worker_state(settings: Settings, engine: AsyncEngine) -> AppState:
     """The state a worker process runs on without the API (so it signs no tokens)."""
-    return AppState(
-        settings=settings,
-        engine=engine,
-        sessions=make_session_factory(engine),
-        signing_key=b"",
-        clock=SystemClock(),
-        waker=Waker(),
-        metrics=Metrics(),
-    )
+    return build_state(settings, engine)
 
 
 def libpq_conninfo(database_url: str) -> str | None:

@@ -30,8 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from invoice_outbox.admin import audit
 from invoice_outbox.admin.models import ResendJob
 from invoice_outbox.admin.resends import job_plan, next_batch
-from invoice_outbox.api.state import AppState
 from invoice_outbox.sendings.commands import requeue
+from invoice_outbox.state import AppState
 from invoice_outbox.worker.waker import notify_workers
 
 log = logging.getLogger(__name__)
