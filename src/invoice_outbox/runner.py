@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from invoice_outbox import schema  # noqa: F401  (every table known before the first flush)
 from invoice_outbox.admin.notify_loop import run_notifications
 from invoice_outbox.admin.resend_loop import run_resend_jobs
 from invoice_outbox.db.urls import normalise_database_url

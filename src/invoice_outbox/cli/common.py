@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typer.core import TyperGroup
 
+from invoice_outbox import schema  # noqa: F401  (every table known before the first flush)
 from invoice_outbox.auth.keys import SigningKeyError
 from invoice_outbox.errors import Conflict, Invalid, NotFound, OutboxError, Unavailable
 from invoice_outbox.runtime import run_async
