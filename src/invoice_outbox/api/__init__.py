@@ -21,6 +21,7 @@ from invoice_outbox.api import (
     systems,
     token_route,
 )
+from invoice_outbox.api.database_errors import install_database_error_handlers
 from invoice_outbox.api.errors import install_error_handlers
 from invoice_outbox.api.limits import BodySizeLimit
 from invoice_outbox.api.paths import AspNetPaths
@@ -30,6 +31,7 @@ from invoice_outbox.settings import Settings
 def install_api(app: FastAPI, settings: Settings) -> None:
     """Add the API to `app`: error mapping, body limit, routers, ASP.NET-style paths."""
     install_error_handlers(app)
+    install_database_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     routers = [
         health.router,

@@ -1,8 +1,8 @@
 """Mounting the dashboard on the app: page routes, static files, HTML error pages.
 
-Pages live under ``/admin``; errors there (404, 405, bad forms, CSRF, 500) are answered with an
-HTML page, while every other path keeps the API's ``{"Message": ...}`` errors: the handlers the
-API installed are wrapped, not replaced.
+Pages live under ``/admin``; errors there (404, 405, bad forms, CSRF, 500, and 503 while the
+database cannot be reached) are answered with an HTML page, while every other path keeps the
+API's ``{"Message": ...}`` errors: the handlers the API installed are wrapped, not replaced.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from invoice_outbox.db.failures import DATABASE_ERRORS, as_unavailable, describe
+from invoice_outbox.errors import Unavailable
 from invoice_outbox.web import (
     audit_page,
     causes,
@@ -55,6 +57,7 @@ _TITLES = {
     405: "Not possible here",
     413: "Too large",
     429: "Too many requests",
+    503: "Try again in a moment",
 }
 
 
@@ -119,6 +122,10 @@ async def _page_validation(request: Request, exc: Exception) -> Response:
 
 async def _page_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"action": "page.error", "path": request.url.path})
+    return await _page_unexpected_answer(request)
+
+
+async def _page_unexpected_answer(request: Request) -> Response:
     return await error_page(
         request,
         500,
@@ -126,6 +133,31 @@ async def _page_unexpected(request: Request, exc: Exception) -> Response:
         "The page could not be shown because of an error on our side. It has been logged; "
         "try again in a moment.",
     )
+
+
+async def _page_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Unavailable)
+    log.warning("unavailable", extra={"action": "page.unavailable", "path": request.url.path})
+    response = await error_page(
+        request,
+        503,
+        _TITLES[503],
+        f"{exc.message} Nothing you sent was lost: reload the page once it is back.",
+    )
+    response.headers["Retry-After"] = str(max(1, exc.retry_after_seconds))
+    return response
+
+
+async def _page_database_error(request: Request, exc: Exception) -> Response:
+    unavailable = as_unavailable(exc)
+    if unavailable is not None:
+        return await _page_unavailable(request, unavailable)
+    log.error(
+        "database error",
+        exc_info=exc,
+        extra={"action": "page.error", "path": request.url.path, "error": describe(exc)},
+    )
+    return await _page_unexpected_answer(request)
 
 
 def install(app: FastAPI) -> None:
@@ -139,6 +171,8 @@ def install(app: FastAPI) -> None:
         (HTTPException, _page_http),
         (RequestValidationError, _page_validation),
         (Exception, _page_unexpected),
+        (Unavailable, _page_unavailable),
+        *((database_error, _page_database_error) for database_error in DATABASE_ERRORS),
     ):
         previous = cast(Handler | None, handlers.get(kind))
         app.add_exception_handler(kind, _wrap(previous, page))
