@@ -113,9 +113,9 @@ async def test_lists_submit_cancel_and_pages_answer_503_while_down_then_recover(
         assert (await client.get(path, headers=admin_headers)).status_code == 200
     await submit(client, practice_headers, invoice_body())
     assert (await client.post(cancel, headers=practice_headers)).status_code == 200
-    page = await client.get("/admin/")
-    assert page.status_code == 200
-    assert "text/html" in page.headers["content-type"]
+    home = await client.get("/admin/")
+    assert home.status_code == 200
+    assert "text/html" in home.headers["content-type"]
 
 
 async def test_a_sqlite_file_that_cannot_be_opened_answers_503(
@@ -132,7 +132,7 @@ async def test_a_sqlite_file_that_cannot_be_opened_answers_503(
                 _assert_unavailable(response)
 
 
-def _wrapped(error: Exception, *, invalidated: bool = False) -> sa_exc.DBAPIError:
+def _wrapped(error: Exception, *, invalidated: bool = False) -> sa_exc.StatementError:
     return sa_exc.DBAPIError.instance(
         "SELECT 1", None, error, Exception, connection_invalidated=invalidated
     )
