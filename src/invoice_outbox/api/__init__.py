@@ -21,6 +21,7 @@ from invoice_outbox.api import (
     systems,
     token_route,
 )
+from invoice_outbox.api.boundary import BoundaryCharacters, HeaderSizeLimit
 from invoice_outbox.api.database_errors import install_database_error_handlers
 from invoice_outbox.api.errors import install_error_handlers
 from invoice_outbox.api.limits import BodySizeLimit
@@ -29,9 +30,10 @@ from invoice_outbox.settings import Settings
 
 
 def install_api(app: FastAPI, settings: Settings) -> None:
-    """Add the API to `app`: error mapping, body limit, routers, ASP.NET-style paths."""
+    """Add the API to `app`: error mapping, request limits, routers, ASP.NET-style paths."""
     install_error_handlers(app)
     install_database_error_handlers(app)
+    app.add_middleware(BoundaryCharacters)  # inside the body limit: it reads form bodies whole
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     routers = [
         health.router,
@@ -55,3 +57,4 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         if isinstance(route, APIRoute) and route.path.startswith("/api/")
     ]
     app.add_middleware(AspNetPaths, templates=api_paths)
+    app.add_middleware(HeaderSizeLimit)  # outermost: before anything looks at the request

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -32,6 +32,7 @@ from invoice_outbox.api.bodies import answer, read_body
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.errors import ApiError, bad_parameter
+from invoice_outbox.api.list_params import parse_moment
 from invoice_outbox.api.security import Admin, Caller
 from invoice_outbox.legacy.json_format import json_value
 from invoice_outbox.legacy.negotiation import negotiate
@@ -457,10 +458,9 @@ async def resend_jobs(
 # Audit -----------------------------------------------------------------------------------
 
 
-def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise bad_parameter(name, "needs a time zone offset (e.g. 2026-02-05T00:00:00Z)")
-    return value
+def _moment(name: str, raw: str | None, zone: tzinfo, *, end: bool) -> datetime | None:
+    """`from` / `to` read as the list routes read them (`list_params.parse_moment`)."""
+    return None if raw is None or not raw.strip() else parse_moment(name, raw, zone, end=end)
 
 
 @router.get(
@@ -473,10 +473,12 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
         "`PracticeId`, `Target` (invoice id, sending id, job id, system or user name), "
         "`Affected` (up to 1,000 sending ids), `AffectedCount` (all of them), `Details`. "
         "Actions: " + ", ".join(f"`{a}`" for a in audit.ACTIONS) + ". Filters (all "
-        "optional): `actor`, `action`, `practiceId`, `target`, `from` (inclusive) and `to` "
-        "(exclusive) with an offset. Paging: `limit` (1-1000, default 100) and `cursor` = "
-        "the previous page's `NextCursor` (null on the last page). The log is append-only: "
-        "the database refuses to change or delete entries."
+        "optional): `actor`, `action`, `practiceId`, `target`, `from` and `to` as on the "
+        "lists: `yyyy-MM-dd` (a day in the service's time zone; `to` includes it) or an ISO "
+        "date-time (inclusive `from`, exclusive `to`; no offset: the service's zone). "
+        "Paging: `limit` (1-1000, default 100) and `cursor` = the previous page's "
+        "`NextCursor` (null on the last page). The log is append-only: the database refuses "
+        "to change or delete entries."
     ),
     response_class=Response,
     responses={
@@ -494,8 +496,8 @@ async def audit_log(
     action: Annotated[str | None, Query(max_length=64)] = None,
     practiceId: uuid.UUID | None = None,
     target: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[str | None, Query(alias="from", max_length=64)] = None,
+    until: Annotated[str | None, Query(alias="to", max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
@@ -504,8 +506,8 @@ async def audit_log(
         action=action,
         practice_id=practiceId,
         target=target,
-        since=_aware("from", since),
-        until=_aware("to", until),
+        since=_moment("from", since, state.settings.zone, end=False),
+        until=_moment("to", until, state.settings.zone, end=True),
     )
     try:
         entries, next_cursor = await audit.query(session, filters, limit=limit, cursor=cursor)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -130,6 +130,20 @@ def _parse_sent_date(raw: str) -> date:
         raise bad_parameter("sentDate", "is not a date (expected yyyy-MM-dd)") from None
 
 
+def _day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    """The start and end of `day` in `zone`; 400 when either is outside what can be stored
+    (the first and last days of the calendar, 0001-01-01 and 9999-12-31)."""
+    try:
+        start = datetime.combine(day, time.min, tzinfo=zone)
+        end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+        start.astimezone(UTC), end.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise bad_parameter(
+            "sentDate", "is outside the dates the service can answer for (0001-01-02 to 9999-12-30)"
+        ) from None
+    return start, end
+
+
 @router.get(
     "/api/v1/billing/invoices/sent/sentDate/{sentDate}",
     summary="Invoices delivered on a calendar date (service time zone)",
@@ -149,8 +163,7 @@ def _parse_sent_date(raw: str) -> date:
 async def sent_on(request: Request, state: State, caller: Caller, sentDate: str) -> Response:
     day = _parse_sent_date(sentDate)
     zone = state.settings.zone
-    start = datetime.combine(day, time.min, tzinfo=zone)
-    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+    start, end = _day_bounds(day, zone)
     params = read_params(request, SENT_PARAMS, zone)
     if not params.given:
         practices = None if caller.is_admin else caller.practices
