@@ -6,9 +6,10 @@
   and form bodies (URL-encoded or multipart) before any route runs; JSON and XML bodies are
   checked by their parser (`api/bodies.py`, with `control_character`).  Tab, CR and LF are
   allowed in bodies and queries (a reason may span lines).
-- **Header size.**  The server refuses oversize header lines itself (`cli.py` configures
-  uvicorn); `HeaderSizeLimit` also refuses a request whose headers add up to more than
-  `MAX_HEADER_BYTES` with 431, for servers that do not.
+- **Header size.**  The server refuses requests whose headers pass `MAX_HEADER_BYTES` itself,
+  before buffering them whole (`invoice_outbox.http_server`, configured by `cli.py`);
+  `HeaderSizeLimit` answers 431 too for a header line over `MAX_HEADER_LINE_BYTES` or headers
+  over `MAX_HEADER_BYTES` in total, whatever server runs the app.
 
 Refusals use the shape of where they land: an HTML page under ``/admin``, the OAuth error shape
 on ``/token``, the Web API shape (``{"Message": ...}`` or XML) everywhere else.
@@ -137,19 +138,31 @@ class BoundaryCharacters:
 
 
 class HeaderSizeLimit:
-    """431 when a request's headers add up to more than `max_bytes` (names and values)."""
+    """431 when one header (name and value) is longer than `max_line` bytes, or all of them add
+    up to more than `max_bytes`."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_HEADER_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_line: int = MAX_HEADER_LINE_BYTES,
+        max_bytes: int = MAX_HEADER_BYTES,
+    ) -> None:
         self.app = app
+        self.max_line = max_line
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            size = sum(len(name) + len(value) for name, value in scope["headers"])
-            if size > self.max_bytes:
+            sizes = [len(name) + len(value) for name, value in scope["headers"]]
+            message = None
+            if sizes and max(sizes) > self.max_line:
+                message = f"A request header is longer than the limit of {self.max_line} bytes."
+            elif sum(sizes) > self.max_bytes:
                 message = (
-                    f"The request's headers are larger than the limit of {self.max_bytes} bytes."
+                    f"The request headers are larger than the limit of {self.max_bytes} bytes."
                 )
+            if message is not None:
                 answer = refusal(scope, 431, "Request headers too large", message)
                 await answer(scope, receive, send)
                 return
