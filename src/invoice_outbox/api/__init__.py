@@ -21,10 +21,12 @@ from invoice_outbox.api import (
     systems,
     token_route,
 )
+from invoice_outbox.api.allowed_methods import AllowedMethods
 from invoice_outbox.api.boundary import BoundaryCharacters, HeaderSizeLimit
 from invoice_outbox.api.database_errors import install_database_error_handlers
 from invoice_outbox.api.errors import install_error_handlers
 from invoice_outbox.api.limits import BodySizeLimit
+from invoice_outbox.api.openapi import install_openapi
 from invoice_outbox.api.paths import AspNetPaths
 from invoice_outbox.settings import Settings
 
@@ -56,5 +58,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         for route in router.routes
         if isinstance(route, APIRoute) and route.path.startswith("/api/")
     ]
+    app.add_middleware(AllowedMethods)  # inside AspNetPaths: it sees the canonical path
     app.add_middleware(AspNetPaths, templates=api_paths)
     app.add_middleware(HeaderSizeLimit)  # outermost: before anything looks at the request
+    install_openapi(app)

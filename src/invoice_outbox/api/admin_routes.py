@@ -32,7 +32,16 @@ from invoice_outbox.api.bodies import answer, read_body
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.errors import ApiError, bad_parameter
-from invoice_outbox.api.list_params import parse_moment
+from invoice_outbox.api.list_params import (
+    FROM,
+    MAX_YEAR,
+    MIN_YEAR,
+    PARAM_SCHEMAS,
+    TO,
+    YEARS_PATTERN,
+    parse_moment,
+)
+from invoice_outbox.api.openapi import NOT_BLANK, body_doc
 from invoice_outbox.api.security import Admin, Caller
 from invoice_outbox.legacy.json_format import json_value
 from invoice_outbox.legacy.negotiation import negotiate
@@ -45,7 +54,7 @@ from invoice_outbox.worker.waker import notify_workers
 router = APIRouter(tags=["fixing failures"])
 
 _XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
-Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+Reason = Annotated[str, Field(min_length=1, max_length=1000, pattern=NOT_BLANK)]
 StatusName = Literal["Pending", "Sending", "Sent", "Failed", "Aborted", "Cancelled"]
 
 
@@ -133,18 +142,39 @@ class DiscardIn(BaseModel):
     Reason: Reason
 
 
+_YEARS: dict[str, Any] = {"pattern": YEARS_PATTERN}
+
+
+def _resendable_statuses(schema: dict[str, Any]) -> None:
+    """Only the statuses a resend can take (others are refused with 400, naming them)."""
+    schema["properties"]["Status"]["anyOf"][0]["items"] = {"enum": ["Failed", "Aborted", "Sent"]}
+
+
 class FilterIn(BaseModel):
     """Which sendings, as the lists filter them.  Times need an offset (``Z`` for UTC)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_resendable_statuses
+    )
 
     PracticeId: uuid.UUID | None = None
     System: Name | None = None
     SendingType: Literal["Invoice", "Cancellation"] | None = None
     Status: list[StatusName] | None = Field(default=None, max_length=6)
-    From: AwareDatetime | None = Field(default=None, description="SendingTime from (inclusive).")
-    To: AwareDatetime | None = Field(default=None, description="SendingTime before (exclusive).")
+    From: AwareDatetime | None = Field(
+        default=None, description="SendingTime from (inclusive).", json_schema_extra=_YEARS
+    )
+    To: AwareDatetime | None = Field(
+        default=None, description="SendingTime before (exclusive).", json_schema_extra=_YEARS
+    )
     Q: str | None = Field(default=None, max_length=200, description="Text in the Reason.")
+
+    @field_validator("From", "To")
+    @classmethod
+    def _in_years(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise ValueError(f"must be in the years {MIN_YEAR} to {MAX_YEAR}")
+        return value
 
     @field_validator("Status", mode="before")
     @classmethod
@@ -154,13 +184,38 @@ class FilterIn(BaseModel):
         return value
 
 
+def _bulk_rules(schema: dict[str, Any]) -> None:
+    """What the schema says beyond the fields: a selection is given (Cause, non-empty
+    SendingIds, Filter, or PreviewJobId), and PreviewJobId only with a real run."""
+    schema["allOf"] = [
+        {
+            "anyOf": [
+                {"required": ["Cause"], "properties": {"Cause": {"type": "string"}}},
+                {"required": ["SendingIds"], "properties": {"SendingIds": {"minItems": 1}}},
+                {"required": ["Filter"], "properties": {"Filter": {"type": "object"}}},
+                {"required": ["PreviewJobId"], "properties": {"PreviewJobId": {"type": "string"}}},
+            ]
+        },
+        {
+            "anyOf": [
+                {"not": {"required": ["PreviewJobId"]}},
+                {"properties": {"PreviewJobId": {"type": "null"}}},
+                {"not": {"required": ["DryRun"]}},
+                {"properties": {"DryRun": {"const": False}}},
+            ]
+        },
+    ]
+
+
 class BulkResendIn(BaseModel):
     """``POST api/v1/billing/resends``: give at least one of Cause, SendingIds, Filter (they
     are combined with AND), or PreviewJobId alone to run what a dry run showed."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_bulk_rules
+    )
 
-    Cause: str | None = Field(default=None, min_length=1, max_length=64)
+    Cause: str | None = Field(default=None, min_length=1, max_length=64, pattern=NOT_BLANK)
     SendingIds: list[uuid.UUID] | None = Field(default=None, max_length=MAX_SENDING_IDS)
     Filter: FilterIn | None = None
     DryRun: bool = False
@@ -186,37 +241,6 @@ class BulkResendIn(BaseModel):
             until=f.To,
             text=f.Q or None,
         )
-
-
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic JSON schema with its ``$defs`` inlined (OpenAPI cannot resolve them)."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
-
-
-def _body_doc(model: type[BaseModel], example: Mapping[str, Any]) -> dict[str, Any]:
-    schema = _inline(model.model_json_schema())
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": schema, "example": dict(example)},
-                "application/xml": {"schema": {"type": "string"}},
-            },
-        }
-    }
 
 
 _COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -252,7 +276,7 @@ async def commit_and_wake(session: AsyncSession, state: AppState) -> None:
     ),
     response_class=Response,
     responses=_COMMAND_RESPONSES,
-    openapi_extra=_body_doc(ResendIn, {"Reason": "MediSwitch is back up", "Force": False}),
+    openapi_extra=body_doc(ResendIn, {"Reason": "MediSwitch is back up", "Force": False}),
 )
 async def resend_sending(
     request: Request, state: State, session: Session, caller: Caller, sendingId: uuid.UUID
@@ -293,7 +317,7 @@ async def resend_sending(
     ),
     response_class=Response,
     responses=_COMMAND_RESPONSES,
-    openapi_extra=_body_doc(DiscardIn, {"Reason": "Duplicate invoice; the practice re-issued"}),
+    openapi_extra=body_doc(DiscardIn, {"Reason": "Duplicate invoice; the practice re-issued"}),
 )
 async def discard_sending(
     request: Request, state: State, session: Session, caller: Caller, sendingId: uuid.UUID
@@ -368,7 +392,7 @@ _BULK_EXAMPLE = {
         202: ENVELOPE_RESPONSES[200],
         **{k: v for k, v in _COMMAND_RESPONSES.items() if k != 200},
     },
-    openapi_extra=_body_doc(BulkResendIn, _BULK_EXAMPLE),
+    openapi_extra=body_doc(BulkResendIn, _BULK_EXAMPLE),
 )
 async def start_resend(request: Request, state: State, session: Session, caller: Admin) -> Response:
     body, _ = await read_body(request, BulkResendIn, _xml_bulk)
@@ -496,8 +520,8 @@ async def audit_log(
     action: Annotated[str | None, Query(max_length=64)] = None,
     practiceId: uuid.UUID | None = None,
     target: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[str | None, Query(alias="from", max_length=64)] = None,
-    until: Annotated[str | None, Query(alias="to", max_length=64)] = None,
+    since: Annotated[str | None, Query(alias="from", json_schema_extra=PARAM_SCHEMAS[FROM])] = None,
+    until: Annotated[str | None, Query(alias="to", json_schema_extra=PARAM_SCHEMAS[TO])] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
@@ -510,7 +534,9 @@ async def audit_log(
         until=_moment("to", until, state.settings.zone, end=True),
     )
     try:
-        entries, next_cursor = await audit.query(session, filters, limit=limit, cursor=cursor)
+        entries, next_cursor = await audit.query(
+            session, filters, limit=limit, cursor=cursor or None
+        )
     except audit.BadCursor:
         raise bad_parameter("cursor", "is not one this service handed out") from None
     value = {"Items": [audit.entry_view(e) for e in entries], "NextCursor": next_cursor}

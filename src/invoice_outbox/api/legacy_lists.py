@@ -12,16 +12,24 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from sqlalchemy import ColumnElement
 from starlette.responses import Response
 
 from invoice_outbox.api.deps import State
 from invoice_outbox.api.docs import STATUS_LIST_RESPONSES
 from invoice_outbox.api.errors import bad_parameter
-from invoice_outbox.api.list_params import LEGACY_PARAMS, SENT_PARAMS, read_params, scoped
+from invoice_outbox.api.list_params import (
+    LEGACY_PARAMS,
+    MAX_YEAR,
+    MIN_YEAR,
+    SENT_PARAMS,
+    YEARS_PATTERN,
+    read_params,
+    scoped,
+)
 from invoice_outbox.api.listing_routes import (
     PAGING_HEADERS_DOC,
     paging_headers,
@@ -41,6 +49,11 @@ from invoice_outbox.state import AppState
 
 router = APIRouter(tags=["legacy billing API"])
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ][0-9:.]*)?$")
+#: What the OpenAPI document says of sentDate (the legacy time suffix is read, not advertised).
+SENT_DATE_SCHEMA: dict[str, Any] = {
+    "format": "date",
+    "pattern": YEARS_PATTERN,
+}
 
 _PARAMETERS = (
     " Optional query parameters (names case-insensitive; none given: the answer is exactly the "
@@ -123,11 +136,14 @@ async def failed(request: Request, state: State, _caller: Admin) -> Response:
 def _parse_sent_date(raw: str) -> date:
     match = _DATE.match(raw.strip())
     try:
-        if match is None:
+        if match is None or not MIN_YEAR <= int(match[1]) <= MAX_YEAR:
             raise ValueError
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
-        raise bad_parameter("sentDate", "is not a date (expected yyyy-MM-dd)") from None
+        raise bad_parameter(
+            "sentDate",
+            f"is not a date (expected yyyy-MM-dd, in the years {MIN_YEAR} to {MAX_YEAR})",
+        ) from None
 
 
 def _day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
@@ -160,7 +176,12 @@ def _day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
     responses=_LIST_RESPONSES,
     openapi_extra=query_docs(SENT_PARAMS),
 )
-async def sent_on(request: Request, state: State, caller: Caller, sentDate: str) -> Response:
+async def sent_on(
+    request: Request,
+    state: State,
+    caller: Caller,
+    sentDate: Annotated[str, Path(json_schema_extra=SENT_DATE_SCHEMA)],
+) -> Response:
     day = _parse_sent_date(sentDate)
     zone = state.settings.zone
     start, end = _day_bounds(day, zone)

@@ -51,6 +51,10 @@ LIST_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE, FROM, TO, T
 PRACTICE_VIEW_PARAMS: Final = tuple(p for p in LIST_PARAMS if p != PRACTICE)
 CAUSE_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE, FROM, TO, TEXT)
 
+#: Years a `from`, `to` or `sentDate` may name: every instant of them exists in UTC and in any
+#: time zone (the calendar's first and last days do not).
+MIN_YEAR: Final = 1000
+MAX_YEAR: Final = 9998
 _SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 _CAUSE_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -60,6 +64,54 @@ _DIGITS = re.compile(r"[0-9]{1,7}")
 
 
 # Parameters ------------------------------------------------------------------------------------
+
+_GUID = r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}"
+_NAME = r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}"
+_SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+#: A date or date-time whose year is MIN_YEAR to MAX_YEAR (the rest is checked by the format).
+YEARS_PATTERN: Final = r"^(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
+
+
+def _listed(item: str) -> str:
+    """A pattern for comma-separated `item`s, white space around each, empty items allowed."""
+    one = rf"[ \t\r\n]*(?:{item}[ \t\r\n]*)?"
+    return rf"^{one}(?:,{one}){{0,{MAX_VALUES - 1}}}$"
+
+
+def _moment_schema() -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "string", "pattern": r"^[ \t\r\n]*$"},  # empty: as if not given
+            {"type": "string", "format": "date", "pattern": YEARS_PATTERN},
+            {"type": "string", "format": "date-time", "pattern": YEARS_PATTERN},
+        ]
+    }
+
+
+#: The OpenAPI schema of each parameter: exactly what `read_params` accepts.
+PARAM_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
+    PRACTICE: {"type": "string", "pattern": _listed(_GUID)},
+    SYSTEM: {"type": "string", "pattern": _listed(_NAME)},
+    SENDING_TYPE: {
+        "type": "string",
+        "pattern": _listed("|".join(t.value for t in SendingType).join("()")),
+    },
+    STATUS: {"type": "string", "pattern": _listed("|".join(t.value for t in Status).join("()"))},
+    CAUSE: {"type": "string", "pattern": _listed(_SLUG)},
+    FROM: _moment_schema(),
+    TO: _moment_schema(),
+    TEXT: {
+        "type": "string",
+        "maxLength": MAX_TEXT,
+        "pattern": r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f]*$",
+    },
+    CURSOR: {"type": "string", "pattern": r"^[A-Za-z0-9_-]*$"},  # only ones the service made
+}
+#: `status` of the cause groups (`read_cause_selection`).
+CAUSE_STATUS_SCHEMA: Final = {
+    "type": "string",
+    "pattern": _listed("|".join(s.value for s in FAILURE_STATUSES).join("()")),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +174,7 @@ def _members(
 
 def _causes(values: list[str]) -> frozenset[str]:
     causes = frozenset(v.lower() for v in values)
-    if any(len(c) > 64 or not _CAUSE_SLUG.fullmatch(c) for c in causes):
+    if any(not _CAUSE_SLUG.fullmatch(c) for c in causes):
         raise bad_parameter(CAUSE, "is not a cause (a slug such as http-503 or timeout)")
     return causes
 
@@ -151,12 +203,16 @@ def parse_moment(name: str, raw: str, zone: tzinfo, *, end: bool) -> datetime:
             moment = datetime.fromisoformat(text)
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=zone)
+        if not MIN_YEAR <= moment.year <= MAX_YEAR:
+            raise ValueError
         # The instant must exist in UTC (stored) and in the zone (XML dates) calendars.
         moment.astimezone(UTC).astimezone(zone)
         return moment
     except (ValueError, OverflowError):
         raise bad_parameter(
-            name, "is not a date or date-time (yyyy-MM-dd or yyyy-MM-ddTHH:mm:ss+02:00)"
+            name,
+            "is not a date or date-time (yyyy-MM-dd or yyyy-MM-ddTHH:mm:ss+02:00) in the years "
+            f"{MIN_YEAR} to {MAX_YEAR}",
         ) from None
 
 
@@ -172,8 +228,7 @@ def read_params(request: Request, names: Collection[str], zone: tzinfo) -> ListP
     first = {name: values[0] for name, values in found.items()}
     since = parse_moment(FROM, first[FROM], zone, end=False) if FROM in first else None
     until = parse_moment(TO, first[TO], zone, end=True) if TO in first else None
-    if since is not None and until is not None and since >= until:
-        raise bad_parameter(FROM, "is not before to")
+    # `from` at or after `to` is an empty interval: it selects nothing (no error).
     text = first.get(TEXT)
     if text is not None and len(text) > MAX_TEXT:
         raise bad_parameter(TEXT, f"is longer than {MAX_TEXT} characters")

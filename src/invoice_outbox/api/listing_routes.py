@@ -25,12 +25,14 @@ from invoice_outbox.api.errors import bad_parameter
 from invoice_outbox.api.list_params import (
     CAUSE,
     CAUSE_PARAMS,
+    CAUSE_STATUS_SCHEMA,
     CURSOR,
     DEFAULT_LIMIT,
     FROM,
     LEGACY_PARAMS,
     LIMIT,
     LIST_PARAMS,
+    PARAM_SCHEMAS,
     PRACTICE,
     PRACTICE_CAP,
     PRACTICE_VIEW_PARAMS,
@@ -255,8 +257,12 @@ _PARAM_DOCS: Final[Mapping[str, tuple[str, dict[str, Any]]]] = {
 }
 
 
-def query_docs(names: Sequence[str]) -> dict[str, Any]:
-    """OpenAPI `parameters` for the named query parameters (read by `read_params`)."""
+def query_docs(
+    names: Sequence[str], schemas: Mapping[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """OpenAPI `parameters` for the named query parameters (read by `read_params`); `schemas`
+    replaces the usual schema of some (where a route accepts fewer values)."""
+    schemas = {**PARAM_SCHEMAS, **(schemas or {})}
     return {
         "parameters": [
             {
@@ -264,7 +270,7 @@ def query_docs(names: Sequence[str]) -> dict[str, Any]:
                 "in": "query",
                 "required": False,
                 "description": _PARAM_DOCS[name][0],
-                "schema": _PARAM_DOCS[name][1],
+                "schema": schemas.get(name, _PARAM_DOCS[name][1]),
             }
             for name in names
         ]
@@ -400,7 +406,7 @@ async def practice_invoices(
         401: _ERROR_DOC,
         403: _ERROR_DOC,
     },
-    openapi_extra=query_docs(CAUSE_PARAMS),
+    openapi_extra=query_docs(CAUSE_PARAMS, {STATUS: CAUSE_STATUS_SCHEMA}),
 )
 async def list_causes(request: Request, state: State, _caller: Admin) -> Response:
     selection = read_cause_selection(request, state.settings.zone)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from invoice_outbox.admin import audit
 from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.errors import ApiError
+from invoice_outbox.api.openapi import body_doc
 from invoice_outbox.api.security import Admin
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import (
     SystemConfigError,
+    TargetUnreachable,
     get_system,
     list_systems,
     put_system,
@@ -26,6 +28,8 @@ from invoice_outbox.systems.service import (
 
 router = APIRouter(tags=["systems"])
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+#: A system's name in the path, as the schema says it (the route checks it with `_NAME`).
+SystemName = Annotated[str, Path(json_schema_extra={"pattern": _NAME.pattern})]
 
 
 def _configuration(system: System | None) -> dict[str, Any]:
@@ -82,13 +86,20 @@ def _xml_system(root: Any) -> dict[str, Any]:
         "never their values); the optional query parameter `reason` says why."
     ),
     response_class=Response,
+    responses={
+        409: {
+            "description": "The Url's or Host's name does not resolve, or resolves "
+            "to an internal address (unless INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true)."
+        }
+    },
+    openapi_extra=body_doc(SystemIn),
 )
 async def put(
     request: Request,
     state: State,
     session: Session,
     caller: Admin,
-    name: str,
+    name: SystemName,
     reason: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     if not _NAME.match(name):
@@ -104,6 +115,8 @@ async def put(
         existing = await get_system(session, name)
         before, old_secret = _configuration(existing), existing.secret if existing else None
         system, created = await put_system(session, name, spec, now=now)
+    except TargetUnreachable as exc:
+        raise ApiError(409, f"The system cannot be reached as configured: {exc}.") from None
     except SystemConfigError as exc:
         raise ApiError(400, f"The request is invalid: {exc}.") from None
     details = _changes(before, _configuration(system), system.secret != old_secret, created)
@@ -129,7 +142,7 @@ async def put(
     response_class=Response,
 )
 async def get(
-    request: Request, state: State, session: Session, _caller: Admin, name: str
+    request: Request, state: State, session: Session, _caller: Admin, name: SystemName
 ) -> Response:
     system = await get_system(session, name)
     if system is None:

@@ -38,17 +38,20 @@ def _oauth_error(error: str, description: str) -> Response:
         "20 from one address pause sign-in for 15 minutes, doubling): while paused, every "
         "attempt gets 400 `invalid_grant` saying so, without the password being checked."
     ),
-    responses={400: {"description": "unsupported grant type or wrong credentials"}},
+    responses={400: {"description": "unsupported grant type, wrong credentials, or paused"}},
 )
 async def issue(
     request: Request,
     state: State,
-    grant_type: Annotated[str, Form()] = "",
-    username: Annotated[str, Form(max_length=200)] = "",
-    password: Annotated[str, Form(max_length=1000)] = "",
+    grant_type: Annotated[str, Form(json_schema_extra={"enum": ["password"]})] = "",
+    username: Annotated[str, Form(json_schema_extra={"maxLength": 200})] = "",
+    password: Annotated[str, Form(json_schema_extra={"maxLength": 1000})] = "",
 ) -> Response:
+    # Checked here rather than by FastAPI, so that every refusal has the OAuth shape.
     if grant_type != "password":
         return _oauth_error("unsupported_grant_type", "Only grant_type=password is supported.")
+    if len(username) > 200 or len(password) > 1000:
+        return _oauth_error("invalid_request", "username or password is too long.")
     checked = await check_password(
         state.sessions,
         name=username.strip(),

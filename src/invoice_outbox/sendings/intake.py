@@ -43,7 +43,8 @@ class IntakeError(ValueError):
 
 
 class IntakeConflict(IntakeError):
-    """The submission contradicts the invoice's current state (a 409 for the caller)."""
+    """The submission contradicts the current state: the invoice's, or which systems exist
+    and serve the practice (a 409 for the caller: the request is sound, the state refuses it)."""
 
 
 async def _target_systems(session: AsyncSession, submission: Submission) -> list[str]:
@@ -51,7 +52,7 @@ async def _target_systems(session: AsyncSession, submission: Submission) -> list
     serving = set((await session.scalars(select(SystemPractice.system).where(of_practice))).all())
     if submission.systems is None:
         if not serving:
-            raise IntakeError(
+            raise IntakeConflict(
                 f"no systems are configured for practice {submission.practice_id}; "
                 "name them in Systems or configure the practice's systems"
             )
@@ -62,10 +63,10 @@ async def _target_systems(session: AsyncSession, submission: Submission) -> list
     known = set((await session.scalars(select(System.name).where(System.name.in_(names)))).all())
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise IntakeError(f"unknown system(s): {', '.join(unknown)}")
+        raise IntakeConflict(f"unknown system(s): {', '.join(unknown)}")
     foreign = [n for n in names if n not in serving]
     if foreign:
-        raise IntakeError(
+        raise IntakeConflict(
             f"system(s) not configured for practice {submission.practice_id}: {', '.join(foreign)}"
         )
     return names

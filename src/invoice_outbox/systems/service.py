@@ -20,6 +20,11 @@ class SystemConfigError(ValueError):
     """The configuration cannot be accepted; the message says why."""
 
 
+class TargetUnreachable(SystemConfigError):
+    """The target is well formed, but its host does not resolve, or resolves to an address
+    the service must not reach: the state of the world refuses it (a 409 for the caller)."""
+
+
 async def validate_target(spec: SystemIn, *, allow_private: bool) -> None:
     """Refuse targets on internal addresses (unless allowed) and malformed URLs."""
     try:
@@ -27,9 +32,12 @@ async def validate_target(spec: SystemIn, *, allow_private: bool) -> None:
             host, port = http_target_host(spec.Url or "")
         else:
             host, port = spec.Host or "", spec.Port or 587
-        await check_target(host, port, allow_private=allow_private)
     except TargetRefused as exc:
         raise SystemConfigError(str(exc)) from None
+    try:
+        await check_target(host, port, allow_private=allow_private)
+    except TargetRefused as exc:
+        raise TargetUnreachable(str(exc)) from None
 
 
 def _policy_config(spec: SystemIn) -> dict[str, Any]:
