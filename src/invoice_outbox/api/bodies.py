@@ -41,13 +41,28 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+_XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
+_JSON_TYPES: Final = frozenset({"application/json", "text/json"})
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 def is_xml(request: Request) -> bool:
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return content_type in {"application/xml", "text/xml"}
+    return _media_type(request) in _XML_TYPES
 
 
 async def read_body(request: Request, model: type[M], xml_reader: XmlReader) -> tuple[M, Any]:
-    """The validated body, and the parsed raw value (JSON value or XML element)."""
+    """The validated body, and the parsed raw value (JSON value or XML element).
+
+    JSON without a Content-Type too (as older clients send it); any other media type is a 415.
+    """
+    media = _media_type(request)
+    if media and media not in _XML_TYPES | _JSON_TYPES and not media.endswith("+json"):
+        raise ApiError(
+            415, f"The request entity's media type '{media}' is not supported for this resource."
+        )
     raw = await request.body()
     if not raw:
         raise ApiError(400, "The request is invalid: the body is empty.")

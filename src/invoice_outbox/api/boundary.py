@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from html import escape
 from typing import Final
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 import orjson
 from starlette.datastructures import Headers
@@ -132,9 +132,15 @@ class BoundaryCharacters:
             return control_message("the path", character)
         query: bytes = scope.get("query_string", b"")
         character = _control_byte(unquote_to_bytes(query.replace(b"+", b" ")))
-        if character is not None:
-            return control_message("the query string", character)
-        return None
+        if character is None:
+            return None
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if control_character(name) is not None:
+                return control_message("a query parameter's name", character)
+            if control_character(value) is not None:
+                safe = name if len(name) <= 50 else name[:50] + "..."
+                return control_message(f"the query parameter {safe}", character)
+        return control_message("the query string", character)
 
 
 class HeaderSizeLimit:

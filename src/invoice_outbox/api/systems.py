@@ -87,10 +87,11 @@ def _xml_system(root: Any) -> dict[str, Any]:
     ),
     response_class=Response,
     responses={
+        201: {"description": "The system, created."},
         409: {
             "description": "The Url's or Host's name does not resolve, or resolves "
             "to an internal address (unless INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true)."
-        }
+        },
     },
     openapi_extra=body_doc(SystemIn),
 )
