@@ -96,7 +96,7 @@ class BoundaryCharacters:
             return
         problem = self._in_url(scope)
         if problem is not None:
-            await refusal(scope, 400, "Please check the address", problem)(scope, receive, send)
+            await refusal(scope, 400, "Please check the request", problem)(scope, receive, send)
             return
         content_type = Headers(scope=scope).get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() not in _FORM_TYPES:
