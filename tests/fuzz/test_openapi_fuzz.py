@@ -178,8 +178,14 @@ def _fuzz(url: str, token: str, report: Path) -> tuple[int, str]:
         "--report-junit-path",
         str(report),
     ]
-    done = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=900, check=False
+    done = subprocess.run(  # in the temp dir: Schemathesis keeps a cache in its working dir
+        command,
+        env=env,
+        cwd=report.parent,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     return done.returncode, done.stdout + done.stderr
 
