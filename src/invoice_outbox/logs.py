@@ -35,3 +35,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # aiosqlite logs every statement with its parameters at DEBUG: never, whatever the level.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))

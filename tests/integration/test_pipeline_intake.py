@@ -306,29 +306,30 @@ async def test_an_empty_systems_list_is_refused(
         assert await count(state, Sending) == 0
 
 
-async def test_unknown_system_is_a_400_naming_it(
+async def test_unknown_system_is_a_409_naming_it(
     client: httpx.AsyncClient,
     practice_headers: dict[str, str],
     two_systems: tuple[str, str],
     state: AppState,
 ) -> None:
     body = invoice_body(systems=["MediSwitch", "NoSuchSwitch"])
-    response = await submit(client, practice_headers, body, expect=400)
+    # A sound request the configuration refuses (now): a conflict, as the intake's others.
+    response = await submit(client, practice_headers, body, expect=409)
     assert "NoSuchSwitch" in response.json()["Message"]
     assert await count(state, Sending) == 0  # all or nothing: not even MediSwitch's
 
 
-async def test_no_systems_configured_is_a_400(
+async def test_no_systems_configured_is_a_409(
     client: httpx.AsyncClient, practice_headers: dict[str, str], state: AppState
 ) -> None:
-    response = await submit(client, practice_headers, invoice_body(), expect=400)
+    response = await submit(client, practice_headers, invoice_body(), expect=409)
     message = response.json()["Message"]
     assert "no systems are configured" in message
     assert str(PRACTICE_A) in message
     assert await count(state, Sending) == 0
 
 
-async def test_system_of_another_practice_is_a_400(
+async def test_system_of_another_practice_is_a_409(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     practice_headers: dict[str, str],
@@ -339,7 +340,7 @@ async def test_system_of_another_practice_is_a_400(
         client, admin_headers, "OtherSwitch", receiver.url, practices=[PRACTICE_B]
     )
     response = await submit(
-        client, practice_headers, invoice_body(systems=["OtherSwitch"]), expect=400
+        client, practice_headers, invoice_body(systems=["OtherSwitch"]), expect=409
     )
     assert "OtherSwitch" in response.json()["Message"]
     assert await count(state, Sending) == 0

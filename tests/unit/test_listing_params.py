@@ -95,13 +95,11 @@ def test_parameters_a_route_does_not_take_are_ignored() -> None:
         ("status=Lost", "status"),
         ("cause=http 503", "cause"),
         ("cause=--", "cause"),
-        ("cause=" + "a" * 65, "cause"),
         ("from=yesterday", "from"),
         ("from=2026-02-30", "from"),
         ("to=2026-13-01", "to"),
         ("to=9999-12-31", "to"),
         ("from=0001-01-01T00:00:00%2B14:00", "from"),
-        ("from=2026-02-06&to=2026-02-05", "from"),
         ("q=" + "x" * 201, "q"),
         ("q=a%00b", "q"),
         ("system=Medi%00Switch", "system"),
@@ -161,3 +159,11 @@ def test_scoping_keeps_admins_unrestricted_and_confines_practice_users() -> None
             scoped(SendingFilter(practices=frozenset(other)), user_a)
     nobody = Principal("n", Role.PRACTICE, frozenset())
     assert scoped(SendingFilter(), nobody).practices == frozenset()
+
+
+def test_from_at_or_after_to_is_an_empty_interval_not_an_error() -> None:
+    params = _read("from=2026-02-06&to=2026-02-05")
+    since, until = params.selection.since, params.selection.until
+    assert since is not None
+    assert until is not None
+    assert since >= until

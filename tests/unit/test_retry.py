@@ -185,7 +185,7 @@ def test_config_defaults_and_numbers_as_seconds() -> None:
         ({"Schedule": []}, "Schedule must have at least one delay"),
         ({"Schedule": "5s"}, "Schedule must be a list of durations"),
         ({"Schedule": ["0s", "soon"]}, "Schedule\\[1\\]: 'soon' is not a duration"),
-        ({"Schedule": ["0s", -5]}, "Schedule\\[1\\]: -5 is not a non-negative number"),
+        ({"Schedule": ["0s", -5]}, "Schedule\\[1\\]: -5 is not a number of seconds from 0"),
         ({"Schedule": [True]}, "Schedule\\[0\\]: True is not a duration"),
         ({"Schedule": ["5x"]}, "Schedule\\[0\\]: '5x' is not a duration"),
         ({"MaxAttempts": 0}, "MaxAttempts must be at least 1, got 0"),

@@ -9,15 +9,18 @@ wire's (PascalCase).
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from invoice_outbox.admin.resends import MAX_SENDING_IDS, Selection
+from invoice_outbox.sendings.list_query import MAX_YEAR, MIN_YEAR, YEARS_PATTERN
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.systems.schemas import Name
+from invoice_outbox.text_patterns import NOT_BLANK
 
-Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+Reason = Annotated[str, Field(min_length=1, max_length=1000, pattern=NOT_BLANK)]
 StatusName = Literal["Pending", "Sending", "Sent", "Failed", "Aborted", "Cancelled"]
 
 
@@ -38,18 +41,40 @@ class DiscardIn(BaseModel):
     Reason: Reason
 
 
-class FilterIn(BaseModel):
-    """Which sendings, as the lists filter them.  Times need an offset (``Z`` for UTC)."""
+_YEARS: dict[str, Any] = {"pattern": YEARS_PATTERN}
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+def _resendable_statuses(schema: dict[str, Any]) -> None:
+    """Only the statuses a resend can take (others are refused with 400, naming them)."""
+    schema["properties"]["Status"]["anyOf"][0]["items"] = {"enum": ["Failed", "Aborted", "Sent"]}
+
+
+class FilterIn(BaseModel):
+    """Which sendings, as the lists filter them.  Times need an offset (``Z`` for UTC) and a
+    year from `MIN_YEAR` to `MAX_YEAR`, as the lists' ``from`` and ``to``."""
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_resendable_statuses
+    )
 
     PracticeId: uuid.UUID | None = None
     System: Name | None = None
     SendingType: Literal["Invoice", "Cancellation"] | None = None
     Status: list[StatusName] | None = Field(default=None, max_length=6)
-    From: AwareDatetime | None = Field(default=None, description="SendingTime from (inclusive).")
-    To: AwareDatetime | None = Field(default=None, description="SendingTime before (exclusive).")
+    From: AwareDatetime | None = Field(
+        default=None, description="SendingTime from (inclusive).", json_schema_extra=_YEARS
+    )
+    To: AwareDatetime | None = Field(
+        default=None, description="SendingTime before (exclusive).", json_schema_extra=_YEARS
+    )
     Q: str | None = Field(default=None, max_length=200, description="Text in the Reason.")
+
+    @field_validator("From", "To")
+    @classmethod
+    def _in_years(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise ValueError(f"must be in the years {MIN_YEAR} to {MAX_YEAR}")
+        return value
 
     @field_validator("Status", mode="before")
     @classmethod
@@ -59,13 +84,38 @@ class FilterIn(BaseModel):
         return value
 
 
+def _bulk_rules(schema: dict[str, Any]) -> None:
+    """What the schema says beyond the fields: a selection is given (Cause, non-empty
+    SendingIds, Filter, or PreviewJobId), and PreviewJobId only with a real run."""
+    schema["allOf"] = [
+        {
+            "anyOf": [
+                {"required": ["Cause"], "properties": {"Cause": {"type": "string"}}},
+                {"required": ["SendingIds"], "properties": {"SendingIds": {"minItems": 1}}},
+                {"required": ["Filter"], "properties": {"Filter": {"type": "object"}}},
+                {"required": ["PreviewJobId"], "properties": {"PreviewJobId": {"type": "string"}}},
+            ]
+        },
+        {
+            "anyOf": [
+                {"not": {"required": ["PreviewJobId"]}},
+                {"properties": {"PreviewJobId": {"type": "null"}}},
+                {"not": {"required": ["DryRun"]}},
+                {"properties": {"DryRun": {"const": False}}},
+            ]
+        },
+    ]
+
+
 class BulkResendIn(BaseModel):
     """``POST api/v1/billing/resends``: give at least one of Cause, SendingIds, Filter (they
     are combined with AND), or PreviewJobId alone to run what a dry run showed."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_bulk_rules
+    )
 
-    Cause: str | None = Field(default=None, min_length=1, max_length=64)
+    Cause: str | None = Field(default=None, min_length=1, max_length=64, pattern=NOT_BLANK)
     SendingIds: list[uuid.UUID] | None = Field(default=None, max_length=MAX_SENDING_IDS)
     Filter: FilterIn | None = None
     DryRun: bool = False

@@ -26,15 +26,19 @@ from invoice_outbox.api import (
     systems,
     token_route,
 )
+from invoice_outbox.api.allowed_methods import AllowedMethods
+from invoice_outbox.api.boundary import BoundaryCharacters, HeaderSizeLimit
 from invoice_outbox.api.errors import install_error_handlers
 from invoice_outbox.api.limits import BodySizeLimit
+from invoice_outbox.api.openapi import install_openapi
 from invoice_outbox.api.paths import AspNetPaths
 from invoice_outbox.settings import Settings
 
 
 def install_api(app: FastAPI, settings: Settings) -> None:
-    """Add the API to `app`: error mapping, body limit, routers, ASP.NET-style paths."""
+    """Add the API to `app`: error mapping, request limits, routers, ASP.NET-style paths."""
     install_error_handlers(app)
+    app.add_middleware(BoundaryCharacters)  # inside the body limit: it reads form bodies whole
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     routers = [
         health.router,
@@ -59,4 +63,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         for route in router.routes
         if isinstance(route, APIRoute) and route.path.startswith("/api/")
     ]
+    app.add_middleware(AllowedMethods)  # inside AspNetPaths: it sees the canonical path
     app.add_middleware(AspNetPaths, templates=api_paths)
+    app.add_middleware(HeaderSizeLimit)  # outermost: before anything looks at the request
+    install_openapi(app)

@@ -8,7 +8,7 @@ A plain object (not the command envelope), in JSON or XML.  Entries and paging c
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -18,17 +18,17 @@ from invoice_outbox.admin import audit
 from invoice_outbox.api.bodies import answer
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
+from invoice_outbox.api.list_params import PARAM_SCHEMAS
 from invoice_outbox.api.security import Admin
-from invoice_outbox.errors import InvalidParameter
+from invoice_outbox.sendings.list_query import FROM, TO, parse_moment
 
 router = APIRouter(tags=["fixing failures"])
 
 
-def _aware(name: str, value: datetime | None) -> datetime | None:
-    """`value` if it has an offset; `InvalidParameter` (`name`) for a time without one."""
-    if value is not None and value.tzinfo is None:
-        raise InvalidParameter(name, "needs a time zone offset (e.g. 2026-02-05T00:00:00Z)")
-    return value
+def _moment(name: str, raw: str | None, zone: tzinfo, *, end: bool) -> datetime | None:
+    """`from` / `to` read as the lists read them (`list_query.parse_moment`: an
+    `InvalidParameter` naming `name` for a value that is not a date or date-time)."""
+    return None if raw is None or not raw.strip() else parse_moment(name, raw, zone, end=end)
 
 
 @router.get(
@@ -41,10 +41,12 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
         "`PracticeId`, `Target` (invoice id, sending id, job id, system or user name), "
         "`Affected` (up to 1,000 sending ids), `AffectedCount` (all of them), `Details`. "
         "Actions: " + ", ".join(f"`{a}`" for a in audit.ACTIONS) + ". Filters (all "
-        "optional): `actor`, `action`, `practiceId`, `target`, `from` (inclusive) and `to` "
-        "(exclusive) with an offset. Paging: `limit` (1-1000, default 100) and `cursor` = "
-        "the previous page's `NextCursor` (null on the last page). The log is append-only: "
-        "the database refuses to change or delete entries."
+        "optional): `actor`, `action`, `practiceId`, `target`, `from` and `to` as on the "
+        "lists: `yyyy-MM-dd` (a day in the service's time zone; `to` includes it) or an ISO "
+        "date-time (inclusive `from`, exclusive `to`; no offset: the service's zone). "
+        "Paging: `limit` (1-1000, default 100) and `cursor` = the previous page's "
+        "`NextCursor` (null on the last page). The log is append-only: the database refuses "
+        "to change or delete entries."
     ),
     response_class=Response,
     responses={
@@ -62,8 +64,8 @@ async def audit_log(
     action: Annotated[str | None, Query(max_length=64)] = None,
     practiceId: uuid.UUID | None = None,
     target: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[str | None, Query(alias="from", json_schema_extra=PARAM_SCHEMAS[FROM])] = None,
+    until: Annotated[str | None, Query(alias="to", json_schema_extra=PARAM_SCHEMAS[TO])] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
@@ -72,9 +74,9 @@ async def audit_log(
         action=action,
         practice_id=practiceId,
         target=target,
-        since=_aware("from", since),
-        until=_aware("to", until),
+        since=_moment(FROM, since, state.settings.zone, end=False),
+        until=_moment(TO, until, state.settings.zone, end=True),
     )
-    entries, next_cursor = await audit.query(session, filters, limit=limit, cursor=cursor)
+    entries, next_cursor = await audit.query(session, filters, limit=limit, cursor=cursor or None)
     value = {"Items": [audit.entry_view(e) for e in entries], "NextCursor": next_cursor}
     return answer(request, state, value, root="AuditLog")

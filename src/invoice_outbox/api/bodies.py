@@ -3,12 +3,17 @@
 XML is parsed with defusedxml (no entities, no DTDs, no external references); JSON with orjson.
 Both turn into plain Python values validated by the same pydantic model, so a field means the
 same thing whatever the format.  Body size is already bounded by the BodySizeLimit middleware.
+
+Both parsers refuse, with a 400 naming the limit, values nested deeper than `MAX_DEPTH` (checked
+without recursion: while parsing for XML, by walking the parsed value for JSON) and strings with
+control characters other than tab, CR and LF (`api/boundary.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from io import BytesIO
+from typing import Any, Final, TypeVar
 
 import orjson
 from defusedxml import ElementTree
@@ -17,6 +22,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
+from invoice_outbox.api.boundary import control_character, control_message
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.legacy.json_format import json_value
 from invoice_outbox.legacy.negotiation import negotiate
@@ -27,31 +33,42 @@ M = TypeVar("M", bound=BaseModel)
 XmlReader = Callable[[Any], dict[str, Any]]
 _XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
+#: Deepest nesting of objects/arrays (JSON) or elements (XML) a body may have.
+MAX_DEPTH: Final = 64
+_TOO_DEEP: Final = f"The request is invalid: the body is nested deeper than {MAX_DEPTH} levels."
+
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+_XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
+_JSON_TYPES: Final = frozenset({"application/json", "text/json"})
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 def is_xml(request: Request) -> bool:
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return content_type in {"application/xml", "text/xml"}
+    return _media_type(request) in _XML_TYPES
 
 
 async def read_body(request: Request, model: type[M], xml_reader: XmlReader) -> tuple[M, Any]:
-    """The validated body, and the parsed raw value (JSON value or XML element)."""
+    """The validated body, and the parsed raw value (JSON value or XML element).
+
+    JSON without a Content-Type too (as older clients send it); any other media type is a 415.
+    """
+    media = _media_type(request)
+    if media and media not in _XML_TYPES | _JSON_TYPES and not media.endswith("+json"):
+        raise ApiError(
+            415, f"The request entity's media type '{media}' is not supported for this resource."
+        )
     raw = await request.body()
     if not raw:
         raise ApiError(400, "The request is invalid: the body is empty.")
     if is_xml(request):
-        try:
-            root = ElementTree.fromstring(raw, forbid_dtd=True)
-        except (ElementTree.ParseError, DefusedXmlException, ValueError) as exc:
-            message = (
-                "DTDs and entities are not accepted"
-                if isinstance(exc, DefusedXmlException)
-                else "it is not well-formed XML"
-            )
-            raise ApiError(400, f"The request is invalid: {message}.") from None
+        root = parse_xml(raw)
         parsed: Any = root
         data = xml_reader(root)
     else:
@@ -61,6 +78,7 @@ async def read_body(request: Request, model: type[M], xml_reader: XmlReader) -> 
             raise ApiError(400, "The request is invalid: the body is not valid JSON.") from None
         if not isinstance(parsed, dict):
             raise ApiError(400, "The request is invalid: the body must be a JSON object.")
+        check_json_value(parsed)
         data = parsed
     try:
         return model.model_validate(data), parsed
@@ -69,6 +87,68 @@ async def read_body(request: Request, model: type[M], xml_reader: XmlReader) -> 
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
         )
         raise ApiError(400, f"The request is invalid. {problems}.") from None
+
+
+def check_json_value(value: Any) -> None:
+    """400 when `value` nests deeper than `MAX_DEPTH` or a key or string has a control character.
+
+    Iterative (a stack, not recursion), so no depth orjson accepts can exhaust the stack here.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise ApiError(400, _TOO_DEEP)
+            if isinstance(item, dict):
+                for key, member in item.items():
+                    _check_text(key)
+                    stack.append((member, depth + 1))
+            else:
+                stack.extend((member, depth + 1) for member in item)
+        elif isinstance(item, str):
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    character = control_character(text)
+    if character is not None:
+        raise ApiError(400, control_message("a string in the body", character))
+
+
+def parse_xml(raw: bytes) -> Any:
+    """The root element of `raw`; 400 for XML that is not well-formed, has a DTD or entities,
+    nests deeper than `MAX_DEPTH`, or has a control character in a text or attribute.
+
+    The depth is counted on the parser's start and end events, so a deep document is refused
+    before its tree is built.
+    """
+    depth = 0
+    root: Any = None
+    try:
+        events = ElementTree.iterparse(BytesIO(raw), events=("start", "end"), forbid_dtd=True)
+        for event, element in events:
+            if event == "end":
+                depth -= 1
+                for text in (element.text, element.tail, *element.attrib.values()):
+                    if text:
+                        _check_text(text)
+                continue
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ApiError(400, _TOO_DEEP)
+            if root is None:
+                root = element
+    except (ElementTree.ParseError, DefusedXmlException, ValueError) as exc:
+        message = (
+            "DTDs and entities are not accepted"
+            if isinstance(exc, DefusedXmlException)
+            else "it is not well-formed XML"
+        )
+        raise ApiError(400, f"The request is invalid: {message}.") from None
+    if root is None:
+        raise ApiError(400, "The request is invalid: it is not well-formed XML.")
+    return root
 
 
 def xml_children(element: Any) -> dict[str, Any]:

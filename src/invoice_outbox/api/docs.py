@@ -1,4 +1,5 @@
-"""OpenAPI fragments shared by the legacy routes: examples of both formats, value definitions."""
+"""OpenAPI fragments shared by the routes: examples of both formats, value definitions, request
+bodies (`body_doc`).  The whole document is completed once by `api/openapi.py`."""
 
 from __future__ import annotations
 
@@ -119,16 +120,23 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def body_doc(model: type[BaseModel], example: Mapping[str, Any]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` of a command read by `read_body`: `model`'s schema with an
-    `example` in JSON, and XML (a string: DataContract XML of the same members)."""
+def body_doc(
+    model: type[BaseModel],
+    example: Mapping[str, Any] | None = None,
+    *,
+    properties: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``openapi_extra`` for a route reading a body of `model` with `read_body` (required).
+
+    The schema is JSON's (`model`'s, with `example`); XML bodies are read too, and the route's
+    description shows their shape (DataContract XML of the same members).  `properties`
+    replaces the schemas of some fields (ones that refer to named schemas, `api/openapi.py`).
+    """
     schema = _inline(model.model_json_schema())
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": schema, "example": dict(example)},
-                "application/xml": {"schema": {"type": "string"}},
-            },
-        }
-    }
+    for name, replacement in (properties or {}).items():
+        description = schema["properties"][name].get("description")
+        schema["properties"][name] = {**replacement, "description": description}
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = dict(example)
+    return {"requestBody": {"required": True, "content": {"application/json": content}}}

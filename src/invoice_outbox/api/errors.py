@@ -11,13 +11,20 @@ let them propagate:
 The message is the error's own, except an `Invalid` one, which reads as ASP.NET Web API words
 a bad request: ``The request is invalid: <message>.``  `ApiError` is for answers only HTTP
 knows: 401 with ``WWW-Authenticate``, and a body that is not JSON or XML of the right shape.
+
+Database errors are translated here too, once for every route of the app (the dashboard's
+included): a connection-level or transient one (`invoice_outbox.db.failures.as_unavailable`)
+becomes the domain's `Unavailable` and is answered by the app's handler of domain errors (503
+with ``Retry-After``; the dashboard wraps that handler into its 503 page), any other by the
+app's handler of unexpected errors (500, logged; its message is already scrubbed of row values
+by the engine).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +34,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from invoice_outbox.auth.principal import DENIED
+from invoice_outbox.db.failures import DATABASE_ERRORS, as_unavailable, describe
 from invoice_outbox.errors import (
     Conflict,
     Forbidden,
@@ -40,6 +48,8 @@ from invoice_outbox.legacy.negotiation import negotiate
 from invoice_outbox.legacy.xml_format import error_xml
 
 log = logging.getLogger(__name__)
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 __all__ = [
     "DENIED",
@@ -128,6 +138,22 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "The request is invalid. " + "; ".join(problems) + "."
 
 
+async def on_database_error(request: Request, exc: Exception) -> Response:
+    """A database error, as what it means: the domain's `Unavailable` when the database cannot
+    be reached or answer now, else an unexpected error.  Answered by the app's handlers of
+    those (looked up per request, so the dashboard's wrappers apply under ``/admin``)."""
+    handlers = request.app.exception_handlers
+    unavailable = as_unavailable(exc)
+    if unavailable is None:
+        return await cast(Handler, handlers[Exception])(request, exc)
+    log.warning(
+        "database unavailable",
+        extra={"action": "request.unavailable", "path": request.url.path, "error": describe(exc)},
+    )
+    unavailable.__cause__ = exc
+    return await cast(Handler, handlers[OutboxError])(request, unavailable)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error the app can raise to the Web API shape, once."""
 
@@ -167,3 +193,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, on_database_error)

@@ -17,8 +17,9 @@ from starlette.responses import Response
 
 from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.deps import Session, State
-from invoice_outbox.api.docs import ENVELOPE_RESPONSES
+from invoice_outbox.api.docs import ENVELOPE_RESPONSES, body_doc
 from invoice_outbox.api.envelopes import rows_envelope
+from invoice_outbox.api.openapi import DOCUMENT_SCHEMA
 from invoice_outbox.api.security import Caller
 from invoice_outbox.sendings.cancellation import InvoiceNotFound
 from invoice_outbox.sendings.intake import IntakeError, Submission, submit_idempotently
@@ -37,8 +38,11 @@ class InvoiceIn(BaseModel):
 
     InvoiceId: uuid.UUID
     EncounterId: uuid.UUID
-    Systems: list[Name] | None = Field(default=None, max_length=50)
-    Document: Any = Field(description="JSON: any object. XML: one child element of <Document>.")
+    Systems: list[Name] | None = Field(default=None, min_length=1, max_length=50)
+    Document: Any = Field(
+        description="The invoice, kept as given. JSON: any value but null. XML: one child "
+        "element of <Document>.",
+    )
 
 
 def _xml_invoice(root: Element) -> dict[str, Any]:
@@ -74,6 +78,7 @@ def _document(body: InvoiceIn) -> tuple[bytes, str]:
     ),
     response_class=Response,
     responses={**ENVELOPE_RESPONSES, 409: ENVELOPE_RESPONSES[400]},
+    openapi_extra=body_doc(InvoiceIn, properties={"Document": DOCUMENT_SCHEMA}),
 )
 async def submit_invoice(
     request: Request,

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from sqlalchemy import ColumnElement
 from starlette.responses import Response
 
@@ -28,7 +28,15 @@ from invoice_outbox.errors import InvalidParameter
 from invoice_outbox.legacy.json_format import JSON_LIST, json_rows
 from invoice_outbox.legacy.negotiation import negotiate
 from invoice_outbox.legacy.xml_format import XML_LIST, xml_rows
-from invoice_outbox.sendings.list_query import LEGACY_PARAMS, SENT_PARAMS, read_params, scoped
+from invoice_outbox.sendings.list_query import (
+    LEGACY_PARAMS,
+    MAX_YEAR,
+    MIN_YEAR,
+    SENT_PARAMS,
+    YEARS_PATTERN,
+    read_params,
+    scoped,
+)
 from invoice_outbox.sendings.listing import Order, Page, filtered_statement
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.pages import read_list_page
@@ -38,6 +46,11 @@ from invoice_outbox.state import AppState
 
 router = APIRouter(tags=["legacy billing API"])
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ][0-9:.]*)?$")
+#: What the OpenAPI document says of sentDate (the legacy time suffix is read, not advertised).
+SENT_DATE_SCHEMA: dict[str, Any] = {
+    "format": "date",
+    "pattern": YEARS_PATTERN,
+}
 
 _PARAMETERS = (
     " Optional query parameters (names case-insensitive; none given: the answer is exactly the "
@@ -121,11 +134,28 @@ async def failed(request: Request, state: State, _caller: Admin) -> Response:
 def _parse_sent_date(raw: str) -> date:
     match = _DATE.match(raw.strip())
     try:
-        if match is None:
+        if match is None or not MIN_YEAR <= int(match[1]) <= MAX_YEAR:
             raise ValueError
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
-        raise InvalidParameter("sentDate", "is not a date (expected yyyy-MM-dd)") from None
+        raise InvalidParameter(
+            "sentDate",
+            f"is not a date (expected yyyy-MM-dd, in the years {MIN_YEAR} to {MAX_YEAR})",
+        ) from None
+
+
+def _day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    """The start and end of `day` in `zone`; `InvalidParameter` when either is outside what
+    can be stored (the first and last days of the calendar, 0001-01-01 and 9999-12-31)."""
+    try:
+        start = datetime.combine(day, time.min, tzinfo=zone)
+        end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+        start.astimezone(UTC), end.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidParameter(
+            "sentDate", "is outside the dates the service can answer for (0001-01-02 to 9999-12-30)"
+        ) from None
+    return start, end
 
 
 @router.get(
@@ -144,11 +174,15 @@ def _parse_sent_date(raw: str) -> date:
     responses=_LIST_RESPONSES,
     openapi_extra=query_docs(SENT_PARAMS),
 )
-async def sent_on(request: Request, state: State, caller: Caller, sentDate: str) -> Response:
+async def sent_on(
+    request: Request,
+    state: State,
+    caller: Caller,
+    sentDate: Annotated[str, Path(json_schema_extra=SENT_DATE_SCHEMA)],
+) -> Response:
     day = _parse_sent_date(sentDate)
     zone = state.settings.zone
-    start = datetime.combine(day, time.min, tzinfo=zone)
-    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+    start, end = _day_bounds(day, zone)
     params = read_params(request.query_params.multi_items(), SENT_PARAMS, zone)
     if not params.given:
         practices = None if caller.is_admin else caller.practices

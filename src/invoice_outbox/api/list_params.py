@@ -2,7 +2,8 @@
 
 The parameters are read by the domain (`invoice_outbox.sendings.list_query.read_params`, which
 every list of both front ends shares); here is what only HTTP has: their OpenAPI description
-(`query_docs`) and the paging headers of a page (`paging_headers`, `PAGING_HEADERS_DOC`).
+(`query_docs`; `PARAM_SCHEMAS` says exactly what `read_params` accepts) and the paging headers
+of a page (`paging_headers`, `PAGING_HEADERS_DOC`).
 """
 
 from __future__ import annotations
@@ -12,20 +13,26 @@ from typing import Any, Final
 
 from starlette.requests import Request
 
+from invoice_outbox.sendings.causes import FAILURE_STATUSES
 from invoice_outbox.sendings.list_query import (
     CAUSE,
     CURSOR,
     DEFAULT_LIMIT,
     FROM,
     LIMIT,
+    MAX_TEXT,
+    MAX_VALUES,
     PRACTICE,
     SENDING_TYPE,
     STATUS,
     SYSTEM,
     TEXT,
     TO,
+    YEARS_PATTERN,
 )
 from invoice_outbox.sendings.listing import MAX_LIMIT, Page
+from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.text_patterns import NO_CONTROLS
 
 _PARAM_DOCS: Final[Mapping[str, tuple[str, dict[str, Any]]]] = {
     PRACTICE: ("Only these practices (GUID; repeat or comma-separate).", {"type": "string"}),
@@ -68,8 +75,55 @@ _PARAM_DOCS: Final[Mapping[str, tuple[str, dict[str, Any]]]] = {
 }
 
 
-def query_docs(names: Sequence[str]) -> dict[str, Any]:
-    """OpenAPI `parameters` for the named query parameters (read by `read_params`)."""
+_GUID = r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}"
+_NAME = r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}"
+_SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+
+
+def _listed(item: str) -> str:
+    """A pattern for comma-separated `item`s, white space around each, empty items allowed."""
+    one = rf"[ \t\r\n]*(?:{item}[ \t\r\n]*)?"
+    return rf"^{one}(?:,{one}){{0,{MAX_VALUES - 1}}}$"
+
+
+def _moment_schema() -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "string", "pattern": r"^[ \t\r\n]*$"},  # empty: as if not given
+            {"type": "string", "format": "date", "pattern": YEARS_PATTERN},
+            {"type": "string", "format": "date-time", "pattern": YEARS_PATTERN},
+        ]
+    }
+
+
+#: The OpenAPI schema of each parameter: exactly what `read_params` accepts.
+PARAM_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
+    PRACTICE: {"type": "string", "pattern": _listed(_GUID)},
+    SYSTEM: {"type": "string", "pattern": _listed(_NAME)},
+    SENDING_TYPE: {
+        "type": "string",
+        "pattern": _listed("|".join(t.value for t in SendingType).join("()")),
+    },
+    STATUS: {"type": "string", "pattern": _listed("|".join(t.value for t in Status).join("()"))},
+    CAUSE: {"type": "string", "pattern": _listed(_SLUG)},
+    FROM: _moment_schema(),
+    TO: _moment_schema(),
+    TEXT: {"type": "string", "maxLength": MAX_TEXT, "pattern": NO_CONTROLS},
+    CURSOR: {"type": "string", "pattern": r"^[A-Za-z0-9_-]*$"},  # only ones the service made
+}
+#: `status` of the cause groups (`read_cause_selection`).
+CAUSE_STATUS_SCHEMA: Final = {
+    "type": "string",
+    "pattern": _listed("|".join(s.value for s in FAILURE_STATUSES).join("()")),
+}
+
+
+def query_docs(
+    names: Sequence[str], schemas: Mapping[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """OpenAPI `parameters` for the named query parameters (read by `read_params`); `schemas`
+    replaces the usual schema of some (where a route accepts fewer values)."""
+    schemas = {**PARAM_SCHEMAS, **(schemas or {})}
     return {
         "parameters": [
             {
@@ -77,7 +131,7 @@ def query_docs(names: Sequence[str]) -> dict[str, Any]:
                 "in": "query",
                 "required": False,
                 "description": _PARAM_DOCS[name][0],
-                "schema": _PARAM_DOCS[name][1],
+                "schema": schemas.get(name, _PARAM_DOCS[name][1]),
             }
             for name in names
         ]

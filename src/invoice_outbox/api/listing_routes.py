@@ -18,7 +18,12 @@ from starlette.responses import Response
 from invoice_outbox.api.bodies import answer
 from invoice_outbox.api.deps import State
 from invoice_outbox.api.docs import STATUS_VALUES
-from invoice_outbox.api.list_params import PAGING_HEADERS_DOC, paging_headers, query_docs
+from invoice_outbox.api.list_params import (
+    CAUSE_STATUS_SCHEMA,
+    PAGING_HEADERS_DOC,
+    paging_headers,
+    query_docs,
+)
 from invoice_outbox.api.security import Admin, Caller
 from invoice_outbox.sendings.cause_groups import cause_groups, failure_statuses, group_view
 from invoice_outbox.sendings.filters import SendingFilter, shown_by_default
@@ -29,6 +34,7 @@ from invoice_outbox.sendings.list_query import (
     LIST_PARAMS,
     PRACTICE_CAP,
     PRACTICE_VIEW_PARAMS,
+    STATUS,
     ListParams,
     read_cause_selection,
     read_params,
@@ -170,7 +176,7 @@ async def practice_invoices(
         401: _ERROR_DOC,
         403: _ERROR_DOC,
     },
-    openapi_extra=query_docs(CAUSE_PARAMS),
+    openapi_extra=query_docs(CAUSE_PARAMS, {STATUS: CAUSE_STATUS_SCHEMA}),
 )
 async def list_causes(request: Request, state: State, _caller: Admin) -> Response:
     selection = read_cause_selection(request.query_params.multi_items(), state.settings.zone)

@@ -1,7 +1,8 @@
 """Configuring external systems (admins only).
 
-A configuration the domain refuses propagates as its `Invalid` (`SystemConfigError`: 400); an
-unknown system is a `SystemNotFound` (404).
+A configuration the domain refuses propagates as its `Invalid` (`SystemConfigError`: 400), a
+target whose name does not resolve or resolves to an internal address as its `Conflict`
+(`TargetUnreachable`: 409); an unknown system is a `SystemNotFound` (404).
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from invoice_outbox.admin import audit
 from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.deps import Session, State
+from invoice_outbox.api.docs import body_doc
 from invoice_outbox.api.security import Admin
 from invoice_outbox.errors import InvalidParameter
 from invoice_outbox.systems.models import System
@@ -30,6 +32,8 @@ from invoice_outbox.systems.service import (
 
 router = APIRouter(tags=["systems"])
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+#: A system's name in the path, as the schema says it (the route checks it with `_NAME`).
+SystemName = Annotated[str, Path(json_schema_extra={"pattern": _NAME.pattern})]
 
 
 def _configuration(system: System | None) -> dict[str, Any]:
@@ -86,13 +90,21 @@ def _xml_system(root: Any) -> dict[str, Any]:
         "never their values); the optional query parameter `reason` says why."
     ),
     response_class=Response,
+    responses={
+        201: {"description": "The system, created."},
+        409: {
+            "description": "The Url's or Host's name does not resolve, or resolves "
+            "to an internal address (unless INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true)."
+        },
+    },
+    openapi_extra=body_doc(SystemIn),
 )
 async def put(
     request: Request,
     state: State,
     session: Session,
     caller: Admin,
-    name: str,
+    name: SystemName,
     reason: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     if not _NAME.match(name):
@@ -128,7 +140,7 @@ async def put(
     response_class=Response,
 )
 async def get(
-    request: Request, state: State, session: Session, _caller: Admin, name: str
+    request: Request, state: State, session: Session, _caller: Admin, name: SystemName
 ) -> Response:
     system = await get_system(session, name)
     if system is None:

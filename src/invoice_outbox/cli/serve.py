@@ -53,6 +53,8 @@ def serve(
         log_config=None,
         proxy_headers=False,
         server_header=False,
+        # httptools with a bound on request headers: 431 past 64 KiB, before they are buffered.
+        http="invoice_outbox.http_server:BoundedHttpToolsProtocol",
     )
 
 

@@ -1,4 +1,9 @@
-"""Engines and sessions.  Runtime code is async; only migrations use a synchronous engine."""
+"""Engines and sessions.  Runtime code is async; only migrations use a synchronous engine.
+
+Every engine hides statement parameters (``hide_parameters=True``) and scrubs row values out of
+driver messages (`invoice_outbox.db.failures.scrub_error`), so a database error never carries
+invoice content into a log line or a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
+from invoice_outbox.db.failures import scrub_error
 from invoice_outbox.db.urls import DatabaseUrls, normalise_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -32,11 +38,16 @@ def _ensure_parent(urls: DatabaseUrls) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def _scrub_errors(engine: Engine) -> None:
+    event.listen(engine, "handle_error", scrub_error)
+
+
 def make_sync_engine(database_url: str) -> Engine:
     """A synchronous engine (migrations, CLI set-up commands)."""
     urls = normalise_database_url(database_url)
     _ensure_parent(urls)
-    engine = create_engine(urls.sync_url, pool_pre_ping=not urls.is_sqlite)
+    engine = create_engine(urls.sync_url, pool_pre_ping=not urls.is_sqlite, hide_parameters=True)
+    _scrub_errors(engine)
     if urls.is_sqlite:
         _prepare_sqlite(engine)
     return engine
@@ -51,12 +62,20 @@ def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
     urls = normalise_database_url(database_url)
     _ensure_parent(urls)
     if urls.is_sqlite:
-        engine = create_async_engine(urls.async_url)
+        engine = create_async_engine(urls.async_url, hide_parameters=True)
         _prepare_sqlite(engine.sync_engine)
-        return engine
-    return create_async_engine(
-        urls.async_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-    )
+    else:
+        # pool_pre_ping: a connection dropped by a database restart is replaced on checkout,
+        # so the service recovers by itself once the database is back.
+        engine = create_async_engine(
+            urls.async_url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            hide_parameters=True,
+        )
+    _scrub_errors(engine.sync_engine)
+    return engine
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

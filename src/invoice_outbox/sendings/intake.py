@@ -47,8 +47,9 @@ class IntakeError(Invalid):
 
 
 class IntakeConflict(Conflict):
-    """The submission contradicts the invoice's current state, or an identical one is being
-    submitted at the same moment."""
+    """The submission contradicts the current state: the invoice's, or which systems exist and
+    serve the practice (the request is sound, the state refuses it), or an identical one is
+    being submitted at the same moment."""
 
 
 async def _target_systems(session: AsyncSession, submission: Submission) -> list[str]:
@@ -56,7 +57,7 @@ async def _target_systems(session: AsyncSession, submission: Submission) -> list
     serving = set((await session.scalars(select(SystemPractice.system).where(of_practice))).all())
     if submission.systems is None:
         if not serving:
-            raise IntakeError(
+            raise IntakeConflict(
                 f"no systems are configured for practice {submission.practice_id}; "
                 "name them in Systems or configure the practice's systems"
             )
@@ -67,10 +68,10 @@ async def _target_systems(session: AsyncSession, submission: Submission) -> list
     known = set((await session.scalars(select(System.name).where(System.name.in_(names)))).all())
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise IntakeError(f"unknown system(s): {', '.join(unknown)}")
+        raise IntakeConflict(f"unknown system(s): {', '.join(unknown)}")
     foreign = [n for n in names if n not in serving]
     if foreign:
-        raise IntakeError(
+        raise IntakeConflict(
             f"system(s) not configured for practice {submission.practice_id}: {', '.join(foreign)}"
         )
     return names

@@ -54,6 +54,13 @@ LIST_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE, FROM, TO, T
 PRACTICE_VIEW_PARAMS: Final = tuple(p for p in LIST_PARAMS if p != PRACTICE)
 CAUSE_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE, FROM, TO, TEXT)
 
+#: Years a `from`, `to` or `sentDate` may name: every instant of them exists in UTC and in any
+#: time zone (the calendar's first and last days do not).
+MIN_YEAR: Final = 1000
+MAX_YEAR: Final = 9998
+#: A date or date-time whose year is MIN_YEAR to MAX_YEAR, as a JSON Schema pattern (what the
+#: OpenAPI document says of such values; the rest is checked by the format).
+YEARS_PATTERN: Final = r"^(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
 _SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 _CAUSE_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -122,7 +129,7 @@ def _members(
 
 def _causes(values: list[str]) -> frozenset[str]:
     causes = frozenset(v.lower() for v in values)
-    if any(len(c) > 64 or not _CAUSE_SLUG.fullmatch(c) for c in causes):
+    if any(not _CAUSE_SLUG.fullmatch(c) for c in causes):
         raise InvalidParameter(CAUSE, "is not a cause (a slug such as http-503 or timeout)")
     return causes
 
@@ -151,12 +158,16 @@ def parse_moment(name: str, raw: str, zone: tzinfo, *, end: bool) -> datetime:
             moment = datetime.fromisoformat(text)
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=zone)
+        if not MIN_YEAR <= moment.year <= MAX_YEAR:
+            raise ValueError
         # The instant must exist in UTC (stored) and in the zone (XML dates) calendars.
         moment.astimezone(UTC).astimezone(zone)
         return moment
     except (ValueError, OverflowError):
         raise InvalidParameter(
-            name, "is not a date or date-time (yyyy-MM-dd or yyyy-MM-ddTHH:mm:ss+02:00)"
+            name,
+            "is not a date or date-time (yyyy-MM-dd or yyyy-MM-ddTHH:mm:ss+02:00) in the years "
+            f"{MIN_YEAR} to {MAX_YEAR}",
         ) from None
 
 
@@ -173,8 +184,7 @@ def read_params(items: QueryItems, names: Collection[str], zone: tzinfo) -> List
     first = {name: values[0] for name, values in found.items()}
     since = parse_moment(FROM, first[FROM], zone, end=False) if FROM in first else None
     until = parse_moment(TO, first[TO], zone, end=True) if TO in first else None
-    if since is not None and until is not None and since >= until:
-        raise InvalidParameter(FROM, "is not before to")
+    # `from` at or after `to` is an empty interval: it selects nothing (no error).
     text = first.get(TEXT)
     if text is not None and len(text) > MAX_TEXT:
         raise InvalidParameter(TEXT, f"is longer than {MAX_TEXT} characters")

@@ -64,19 +64,30 @@ _UNITS: dict[str, Decimal] = {
 }
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _CONFIG_KEYS = ("Schedule", "MaxAttempts", "Jitter")
+#: The longest delay a configured schedule may have.
+MAX_DELAY = timedelta(days=1000)
 
 
 def parse_duration(value: object) -> timedelta:
     """Read a duration: a number of seconds, or text like "5s", "5m", "2h", "1h30m", "250ms".
 
     Raises ValueError (with the offending value in the message) for anything else,
-    including negative numbers and booleans.
+    including negative numbers, booleans, and delays longer than `MAX_DELAY`.
     """
+    delay = _parse_duration(value)
+    if delay > MAX_DELAY:
+        raise ValueError(f"{value!r} is longer than {MAX_DELAY.days} days")
+    return delay
+
+
+def _parse_duration(value: object) -> timedelta:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{value!r} is not a duration (use seconds or text like '5m')")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{value!r} is not a non-negative number of seconds")
+        if not math.isfinite(value) or not 0 <= value <= MAX_DELAY.total_seconds():
+            raise ValueError(
+                f"{value!r} is not a number of seconds from 0 to {MAX_DELAY.total_seconds():.0f}"
+            )
         return timedelta(seconds=value)
     text = value.strip().lower().replace(" ", "")
     try:

@@ -7,7 +7,76 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from invoice_outbox.text_patterns import NOT_BLANK
+
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
+
+#: An http(s) URL the service can take apart: host name or IPv4 address, optional port, no
+#: credentials (they belong in AuthHeader/AuthValue).  Whether the host resolves, and to a
+#: public address, is the world's state: a 409 when it does not.
+URL_PATTERN = (
+    r"^[ \t\r\n]*https?://[A-Za-z0-9.-]+(?::[0-9]{1,4})?(?:[/?#][^\s\u0000-\u001f]*)?[ \t\r\n]*$"
+)
+_DELAY_TEXT = r"^[0-9]{1,4}(?:ms|s|m|h)$"
+
+
+def _system_rules(schema: dict[str, Any]) -> None:
+    """The schema says what `_channel_fields` and the retry policy's reader check."""
+    absent_or_null = {"type": "null"}
+    schema["oneOf"] = [
+        {
+            "properties": {
+                "Channel": {"const": "Http"},
+                "Url": {"type": "string", "maxLength": 2000, "pattern": URL_PATTERN},
+                "Host": absent_or_null,
+                "Password": absent_or_null,
+            },
+            "required": ["Channel", "Url"],
+        },
+        {
+            "properties": {
+                "Channel": {"const": "Email"},
+                "Host": {"type": "string", "maxLength": 255, "pattern": NOT_BLANK},
+                "Sender": {"type": "string", "maxLength": 320, "pattern": NOT_BLANK},
+                "Recipient": {"type": "string", "maxLength": 320, "pattern": NOT_BLANK},
+                "Url": absent_or_null,
+                "AuthValue": absent_or_null,
+            },
+            "required": ["Channel", "Host", "Sender", "Recipient"],
+            "anyOf": [  # not StartTls (by default true) and UseTls both
+                {"not": {"required": ["UseTls"]}},
+                {"properties": {"UseTls": {"const": False}}},
+                {"required": ["StartTls"], "properties": {"StartTls": {"const": False}}},
+            ],
+        },
+    ]
+    seconds = 1000 * 86400
+    schema["properties"]["RetryPolicy"] = {
+        "description": 'e.g. {"Schedule": ["0s", "5s", "5m"], "MaxAttempts": 3, "Jitter": 0.1}; '
+        "every key optional. Delays: seconds, or text such as 5s, 5m, 2h, 250ms (at most "
+        "1000 days).",
+        "anyOf": [
+            {"type": "null"},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "Schedule": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "anyOf": [
+                                {"type": "number", "minimum": 0, "maximum": seconds},
+                                {"type": "string", "pattern": _DELAY_TEXT},
+                            ]
+                        },
+                    },
+                    "MaxAttempts": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]},
+                    "Jitter": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                },
+            },
+        ],
+    }
 
 
 class SystemIn(BaseModel):
@@ -17,7 +86,12 @@ class SystemIn(BaseModel):
     send an empty string to clear it.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        str_strip_whitespace=True,
+        json_schema_extra=_system_rules,
+    )
 
     Channel: Literal["Http", "Email"]
     Practices: list[uuid.UUID] = Field(default_factory=list, max_length=10_000)

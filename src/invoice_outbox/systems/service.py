@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.errors import Invalid, NotFound
+from invoice_outbox.errors import Conflict, Invalid, NotFound
 from invoice_outbox.sendings.retry import RetryPolicy
 from invoice_outbox.systems.models import System, SystemPractice
 from invoice_outbox.systems.schemas import SystemIn
@@ -28,6 +28,14 @@ class SystemNotFound(NotFound):
         super().__init__(f"No system is named {name!r}.")
 
 
+class TargetUnreachable(Conflict):
+    """The target is well formed, but its host does not resolve, or resolves to an address
+    the service must not reach: the state of the world refuses it, not the request."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"The system cannot be reached as configured: {problem}.")
+
+
 async def validate_target(spec: SystemIn, *, allow_private: bool) -> None:
     """Refuse targets on internal addresses (unless allowed) and malformed URLs."""
     try:
@@ -35,9 +43,12 @@ async def validate_target(spec: SystemIn, *, allow_private: bool) -> None:
             host, port = http_target_host(spec.Url or "")
         else:
             host, port = spec.Host or "", spec.Port or 587
-        await check_target(host, port, allow_private=allow_private)
     except TargetRefused as exc:
         raise SystemConfigError(str(exc)) from None
+    try:
+        await check_target(host, port, allow_private=allow_private)
+    except TargetRefused as exc:
+        raise TargetUnreachable(str(exc)) from None
 
 
 def _policy_config(spec: SystemIn) -> dict[str, Any]:

@@ -22,14 +22,9 @@ from starlette.responses import RedirectResponse, Response
 
 from invoice_outbox.admin import audit
 from invoice_outbox.api.deps import Session, State
-from invoice_outbox.auth.lockout import (
-    LockoutPolicy,
-    forget_failures,
-    locked_until,
-    record_failure,
-)
+from invoice_outbox.auth.lockout import LockoutPolicy
 from invoice_outbox.auth.models import User
-from invoice_outbox.auth.users import authenticate
+from invoice_outbox.auth.sign_in import LOCKED, Outcome, check_password
 from invoice_outbox.web.csrf import (
     LOGIN_CSRF_COOKIE,
     CsrfForm,
@@ -56,10 +51,7 @@ router = APIRouter(include_in_schema=False)
 LOGIN_PATH: Final = "/admin/login"
 HOME: Final = "/admin/"
 WRONG: Final = "The user name or password is not right."
-LOCKED: Final = (
-    "Too many failed sign-ins. Sign-in is paused for a while; try again later or ask an "
-    "administrator."
-)
+__all__ = ["LOCKED", "WRONG", "router", "safe_next"]
 MAX_FIELD: Final = 1000
 _UNSAFE = re.compile(r"[\x00-\x20\\\x7f]")
 
@@ -133,29 +125,22 @@ async def login(request: Request, state: State, db: Session) -> Response:
             user_name=name,
         )
     now = state.clock.now()
-    client = _client(request)
-    policy = LockoutPolicy.from_settings(state.settings)
-    if await locked_until(db, policy, name=name, client=client, now=now) is not None:
+    checked = await check_password(
+        state.sessions,
+        name=name,
+        password=password,
+        client=_client(request),
+        now=now,
+        policy=LockoutPolicy.from_settings(state.settings),
+        via="dashboard",
+    )
+    if checked.outcome is Outcome.LOCKED:
         return _form_page(request, next_path=next_path, error=LOCKED, status=429, user_name=name)
-    principal = await authenticate(db, name, password)
+    principal = checked.principal
     if principal is None:
-        await record_failure(db, name=name, client=client, now=now)
-        if await locked_until(db, policy, name=name, client=client, now=now) is not None:
-            known = await db.scalar(select(User.id).where(User.name == name))
-            await audit.record(
-                db,
-                principal=audit.Actor(name="anonymous", role="anonymous"),
-                action="session.lockout",
-                reason="Too many failed sign-ins",
-                target=name if known is not None else None,
-                details={"Client": client},
-                now=now,
-            )
-        await db.commit()
         return _form_page(request, next_path=next_path, error=WRONG, status=401, user_name=name)
     user_id = await db.scalar(select(User.id).where(User.name == name))
-    assert user_id is not None  # authenticate found them
-    await forget_failures(db, name=name)
+    assert user_id is not None  # the password check found them
     old = session_id_of_cookie(request, key)
     if old is not None:
         await end_session(db, old)  # a new id at every sign-in: no session fixation

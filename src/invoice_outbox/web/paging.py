@@ -87,6 +87,9 @@ def read_filters(request: Request, names: Collection[str], zone: tzinfo) -> List
     except InvalidParameter as exc:
         raise _filter_error(exc) from None
     selection = params.selection
+    since, until = selection.since, selection.until
+    if since is not None and until is not None and since >= until:
+        raise bad_filter("From is not before to.")  # the API selects nothing; a form says why
     if selection.text is not None:
         try:
             invoice_id = uuid.UUID(selection.text.strip())

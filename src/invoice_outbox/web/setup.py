@@ -3,7 +3,9 @@
 Pages live under ``/admin``; errors there (404, 405, bad forms, CSRF, 500, and the domain's
 errors by kind: `invoice_outbox.web.errors.page_error_of`) are answered with an HTML page, while
 every other path keeps the API's ``{"Message": ...}`` errors: the handlers the API installed
-are wrapped, not replaced.
+are wrapped, not replaced.  A database that cannot be reached is translated into the domain's
+`Unavailable` once, for both front ends (`invoice_outbox.api.errors`), and so shown here as the
+503 page of that kind, with ``Retry-After``.
 """
 
 from __future__ import annotations
