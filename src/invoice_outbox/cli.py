@@ -15,8 +15,10 @@ import typer
 from invoice_outbox.auth.keys import SigningKeyError, signing_key
 from invoice_outbox.auth.principal import Principal, Role
 from invoice_outbox.auth.tokens import issue_token
+from invoice_outbox.cli_keys import check_document_keys
 from invoice_outbox.clock import SystemClock
 from invoice_outbox.runtime import run_async
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -29,9 +31,11 @@ app.add_typer(user_app, name="user")
 
 
 def _register_subcommands() -> None:
+    from invoice_outbox.cli_keys import keys_app
     from invoice_outbox.cli_systems import system_app
 
     app.add_typer(system_app, name="system")
+    app.add_typer(keys_app, name="keys")
 
 
 DEMO_CREDENTIALS_FILE = "demo-credentials.txt"
@@ -54,9 +58,13 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def migrate() -> None:
     """Create or upgrade the database schema to the newest version."""
     from invoice_outbox.db.migrate import upgrade
+    from invoice_outbox.errors import OutboxError
 
     settings = _settings()
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url, progress=lambda line: typer.echo(line, err=True))
+    except OutboxError as exc:
+        raise _fail(exc.message, 2) from None
     typer.echo("database is at the newest schema version")
 
 
@@ -93,6 +101,7 @@ def serve(
         signing_key(settings)
     except SigningKeyError as exc:
         raise _fail(str(exc)) from None
+    check_document_keys(settings)
     configure_logging()
     _print_banner(settings, host, port)
     uvicorn.run(
@@ -140,6 +149,7 @@ def worker_command(
     settings = _settings()
     if not _schema_is_current(settings):
         raise _fail("the database schema is not current: run `invoice-outbox migrate` first")
+    check_document_keys(settings)
     configure_logging()
     run_async(_run_worker(settings, concurrency))
 
@@ -150,13 +160,14 @@ async def _run_worker(settings: Settings, concurrency: int | None) -> None:
 
     engine = make_async_engine(settings.database_url)
     try:
-        await run_worker_until_signalled(worker_state(settings, engine), concurrency=concurrency)
+        state = await worker_state(settings, engine)
+        await run_worker_until_signalled(state, concurrency=concurrency)
     finally:
         await engine.dispose()
 
 
 async def _load_demo(
-    settings: Settings, if_empty: bool, sandbox_url: str
+    settings: Settings, if_empty: bool, sandbox_url: str, keyring: Keyring
 ) -> tuple[bool, list[uuid.UUID], str]:
     from invoice_outbox.auth.users import add_user
     from invoice_outbox.db.engine import make_async_engine, make_session_factory
@@ -168,7 +179,7 @@ async def _load_demo(
             if if_empty and await has_sendings(session):
                 return False, [], ""
             now = SystemClock().now()
-            practices = await load_demo(session, now=now, sandbox_url=sandbox_url)
+            practices = await load_demo(session, now=now, sandbox_url=sandbox_url, keyring=keyring)
             password = secrets.token_urlsafe(12)
             admin_name = f"admin-{secrets.token_hex(2)}" if not if_empty else "admin"
             await add_user(session, name=admin_name, password=password, role=Role.ADMIN, now=now)
@@ -205,7 +216,10 @@ def demo(
 ) -> None:
     """Load demo systems, practices, a delivery history, live invoices and demo users."""
     settings = _settings()
-    loaded, practices, credentials = asyncio.run(_load_demo(settings, if_empty, sandbox_url))
+    keyring = check_document_keys(settings)
+    loaded, practices, credentials = asyncio.run(
+        _load_demo(settings, if_empty, sandbox_url, keyring)
+    )
     if not loaded:
         typer.echo("demo data already present; nothing loaded")
         return

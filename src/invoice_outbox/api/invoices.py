@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Collection
 from typing import Any
@@ -22,11 +23,13 @@ from invoice_outbox.api.envelopes import rows_envelope
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.api.security import Caller, ensure_practice_access
 from invoice_outbox.sendings.intake import IntakeConflict, IntakeError, Submission, submit
+from invoice_outbox.sendings.keyring import DocumentKeyMissing
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.state import AppState
 from invoice_outbox.systems.schemas import Name
 from invoice_outbox.worker.waker import notify_workers
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["invoices"])
 
 
@@ -113,13 +116,23 @@ async def _submit_once_more_if_raced(
     """
     for last_try in (False, True):
         try:
-            sendings = await submit(session, submission, now=state.clock.now())
+            sendings = await submit(
+                session, submission, now=state.clock.now(), keyring=state.keyring
+            )
             await session.flush()
             return sendings
         except IntakeConflict as exc:
             raise ApiError(409, str(exc)) from None
         except IntakeError as exc:
             raise ApiError(400, f"The request is invalid: {exc}.") from None
+        except DocumentKeyMissing:
+            log.error("document key missing at intake", extra={"action": "intake.key_missing"})
+            raise ApiError(
+                503,
+                "The invoice's stored document cannot be compared now (this server lacks its "
+                "key); try again later.",
+                headers={"Retry-After": "30"},
+            ) from None
         except IntegrityError:
             await session.rollback()
             if last_try:

@@ -74,7 +74,9 @@ async def cancel(
     ensure_practice_access(caller, practiceid)
     now = state.clock.now()
     try:
-        changed = await cancel_invoice(session, practiceid, invoiceId, now=now)
+        changed = await cancel_invoice(
+            session, practiceid, invoiceId, now=now, keyring=state.keyring
+        )
     except InvoiceNotFound:
         raise ApiError(404, f"Practice {practiceid} has no invoice {invoiceId}.") from None
     await audit.record(

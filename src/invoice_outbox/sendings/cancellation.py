@@ -7,7 +7,6 @@ changes nothing).  Functions never commit.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
 
@@ -16,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.sealing import new_document
 from invoice_outbox.sendings.status import SendingType, Status, can_transition
 
 
@@ -38,7 +39,12 @@ def cancellation_document(sending: Sending, content_type: str) -> bytes:
 
 
 async def add_cancellation(
-    session: AsyncSession, delivered: Sending, *, content_type: str, now: datetime
+    session: AsyncSession,
+    delivered: Sending,
+    *,
+    content_type: str,
+    now: datetime,
+    keyring: Keyring,
 ) -> Sending:
     """Queue a Cancellation for the system that received `delivered` (once per system)."""
     existing = await session.scalar(
@@ -51,12 +57,13 @@ async def add_cancellation(
     if existing is not None:
         return existing
     body = cancellation_document(delivered, content_type)
-    document = Document(
-        id=uuid.uuid4(),
-        sha256=hashlib.sha256(body).hexdigest(),
+    document = new_document(
+        keyring,
+        practice_id=delivered.practice_id,
+        invoice_id=delivered.invoice_id,
         content_type=content_type,
         body=body,
-        created_at=now,
+        now=now,
     )
     cancellation = Sending(
         id=uuid.uuid4(),
@@ -89,7 +96,12 @@ async def _content_type(session: AsyncSession, sending: Sending) -> str:
 
 
 async def cancel_invoice(
-    session: AsyncSession, practice_id: uuid.UUID, invoice_id: uuid.UUID, *, now: datetime
+    session: AsyncSession,
+    practice_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    *,
+    now: datetime,
+    keyring: Keyring,
 ) -> list[Sending]:
     """Cancel the invoice's sendings; returns the sendings changed or created."""
     sendings = (
@@ -109,7 +121,9 @@ async def cancel_invoice(
         if status is Status.SENT:
             content_type = await _content_type(session, sending)
             changed.append(
-                await add_cancellation(session, sending, content_type=content_type, now=now)
+                await add_cancellation(
+                    session, sending, content_type=content_type, now=now, keyring=keyring
+                )
             )
         elif can_transition(status, Status.CANCELLED):
             sending.status = Status.CANCELLED.value

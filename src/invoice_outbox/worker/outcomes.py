@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from invoice_outbox.sendings.cancellation import add_cancellation
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.retry import RetryPolicy, decide
 from invoice_outbox.sendings.status import SendingType, Status
@@ -95,8 +96,11 @@ async def record(
     jitter: float,
     threshold: int,
     probe_interval: timedelta,
+    keyring: Keyring | None = None,
 ) -> Recorded:
-    """Write the outcome (caller commits).  See the module docstring for the guarantees."""
+    """Write the outcome (caller commits).  See the module docstring for the guarantees.
+
+    `keyring` seals the Cancellation queued when a cancelled sending was delivered anyway."""
     claim = outcome.claim
     values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
     if outcome.delivered is not None:
@@ -120,7 +124,7 @@ async def record(
         .values(values)
     )
     if not result.rowcount:
-        return await _record_unowned(connection, outcome, now=now, worker=worker)
+        return await _record_unowned(connection, outcome, now=now, worker=worker, keyring=keyring)
     await _insert_attempt(connection, outcome, attempt_outcome, code, reason, worker)
     recovered = False
     if outcome.error is not None and outcome.error.kind == "retryable":
@@ -232,6 +236,7 @@ async def record_batch(
     jitter: Callable[[], float],
     threshold: int,
     probe_interval: timedelta,
+    keyring: Keyring,
 ) -> list[Recorded]:
     """Write many outcomes (caller commits); one `Recorded` per outcome, in order.
 
@@ -257,6 +262,7 @@ async def record_batch(
                     jitter=jitter(),
                     threshold=threshold,
                     probe_interval=probe_interval,
+                    keyring=keyring,
                 )
             )
             error = outcome.error
@@ -265,7 +271,9 @@ async def record_batch(
             else:
                 noted_reachable.add(system)
         elif outcome.claim.sending_id not in owned:
-            results.append(await _record_unowned(connection, outcome, now=now, worker=worker))
+            results.append(
+                await _record_unowned(connection, outcome, now=now, worker=worker, keyring=keyring)
+            )
         elif system in noted_reachable:
             results.append(Recorded(Status.SENT.value))
         else:
@@ -276,7 +284,12 @@ async def record_batch(
 
 
 async def _record_unowned(
-    connection: AsyncConnection, outcome: Outcome, *, now: datetime, worker: str
+    connection: AsyncConnection,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    worker: str,
+    keyring: Keyring | None = None,
 ) -> Recorded:
     """The claim no longer holds: cancelled in flight, or the lease was taken over."""
     claim = outcome.claim
@@ -304,13 +317,18 @@ async def _record_unowned(
         .values(lease_owner=None, lease_expires_at=None, updated_at=now)
     )
     if outcome.delivered is not None and claim.sending_type == SendingType.INVOICE.value:
+        assert keyring is not None, "a delivered outcome is recorded with the worker's keyring"
         session = AsyncSession(bind=connection)
         sending = await session.get_one(Sending, claim.sending_id)
         content_type = await session.scalar(
             select(Document.content_type).where(Document.id == claim.document_id)
         )
         await add_cancellation(
-            session, sending, content_type=content_type or "application/json", now=now
+            session,
+            sending,
+            content_type=content_type or "application/json",
+            now=now,
+            keyring=keyring,
         )
         await session.flush()
     return Recorded(Status.CANCELLED.value)
