@@ -88,6 +88,8 @@ _CAUSE_WORDS = {
     "config": "Configuration problem",
     "smtp-auth": "SMTP login refused",
     "no-document": "Document no longer stored",
+    "document-unreadable": "Stored document could not be decrypted",
+    "document-key": "Document key missing on a worker",
 }
 
 

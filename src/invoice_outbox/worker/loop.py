@@ -284,7 +284,8 @@ class Worker:
         except DocumentUnreadable as exc:
             log.warning("document unreadable", extra=_event("delivery.document_unreadable", claim))
             raise PermanentDeliveryError(
-                f"The {exc.message}; submit the invoice again", cause="document-unreadable"
+                f"{exc.message[:1].upper()}{exc.message[1:]}; submit the invoice again",
+                cause="document-unreadable",
             ) from None
         except DocumentKeyMissing:
             log.error("document key missing", extra=_event("delivery.document_key_missing", claim))
