@@ -377,3 +377,27 @@ async def test_start_up_fails_naming_the_setting_without_the_right_key(
     assert KEYS_SETTING in message
     assert words in message
     assert keys.split(":")[1] not in message  # never the key itself
+
+
+async def test_intake_answers_503_when_another_process_sealed_with_a_key_it_lacks(
+    client: httpx.AsyncClient, practice_headers: dict[str, str], system: str, state: AppState
+) -> None:
+    """A process started before a new key reached it cannot tell whether a resubmission is
+    the same document: it must not replace it (that would deliver twice), so it asks to retry."""
+    newer = fixed_keyring("k9:" + base64.b64encode(b"\x09" * 32).decode())
+    body = invoice_body(document={"Total": "1.00"})
+    submission = Submission(
+        practice_id=PRACTICE_A,
+        invoice_id=uuid.UUID(body["InvoiceId"]),
+        encounter_id=uuid.UUID(body["EncounterId"]),
+        document=orjson.dumps(body["Document"]),
+        content_type="application/json",
+    )
+    async with state.sessions() as session:
+        await submit(session, submission, now=state.clock.now(), keyring=newer)
+        await session.commit()
+    response = await submit_over_api(client, practice_headers, body, expect=503)
+    assert response.headers["Retry-After"] == "30"
+    assert "lacks its key" in response.json()["Message"]
+    [sending] = await all_sendings(state)
+    assert sending.status == "Pending"
