@@ -20,6 +20,7 @@ from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.sealing import new_document
 from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.transitions import demo_sending
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system
 
@@ -201,14 +202,14 @@ async def load_demo(
             created = now - timedelta(hours=rng.uniform(1, 96))
             for system in rng.sample(SYSTEMS, rng.randint(1, 2)):
                 status = rng.choice(statuses)
-                sending = Sending(
+                sending = demo_sending(
+                    status,
                     id=_uuid(rng),
                     practice_id=practice_id,
                     encounter_id=encounter_id,
                     invoice_id=invoice_id,
                     system=system,
                     sending_type=SendingType.INVOICE.value,
-                    status=status.value,
                     attempts=0,
                     sending_time=created,
                     idempotency_key=_uuid(rng).hex,

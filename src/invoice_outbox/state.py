@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from invoice_outbox import schema  # noqa: F401  (every table is known before the first flush)
 from invoice_outbox.clock import Clock, SystemClock
 from invoice_outbox.db.engine import make_session_factory
 from invoice_outbox.metrics import Metrics

@@ -1,5 +1,5 @@
 """Migration 0005: plain-text documents are encrypted in batches, with progress; going back
-decrypts them, and only with the key (both engines)."""
+decrypts them, and only with the key (both engines).  0004 and 0005 run in order both ways."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_plain_documents_are_encrypted_and_only_the_key_brings_them_back(
     url = empty_database_url
     settings: Settings = build_settings(url, tmp_path)
     marker = f"MARKER-{uuid.uuid4().hex}"
-    upgrade(url, "0003")
+    upgrade(url, "0004")
     documents, sendings = _plain_rows(marker)
     engine = make_sync_engine(url)
     try:
@@ -136,11 +136,11 @@ def test_plain_documents_are_encrypted_and_only_the_key_brings_them_back(
 
         other = fixed_keyring("k9:" + base64.b64encode(b"\x09" * 32).decode())
         with pytest.raises(DocumentKeyMissing):
-            downgrade(url, "0003", keyring=other)
+            downgrade(url, "0004", keyring=other)
         assert _revision(url) == "0005"  # nothing changed without the key
 
-        downgrade(url, "0003", keyring=fixed_keyring(), progress=lines.append)
-        assert _revision(url) == "0003"
+        downgrade(url, "0004", keyring=fixed_keyring(), progress=lines.append)
+        assert _revision(url) == "0004"
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT sha256, body FROM documents")).all()
         back = {bytes(body): sha for sha, body in rows}
@@ -152,3 +152,96 @@ def test_plain_documents_are_encrypted_and_only_the_key_brings_them_back(
 def _uuid_param(url: str, value: uuid.UUID) -> str:
     """How the Uuid type stores an id on each engine (raw SQL skips the type)."""
     return value.hex if url.startswith("sqlite") else str(value)
+
+
+def test_0004_and_0005_run_in_order_both_ways(empty_database_url: str, tmp_path: Any) -> None:
+    """From 0003 with a plain document and a sending discarded the old way (Aborted, reason
+    prefixed), up to the head and back down: 0004 moves the status, 0005 seals the document,
+    and rebuilding sendings on SQLite keeps its document link and its attempts."""
+    url = empty_database_url
+    settings: Settings = build_settings(url, tmp_path)
+    marker = f"MARKER-{uuid.uuid4().hex}"
+    body = orjson.dumps({"Patient": marker})
+    document_id, sending_id, invoice_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    upgrade(url, "0003")
+    engine = make_sync_engine(url)
+    p = _uuid_param
+    lines: list[str] = []
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO documents (id, sha256, content_type, body, created_at) "
+                    "VALUES (:id, :sha256, 'application/json', :body, :when)"
+                ),
+                {
+                    "id": p(url, document_id),
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                    "body": body,
+                    "when": WHEN,
+                },
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO sendings (id, practice_id, encounter_id, invoice_id, system, "
+                    "sending_type, status, reason, attempts, round_attempts, sending_time, "
+                    "idempotency_key, document_id, created_at, updated_at) VALUES (:id, "
+                    ":practice, :encounter, :invoice, 'MediSwitch', 'Invoice', 'Aborted', "
+                    "'Discarded by bob: paid cash', 1, 1, :when, :key, :document, :when, :when)"
+                ),
+                {
+                    "id": p(url, sending_id),
+                    "practice": p(url, PRACTICE_A),
+                    "encounter": p(url, uuid.uuid4()),
+                    "invoice": p(url, invoice_id),
+                    "key": uuid.uuid4().hex,
+                    "document": p(url, document_id),
+                    "when": WHEN,
+                },
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO attempts (sending_id, number, started_at, duration_ms, "
+                    "outcome, code, reason, worker) VALUES (:id, 1, :when, 5, 'Permanent', "
+                    "422, 'refused', 'w1')"
+                ),
+                {"id": p(url, sending_id), "when": WHEN},
+            )
+
+        upgrade(url, keyring=fixed_keyring(), progress=lines.append)
+        assert _revision(url) == "0005"
+        assert not reveals(raw_database(settings), marker)
+        with engine.connect() as connection:
+            sending = connection.execute(select(Sending)).one()
+            document = connection.execute(select(Document)).one()
+            attempts = connection.scalar(text("SELECT count(*) FROM attempts"))
+        assert (sending.status, sending.discarded_by) == ("Discarded", "bob")
+        assert sending.document_id == document.id == document_id
+        assert (document.practice_id, document.invoice_id) == (PRACTICE_A, invoice_id)
+        assert attempts == 1
+        opened = unseal(
+            fixed_keyring(),
+            key_id=document.key_id,
+            nonce=document.nonce,
+            body=document.body,
+            document_id=document_id,
+            practice_id=PRACTICE_A,
+            invoice_id=invoice_id,
+            content_type=document.content_type,
+        )
+        assert opened == body
+
+        downgrade(url, "0003", keyring=fixed_keyring(), progress=lines.append)
+        assert _revision(url) == "0003"
+        with engine.connect() as connection:
+            status, reason, linked = connection.execute(
+                text("SELECT status, reason, document_id FROM sendings")
+            ).one()
+            sha, stored = connection.execute(text("SELECT sha256, body FROM documents")).one()
+            attempts = connection.scalar(text("SELECT count(*) FROM attempts"))
+        assert (status, reason) == ("Aborted", "Discarded by bob: paid cash")
+        assert linked is not None
+        assert (bytes(stored), sha) == (body, hashlib.sha256(body).hexdigest())
+        assert attempts == 1
+    finally:
+        engine.dispose()

@@ -123,7 +123,7 @@ async def test_aborted_sendings_are_reported_once_per_interval_without_patient_d
         },
         {
             "Cause": "http-400",
-            "Label": "HTTP 400 Bad Request",
+            "Label": "Bad request (HTTP 400)",
             "System": "PracticeLedger",
             "Aborted": 1,
             "Recovered": 0,
@@ -135,7 +135,7 @@ async def test_aborted_sendings_are_reported_once_per_interval_without_patient_d
         "in the last 15 minutes\n"
     )
     assert "HTTP 503 Service Unavailable at MediSwitch: 3" in text
-    assert "HTTP 400 Bad Request at PracticeLedger: 1" in text
+    assert "Bad request (HTTP 400) at PracticeLedger: 1" in text
     assert "/api/v1/billing/invoices/aborted" in text
 
     # Nothing that identifies a patient or an invoice, anywhere in the request.
@@ -304,7 +304,7 @@ async def test_email_to_every_admin_mailbox(
     assert not message.is_multipart()
     assert message.get_content_type() == "text/plain"
     body = message.get_content()
-    assert "SMTP 550 at Mailbox: 2" in body
+    assert "Mailbox refused the message (SMTP 550) at Mailbox: 2" in body
     assert PATIENT not in mails[0].content.decode()
     assert mails[0].message["Message-ID"] == mails[1].message["Message-ID"]  # one notification
 

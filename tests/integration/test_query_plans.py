@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import insert, text
 
 from invoice_outbox.db.engine import make_sync_engine
+from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.queries import status_vo_rows
 from invoice_outbox.sendings.status import Status
-from invoice_outbox.worker import prepared
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -69,7 +69,7 @@ def test_the_workers_claim_reads_the_due_index(database_url: str, engine_name: s
             connection.execute(insert(Sending), _rows(20_000, aborted_every=400) + due)
             connection.execute(text("ANALYZE sendings"))
             params = {"worker": "w", "now": START, "expires": START, "limit": 16}
-            explain = text("EXPLAIN " + prepared.CLAIM_DUE.text)
+            explain = text("EXPLAIN " + transitions.CLAIM_DUE_SQL.text)
             plan = "\n".join(str(row[0]) for row in connection.execute(explain, params))
     finally:
         engine.dispose()

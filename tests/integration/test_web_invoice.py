@@ -205,16 +205,19 @@ async def test_discard_by_form_gives_up_and_writes_the_audit_entry(
     assert answer.status_code == 303
     assert "done=discarded" in answer.headers["location"]
     status, reason = await _status_of(state, aborted.id)
-    assert status == Status.ABORTED.value
-    assert reason == f"Discarded by {ADMIN_NAME}: Duplicate invoice"
+    assert status == Status.DISCARDED.value
+    assert reason == f"MediSwitch answered HTTP 400 {EVIL}"  # the failure stays
     [entry] = await _audit(state)
     assert entry.action == "sendings.discard"
     assert entry.reason == "Duplicate invoice"
     page = await client.get(answer.headers["location"])
     assert 'role="status"' in page.text
-    assert '<span class="badge status-discarded">Discarded</span>' in page.text
+    assert 'data-status="Discarded">Discarded</span>' in page.text
+    assert "Discarded; given up on for good, no more attempts" in page.text
+    assert f"by {ADMIN_NAME}: Duplicate invoice</dd>" in page.text
+    assert "Sending it was then stopped for good." in page.text
     assert f"/sendings/{aborted.id}/discard" not in page.text  # already discarded
-    assert f"/sendings/{aborted.id}/resend" in page.text  # naming it still resends
+    assert f"/sendings/{aborted.id}/resend" in page.text  # an admin naming it still resends
 
 
 @pytest.mark.parametrize("reason", [None, "", "   ", "x" * 1001])

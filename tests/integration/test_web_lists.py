@@ -187,3 +187,26 @@ async def test_reasons_and_names_are_escaped(
     assert "<img src=x" not in page.text
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;img" in page.text
     assert "Evil &lt;b&gt;system&lt;/b&gt;" in page.text
+
+
+async def test_discarded_invoices_leave_the_aborted_list_for_its_discarded_view(
+    client: httpx.AsyncClient, admin: str, session: AsyncSession
+) -> None:
+    kept = await _seed_aborted(session, 3)
+    given_up = await _seed_aborted(
+        session, 2, status=Status.DISCARDED.value, discarded_by="bob", discard_reason="dup"
+    )
+
+    default = await client.get("/admin/aborted")
+    discarded = await client.get("/admin/aborted", params={"show": "discarded"})
+    bad = await client.get("/admin/aborted", params={"show": "everything"})
+
+    assert "<strong>3</strong> aborted invoices." in default.text
+    assert set(invoice_links(default.text)) == {str(i) for i in kept}
+    assert '<option value="discarded">Discarded (given up on)</option>' in default.text
+    assert "<h1>Discarded invoices</h1>" in discarded.text
+    assert "<strong>2</strong> discarded invoices match the filters." in discarded.text
+    assert set(invoice_links(discarded.text)) == {str(i) for i in given_up}
+    assert '<option value="discarded" selected>' in discarded.text
+    assert bad.status_code == 400
+    assert "Show must be one of: Needing a decision, Discarded (given up on)." in bad.text

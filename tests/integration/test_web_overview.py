@@ -40,6 +40,7 @@ async def test_counts_days_causes_and_unhealthy_systems(
         "Failed": counts["Failed"] + 1,
         "Aborted": counts["Aborted"],
         "Cancelled": 0,
+        "Discarded": 0,
     }
     today = date(2026, 2, 5)  # NOW is 18:06 in Johannesburg
     assert daily.days[-1] == today

@@ -146,3 +146,27 @@ async def test_the_practice_view_is_paged_with_a_cursor(
     second = await client.get(following)
     assert invoice_links(second.text) == world["a_aborted"] + world["a_failed"]
     assert next_link(second.text) is None
+
+
+async def test_a_discarded_invoice_is_shown_under_its_own_choice_in_plain_words(
+    client: httpx.AsyncClient, session: AsyncSession, world: dict[str, list[str]]
+) -> None:
+    given_up = sending(
+        status=Status.DISCARDED,
+        when=NOW - timedelta(minutes=30),
+        practice_id=PRACTICE_A,
+        reason="HealthClaims answered HTTP 422",
+        overrides={"cause": "http-422", "discarded_by": "pat", "discard_reason": "paid cash"},
+    )
+    session.add(given_up)
+    await session.commit()
+    await sign_in(client, PRACTICE_NAME, PRACTICE_PASSWORD)
+
+    problems = await client.get("/admin/invoices")
+    discarded = await client.get("/admin/invoices", params={"show": "discarded"})
+
+    assert str(given_up.invoice_id) not in invoice_links(problems.text)
+    assert invoice_links(discarded.text) == [str(given_up.invoice_id)]
+    assert _BADGE.findall(discarded.text) == ["discarded"]
+    assert "Sending it was then stopped for good." in discarded.text
+    assert "ask your administrator to send it again" in discarded.text

@@ -7,16 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from invoice_outbox.admin.notifications import (
+from invoice_outbox.admin.notifications import closed_period_end, next_due
+from invoice_outbox.admin.notify_message import (
     MAX_LINES,
     Group,
     Summary,
-    cause_label,
-    closed_period_end,
-    next_due,
     render_document,
     render_text,
 )
+from invoice_outbox.sendings.causes import describe
 from invoice_outbox.settings import Settings, SettingsError, load_settings
 
 START = datetime(2026, 2, 5, 15, 45, tzinfo=UTC)
@@ -135,15 +134,20 @@ def test_processes_agree_on_period_ends_whatever_their_own_time() -> None:
     [
         ("http-503", "HTTP 503 Service Unavailable"),
         ("http-599", "HTTP 599"),
-        ("smtp-451", "SMTP 451"),
+        ("smtp-451", "Mail server deferred the message (SMTP 451)"),
         ("timeout", "Timed out"),
         ("connection-refused", "Connection refused"),
-        ("something-new", "something-new"),
-        (None, "cause not recorded"),
+        ("something-new", "Other (something-new)"),
+        (None, "Unknown cause"),
     ],
 )
-def test_cause_labels(cause: str | None, label: str) -> None:
-    assert cause_label(cause) == label
+def test_causes_read_as_the_causes_module_labels_them(cause: str | None, label: str) -> None:
+    summary = Summary(since=START, until=END, groups=(Group(cause, "MediSwitch", 2, 0),))
+    [group] = render_document(summary, Settings())["Groups"]
+    assert group["Cause"] == cause
+    assert group["Label"] == label == describe(cause).label
+    text = render_text(summary, Settings())
+    assert f"  {label} at MediSwitch: 2\n" in text or cause is None
 
 
 def test_text_counts_per_cause_and_system() -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from invoice_outbox.admin.audit import BadCursor, decode_cursor
 from invoice_outbox.admin.resend_loop import Pacer
-from invoice_outbox.admin.resends import Plan, ResendRefused, Selection, notes, plan
-from invoice_outbox.sendings.commands import DISCARDED_PREFIX, is_discarded, resend_sources
+from invoice_outbox.admin.resends import Plan, ResendInvalid, Selection, notes, plan
+from invoice_outbox.sendings.commands import resend_sources
 from invoice_outbox.sendings.status import SendingType, Status, can_transition
 
 S = Status
@@ -18,11 +18,17 @@ WHEN = datetime(2026, 2, 5, 10, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
-    ("force", "expected"),
-    [(False, {S.FAILED, S.ABORTED}), (True, {S.FAILED, S.ABORTED, S.SENT})],
+    ("force", "discarded", "expected"),
+    [
+        (False, False, {S.FAILED, S.ABORTED}),
+        (True, False, {S.FAILED, S.ABORTED, S.SENT}),
+        (False, True, {S.FAILED, S.ABORTED, S.DISCARDED}),
+    ],
 )
-def test_resend_sources_follow_the_status_graph(force: bool, expected: set[Status]) -> None:
-    assert resend_sources(force=force) == expected
+def test_resend_sources_follow_the_status_graph(
+    force: bool, discarded: bool, expected: set[Status]
+) -> None:
+    assert resend_sources(force=force, discarded=discarded) == expected
     assert all(can_transition(s, S.PENDING) for s in expected)
 
 
@@ -34,7 +40,13 @@ def test_resend_sources_follow_the_status_graph(force: bool, expected: set[Statu
         (Selection(has_filter=True, statuses=(S.ABORTED,)), False, {S.ABORTED}, False, True),
         (Selection(has_filter=True, statuses=(S.SENT,)), False, set(), True, True),
         (Selection(has_filter=True, statuses=(S.SENT,)), True, {S.SENT}, False, True),
-        (Selection(sending_ids=(uuid.UUID(int=1),)), False, {S.FAILED, S.ABORTED}, True, False),
+        (
+            Selection(sending_ids=(uuid.UUID(int=1),)),
+            False,
+            {S.FAILED, S.ABORTED, S.DISCARDED},
+            True,
+            False,
+        ),
     ],
 )
 def test_plans(
@@ -51,15 +63,14 @@ def test_plans(
 
 
 def test_an_empty_selection_is_refused_but_an_empty_filter_means_everything() -> None:
-    with pytest.raises(ResendRefused) as refused:
+    with pytest.raises(ResendInvalid):
         plan(Selection(), force=False)
-    assert refused.value.status_code == 400
     assert plan(Selection(has_filter=True), force=False).statuses == {S.FAILED, S.ABORTED}
 
 
-@pytest.mark.parametrize("status", [S.PENDING, S.SENDING, S.CANCELLED])
+@pytest.mark.parametrize("status", [S.PENDING, S.SENDING, S.CANCELLED, S.DISCARDED])
 def test_statuses_that_cannot_be_resent_are_refused(status: Status) -> None:
-    with pytest.raises(ResendRefused, match=f"{status.value} cannot be resent"):
+    with pytest.raises(ResendInvalid, match=f"{status.value} cannot be resent"):
         plan(Selection(has_filter=True, statuses=(status,)), force=True)
 
 
@@ -94,12 +105,12 @@ def test_notes_say_what_was_left_out_and_why() -> None:
     assert notes({}, dry_run=True) == []
 
 
-def test_discarded_means_aborted_with_the_marker() -> None:
-    reason = f"{DISCARDED_PREFIX}alice: duplicate"
-    assert is_discarded("Aborted", reason)
-    assert not is_discarded("Pending", reason)
-    assert not is_discarded("Aborted", "MediSwitch answered HTTP 503")
-    assert not is_discarded("Aborted", None)
+def test_a_job_planned_before_discarded_was_a_status_still_resends_named_discarded_ones() -> None:
+    """Jobs stored before migration 0004 name Aborted only; their discarded members moved."""
+    stored = {"SendingIds": [str(uuid.UUID(int=1))], "Statuses": ["Aborted", "Failed"]}
+    assert Plan.from_json(stored, force=False).statuses == {S.FAILED, S.ABORTED, S.DISCARDED}
+    by_cause = {"Cause": "timeout", "Statuses": ["Aborted"], "ExcludeDiscarded": True}
+    assert Plan.from_json(by_cause, force=False).statuses == {S.ABORTED}
 
 
 class FakeTime:

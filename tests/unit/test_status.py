@@ -9,6 +9,7 @@ import pytest
 from invoice_outbox.sendings.status import (
     CLAIMABLE,
     RETRYABLE,
+    SHOWN_BY_DEFAULT,
     InvalidTransition,
     Status,
     can_transition,
@@ -30,6 +31,9 @@ ALLOWED = {
     (S.FAILED, S.CANCELLED),
     (S.ABORTED, S.PENDING),
     (S.ABORTED, S.CANCELLED),
+    (S.ABORTED, S.DISCARDED),
+    (S.DISCARDED, S.PENDING),
+    (S.DISCARDED, S.CANCELLED),
     (S.SENT, S.PENDING),
 }
 EVERY_PAIR = list(itertools.product(Status, Status))
@@ -43,6 +47,7 @@ def test_wire_names_are_the_spec_names() -> None:
         "Failed",
         "Aborted",
         "Cancelled",
+        "Discarded",
     ]
 
 
@@ -78,3 +83,10 @@ def test_claimable_and_retryable_sets() -> None:
     assert {S.FAILED, S.ABORTED} == RETRYABLE
     assert all(can_transition(s, S.SENDING) for s in CLAIMABLE)
     assert all(can_transition(s, S.PENDING) for s in RETRYABLE)
+
+
+def test_only_an_aborted_sending_can_be_discarded_and_worklists_leave_it_out() -> None:
+    assert sources_of(S.DISCARDED) == {S.ABORTED}
+    assert S.DISCARDED not in RETRYABLE  # retry-all and bulk resends leave it alone
+    assert S.DISCARDED not in CLAIMABLE
+    assert frozenset(Status) - SHOWN_BY_DEFAULT == {S.DISCARDED}

@@ -12,7 +12,8 @@ import pytest
 
 from invoice_outbox.auth.lockout import MEMORY, lock_length
 from invoice_outbox.auth.principal import Principal, Role
-from invoice_outbox.cli import DEMO_CREDENTIALS_FILE, _print_banner
+from invoice_outbox.cli.demo_cmd import DEMO_CREDENTIALS_FILE
+from invoice_outbox.cli.serve import print_banner
 from invoice_outbox.settings import Settings
 from invoice_outbox.web.csrf import tokens_match
 from invoice_outbox.web.login import safe_next
@@ -127,7 +128,7 @@ def test_the_serve_banner_names_the_dashboard_and_the_demo_users(
 ) -> None:
     settings = Settings(var_dir=tmp_path)
     (tmp_path / DEMO_CREDENTIALS_FILE).write_text("admin / pw (admin)\n")
-    _print_banner(settings, "127.0.0.1", 8123)
+    print_banner(settings, "127.0.0.1", 8123)
     printed = capsys.readouterr().err
     assert "Dashboard:       http://127.0.0.1:8123/admin/" in printed
     assert "Demo users:      admin / pw (admin)" in printed

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.admin.models import AuditEntry
 from invoice_outbox.auth.principal import Principal
+from invoice_outbox.errors import InvalidParameter
 
 #: Ids stored per entry; `affected_count` always has the full number.
 MAX_AFFECTED = 1000
@@ -114,8 +115,11 @@ class AuditQuery:
     until: datetime | None = None
 
 
-class BadCursor(ValueError):
-    """A paging cursor that this service did not hand out."""
+class BadCursor(InvalidParameter):
+    """A paging cursor (the ``cursor`` parameter) that this service did not hand out."""
+
+    def __init__(self) -> None:
+        super().__init__("cursor", "is not one this service handed out")
 
 
 def encode_cursor(entry: AuditEntry) -> str:
@@ -132,7 +136,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
             raise ValueError
         return when, entry_id
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise BadCursor("cursor is not one this service handed out") from None
+        raise BadCursor() from None
 
 
 async def query(

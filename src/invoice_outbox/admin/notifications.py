@@ -19,25 +19,25 @@ Contract (what `notify_once` guarantees):
 - **Quiet periods** (nothing aborted, nothing recovered) are recorded with zero counts and
   no deliveries, and nothing is sent: the row is the cursor, so the next message says what
   happened since then, not since the last noisy period.
-- **No patient data, ever.**  Messages carry counts per cause slug and system name, the
-  period and a pointer to the admin lists; never invoice or patient ids, documents, or
-  reasons (free text that could echo a document).
+- **No patient data, ever.**  `build_summary` reads counts per cause and system only; what
+  the message says is `invoice_outbox.admin.notify_message` (its contract: counts, fixed
+  words, the causes module's labels).
+- **Deliveries** use the service's own channels: the webhook is an HTTP POST of
+  `render_document` (address checked as any system's), each mailbox gets `render_text` by
+  SMTP.  Every recipient of a period sees the same ``notification-<uuid>`` idempotency key.
 
 Cause groups: the aborted count uses the sending's ``cause``.  A recovered sending's cause is
 whatever is still on the row, which today is nothing (the worker clears ``cause`` when a
-sending is sent), so recoveries are grouped by system under `UNKNOWN_CAUSE`.
+sending is sent), so recoveries are grouped by system under the causes module's `UNKNOWN`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import http
 import logging
-import re
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -48,6 +48,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.admin.models import NotificationRun
+from invoice_outbox.admin.notify_message import (
+    Group,
+    Summary,
+    headline,
+    render_document,
+    render_text,
+)
 from invoice_outbox.clock import Clock
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
@@ -64,91 +71,26 @@ log = logging.getLogger(__name__)
 SETTLE = timedelta(seconds=30)
 #: Seconds each webhook POST or SMTP step may take.
 TIMEOUT = 10.0
-#: Summary key of sendings without a cause (the admin lists' cause groups use it too); in
-#: the webhook's `Groups` their `Cause` is null.
-UNKNOWN_CAUSE = "unknown"
-#: Where admins find the invoices behind the counts (an admin's bearer token is needed).
-ABORTED_LIST_PATH = "/api/v1/billing/invoices/aborted"
-#: Lines per section of the text; the rest is summed up in one line.
-MAX_LINES = 20
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RUN_NAMESPACE = uuid.UUID("5d0c7a36-7a53-4d1e-9a43-0a1e0f3b6c21")
 _NO_ID = uuid.UUID(int=0)
-_CAUSE_WORDS = {
-    "timeout": "Timed out",
-    "connection": "Could not connect",
-    "connection-refused": "Connection refused",
-    "connection-reset": "Connection reset",
-    "connection-closed": "Connection closed without an answer",
-    "unreachable": "Host unreachable",
-    "dns": "Host name did not resolve",
-    "tls": "TLS failure",
-    "proxy": "HTTP proxy refused",
-    "config": "Configuration problem",
-    "smtp-auth": "SMTP login refused",
-    "no-document": "Document no longer stored",
-    "document-unreadable": "Stored document could not be decrypted",
-    "document-key": "Document key missing on a worker",
-}
 
 
 # ------------------------------------------------------------------------------ the summary
-@dataclass(frozen=True, slots=True)
-class Group:
-    """Counts for one cause at one system.  `cause` is None when the row has none."""
-
-    cause: str | None
-    system: str
-    aborted: int
-    recovered: int
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """What aborted and what recovered in ``[since, until)``, per cause and system."""
-
-    since: datetime
-    until: datetime
-    groups: tuple[Group, ...]
-
-    @property
-    def aborted_count(self) -> int:
-        return sum(group.aborted for group in self.groups)
-
-    @property
-    def recovered_count(self) -> int:
-        return sum(group.recovered for group in self.groups)
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.groups
-
-    def by_cause(self) -> dict[str, Any]:
-        """The `NotificationRun.summary` JSON: ``{cause: {Aborted, Recovered, Systems}}``."""
-        causes: dict[str, Any] = {}
-        for group in self.groups:
-            entry = causes.setdefault(
-                group.cause or UNKNOWN_CAUSE, {"Aborted": 0, "Recovered": 0, "Systems": {}}
-            )
-            entry["Aborted"] += group.aborted
-            entry["Recovered"] += group.recovered
-            entry["Systems"][group.system] = {
-                "Aborted": group.aborted,
-                "Recovered": group.recovered,
-            }
-        return causes
-
-
 async def build_summary(
     connection: AsyncConnection, *, since: datetime, until: datetime
 ) -> Summary:
     """Count, per (cause, system), the sendings that became Aborted in ``[since, until)``
-    (by ``aborted_at``) and those recovered in it (Sent, ``sent_at`` in the period, after
-    an abort).  Reads counts only: no ids, no reasons."""
+    (by ``aborted_at``; not those discarded since) and those recovered in it (Sent,
+    ``sent_at`` in the period, after an abort).  Reads counts only: no ids, no reasons."""
     aborted = (
         select(Sending.cause, Sending.system, func.count())
-        .where(Sending.aborted_at >= since, Sending.aborted_at < until)
+        .where(
+            Sending.aborted_at >= since,
+            Sending.aborted_at < until,
+            # Given up on for good already: nobody needs telling.
+            Sending.status != Status.DISCARDED.value,
+        )
         .group_by(Sending.cause, Sending.system)
     )
     recovered = (
@@ -181,108 +123,6 @@ def closed_period_end(now: datetime, interval: timedelta) -> datetime:
 def next_due(now: datetime, interval: timedelta) -> datetime:
     """When the next period after the one closed at `now` closes."""
     return closed_period_end(now, interval) + interval + SETTLE
-
-
-# --------------------------------------------------------------------------- the message
-def cause_label(cause: str | None) -> str:
-    """A short human label for a cause slug ("http-503" -> "HTTP 503 Service Unavailable")."""
-    if cause is None:
-        return "cause not recorded"
-    if match := re.fullmatch(r"http-(\d{3})", cause):
-        code = int(match[1])
-        try:
-            return f"HTTP {code} {http.HTTPStatus(code).phrase}"
-        except ValueError:
-            return f"HTTP {code}"
-    if match := re.fullmatch(r"smtp-(\d{3})", cause):
-        return f"SMTP {match[1]}"
-    return _CAUSE_WORDS.get(cause, cause)
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    parts = []
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
-    return " ".join(parts[:2]) or "0 seconds"
-
-
-def _headline(summary: Summary) -> str:
-    aborted = summary.aborted_count
-    return (
-        f"invoice-outbox: {aborted} invoice{'s' if aborted != 1 else ''} could not be sent, "
-        f"{summary.recovered_count} got through after failing, "
-        f"in the last {_duration(summary.until - summary.since)}"
-    )
-
-
-def _section(title: str, lines: list[tuple[str, int]]) -> list[str]:
-    if not lines:
-        return []
-    out = ["", title]
-    out += [f"  {text}: {count}" for text, count in lines[:MAX_LINES]]
-    if rest := lines[MAX_LINES:]:
-        out.append(f"  and {len(rest)} more groups: {sum(count for _, count in rest)}")
-    return out
-
-
-def _group_text(group: Group) -> str:
-    return group.system if group.cause is None else f"{cause_label(group.cause)} at {group.system}"
-
-
-def render_text(summary: Summary, settings: Settings) -> str:
-    """The plain-text message: headline, counts per cause and system, where to look."""
-    zone = settings.zone
-    start, end = summary.since.astimezone(zone), summary.until.astimezone(zone)
-    lines = [
-        _headline(summary),
-        f"Period: {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} ({settings.timezone})",
-    ]
-    by_aborted = sorted(
-        (g for g in summary.groups if g.aborted), key=lambda g: (-g.aborted, _group_text(g))
-    )
-    by_recovered = sorted(
-        (g for g in summary.groups if g.recovered), key=lambda g: (-g.recovered, _group_text(g))
-    )
-    lines += _section(
-        "Could not be sent (no more automatic attempts):",
-        [(_group_text(g), g.aborted) for g in by_aborted],
-    )
-    lines += _section(
-        "Got through after failing:", [(_group_text(g), g.recovered) for g in by_recovered]
-    )
-    lines += [
-        "",
-        f"Which invoices and why: GET {ABORTED_LIST_PATH} (admins) or the admin dashboard.",
-        "This message holds counts only, never invoice or patient data.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def render_document(summary: Summary, settings: Settings) -> dict[str, Any]:
-    """The webhook's JSON document.  `text` (the whole message) is what chat webhooks such as
-    Slack's or Mattermost's show; the other fields are for programs."""
-    return {
-        "text": render_text(summary, settings),
-        "Event": "invoice-outbox.notification",
-        "PeriodStart": summary.since.isoformat(),
-        "PeriodEnd": summary.until.isoformat(),
-        "Aborted": summary.aborted_count,
-        "Recovered": summary.recovered_count,
-        "Groups": [
-            {
-                "Cause": group.cause,
-                "Label": cause_label(group.cause),
-                "System": group.system,
-                "Aborted": group.aborted,
-                "Recovered": group.recovered,
-            }
-            for group in summary.groups
-        ],
-        "Links": {"Aborted": ABORTED_LIST_PATH},
-    }
 
 
 # ---------------------------------------------------------------------------- the sending
@@ -358,7 +198,7 @@ async def _send_email(
     assert settings.notify_email_from is not None
     password = settings.notify_smtp_password
     channel = _MailboxChannel(
-        subject=_headline(summary),
+        subject=headline(summary),
         system=f"The mail server for {to}",
         host=settings.notify_smtp_host,
         port=settings.notify_smtp_port,

@@ -32,7 +32,7 @@ from invoice_outbox.admin.models import ResendJob
 from invoice_outbox.admin.resends import job_plan, next_batch
 from invoice_outbox.sendings.commands import requeue
 from invoice_outbox.state import AppState
-from invoice_outbox.worker.waker import notify_workers
+from invoice_outbox.worker.waker import commit_and_wake
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +181,9 @@ async def run_batch(state: AppState, job_id: uuid.UUID, *, owner: str) -> int | 
             },
         )
         if moved:
-            await notify_workers(session)
-        await session.commit()
-    if moved:
-        state.waker.wake()
+            await commit_and_wake(session, state.waker)
+        else:
+            await session.commit()
     return len(ids)
 
 

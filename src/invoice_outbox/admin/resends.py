@@ -21,11 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from invoice_outbox.admin import audit
 from invoice_outbox.admin.models import ResendJob
 from invoice_outbox.auth.principal import Principal
-from invoice_outbox.sendings.commands import (
-    discarded,
-    not_discarded,
-    resend_sources,
-)
+from invoice_outbox.errors import Conflict, Forbidden, Invalid, NotFound, OutboxError
+from invoice_outbox.sendings.commands import resend_sources
 from invoice_outbox.sendings.filters import SendingFilter
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.queries import selection_clauses
@@ -36,14 +33,49 @@ MAX_SENDING_IDS = 10_000
 DEFAULT_RATE = 500
 
 
-class ResendRefused(Exception):
-    """The request cannot be done as asked; `status_code` (400/403/404/409) and a message
-    the caller can act on."""
+class ResendRefused(OutboxError):
+    """A resend or discard that cannot be done as asked.  Never raised itself: each refusal
+    below is also one of the domain's kinds, which the front ends map (catch this to handle
+    every refusal of this module and of `sending_actions`)."""
 
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
+
+class ResendInvalid(ResendRefused, Invalid):
+    """The request contradicts itself: no selection, statuses that cannot be resent, a
+    PreviewJobId with a dry run or with another selection."""
+
+
+class ForceNotAllowed(ResendRefused, Forbidden):
+    """Only admins may force a resend of a delivered sending."""
+
+
+class DiscardedResendNotAllowed(ResendRefused, Forbidden):
+    """Only admins may resend a discarded sending."""
+
+
+class SendingNotFound(ResendRefused, NotFound):
+    """No sending has the id, or none the caller may see (the same answer for both)."""
+
+    def __init__(self, sending_id: uuid.UUID) -> None:
+        super().__init__(f"No sending has the id {sending_id}.")
+
+
+class DryRunNotFound(ResendRefused, NotFound):
+    """PreviewJobId names no dry run."""
+
+    def __init__(self, job_id: uuid.UUID) -> None:
+        super().__init__(f"No dry run has the id {job_id}.")
+
+
+class ResendConflict(ResendRefused, Conflict):
+    """The sending's state refuses the action now (delivered, queued, in flight, cancelled,
+    not Aborted, already discarded, or changed meanwhile); the message says which."""
+
+
+class ResendJobNotFound(NotFound):
+    """No resend job (or dry run) has the id."""
+
+    def __init__(self, job_id: uuid.UUID) -> None:
+        super().__init__(f"No resend job has the id {job_id}.")
 
 
 # Selections ------------------------------------------------------------------------------
@@ -153,8 +185,6 @@ class Plan:
         """The sendings this plan resends (before the snapshot condition)."""
         clauses = self.base_clauses(with_ids=with_ids)
         clauses.append(Sending.status.in_(sorted(s.value for s in self.statuses)))
-        if self.exclude_discarded:
-            clauses.append(not_discarded())
         return clauses
 
     def to_json(self) -> dict[str, Any]:
@@ -167,12 +197,17 @@ class Plan:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any], *, force: bool) -> Plan:
+        statuses = frozenset(Status(s) for s in value.get("Statuses") or ())
+        exclude_discarded = bool(value.get("ExcludeDiscarded"))
+        if not exclude_discarded and Status.ABORTED in statuses:
+            # Planned before Discarded was a status of its own (discarded ones were Aborted).
+            statuses |= {Status.DISCARDED}
         return cls(
             selection=Selection.from_json(value),
             force=force,
-            statuses=frozenset(Status(s) for s in value.get("Statuses") or ()),
+            statuses=statuses,
             sent_left_out=bool(value.get("SentLeftOut")),
-            exclude_discarded=bool(value.get("ExcludeDiscarded")),
+            exclude_discarded=exclude_discarded,
         )
 
 
@@ -183,23 +218,25 @@ def plan(selection: Selection, *, force: bool) -> Plan:
     400.  Discarded sendings are left out unless the selection names sendings by id.
     """
     if selection.is_empty:
-        raise ResendRefused(400, "The request is invalid: give Cause, SendingIds or Filter.")
+        raise ResendInvalid("give Cause, SendingIds or Filter")
     resendable = RETRYABLE | {Status.SENT}
     wrong = [s.value for s in selection.statuses if s not in resendable]
     if wrong:
-        raise ResendRefused(
-            400,
-            f"The request is invalid: Filter.Status {', '.join(wrong)} cannot be resent "
-            "(only Failed, Aborted, and Sent with Force).",
+        raise ResendInvalid(
+            f"Filter.Status {', '.join(wrong)} cannot be resent "
+            "(only Failed, Aborted, and Sent with Force)"
         )
     wanted = frozenset(selection.statuses) or RETRYABLE | {Status.SENT}
-    allowed = resend_sources(force=force)
+    named = bool(selection.sending_ids)
+    if named and Status.ABORTED in wanted:
+        wanted |= {Status.DISCARDED}  # given up on, but named: an admin's decision
+    allowed = resend_sources(force=force, discarded=named)
     return Plan(
         selection=selection,
         force=force,
         statuses=wanted & allowed,
         sent_left_out=Status.SENT in wanted and not force,
-        exclude_discarded=not selection.sending_ids,
+        exclude_discarded=not named,
     )
 
 
@@ -264,7 +301,8 @@ async def preview(session: AsyncSession, the_plan: Plan) -> Preview:
     elif the_plan.sent_left_out:
         result.sent_left_out = await _count(session, [*base, Sending.status == Status.SENT.value])
     if the_plan.exclude_discarded and Status.ABORTED in the_plan.statuses:
-        result.discarded_left_out = await _count(session, [*base, discarded()])
+        discarded = Sending.status == Status.DISCARDED.value
+        result.discarded_left_out = await _count(session, [*base, discarded])
     ids = the_plan.selection.sending_ids
     if ids:
         found = await _count(session, [Sending.id.in_(list(ids))])
@@ -326,22 +364,16 @@ async def create_job(
     previewed: ResendJob | None = None
     if preview_job_id is not None:
         if dry_run:
-            raise ResendRefused(
-                400,
-                "The request is invalid: PreviewJobId is for real runs; "
-                "a dry run takes its own snapshot.",
-            )
+            raise ResendInvalid("PreviewJobId is for real runs; a dry run takes its own snapshot")
         previewed = await session.get(ResendJob, preview_job_id)
         if previewed is None or not previewed.dry_run:
-            raise ResendRefused(404, f"No dry run has the id {preview_job_id}.")
+            raise DryRunNotFound(preview_job_id)
         previewed_plan = Plan.from_json(previewed.selection, force=previewed.force)
         if selection is None:
             selection = previewed_plan.selection
         if selection != previewed_plan.selection or force != previewed.force:
-            raise ResendRefused(
-                400,
-                "The request is invalid: the selection or Force differs "
-                "from the dry run named by PreviewJobId.",
+            raise ResendInvalid(
+                "the selection or Force differs from the dry run named by PreviewJobId"
             )
         snapshot_at = previewed.snapshot_at
     if selection is None:

@@ -1,7 +1,8 @@
 """Resending or discarding one sending, as an admin or a practice user asks.
 
 Both lock the sending, refuse what does not apply with a `ResendRefused` the caller can show
-(404 alike for missing and for another practice's, 409 with the reason), change it through
+(`SendingNotFound` alike for missing and for another practice's, `ResendConflict` with the
+reason, `ForceNotAllowed`), change it through
 `invoice_outbox.sendings.commands` and write the audit entry.  Functions never commit.
 """
 
@@ -15,9 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.admin import audit
-from invoice_outbox.admin.resends import ResendRefused
+from invoice_outbox.admin.resends import (
+    DiscardedResendNotAllowed,
+    ForceNotAllowed,
+    ResendConflict,
+    SendingNotFound,
+)
 from invoice_outbox.auth.principal import Principal
-from invoice_outbox.sendings.commands import discard, is_discarded, requeue, resend_sources
+from invoice_outbox.sendings.commands import discard, requeue, resend_sources
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
 
@@ -32,7 +38,7 @@ async def _visible_sending(
         select(Sending).where(Sending.id == sending_id).with_for_update()
     )
     if sending is None or not principal.may_access(sending.practice_id):
-        raise ResendRefused(404, f"No sending has the id {sending_id}.")
+        raise SendingNotFound(sending_id)
     return sending
 
 
@@ -48,6 +54,8 @@ def _why_not_resendable(sending: Sending) -> str:
         return "The sending is already queued (Pending); it will be attempted when due."
     if status is Status.SENDING:
         return "The sending is being delivered right now; wait for the outcome."
+    if status is Status.DISCARDED:
+        return "The sending was discarded; only an admin can send it again."
     return "The invoice was cancelled; its sendings are not sent again."
 
 
@@ -62,18 +70,24 @@ async def resend_one(
 ) -> tuple[Sending, str]:
     """Queue one sending again, due now.  Returns it and its previous status.
 
-    Admins: Failed and Aborted (discarded ones too: they are named), Sent with `force`.
-    Practice users: their practices' Failed and Aborted ones; `force` is for admins (403).
+    Admins: Failed, Aborted and Discarded (it is named), Sent with `force`.
+    Practice users: their practices' Failed and Aborted ones; `force` and a Discarded one are
+    for admins (403).
     """
     if force and not principal.is_admin:
-        raise ResendRefused(403, "Only admins may force a resend of a delivered sending.")
+        raise ForceNotAllowed("Only admins may force a resend of a delivered sending.")
     sending = await _visible_sending(session, principal, sending_id)
     previous = sending.status
-    if Status(previous) not in resend_sources(force=force):
-        raise ResendRefused(409, _why_not_resendable(sending))
-    moved = await requeue(session, [sending_id], sources=resend_sources(force=force), now=now)
+    if previous == Status.DISCARDED.value and not principal.is_admin:
+        raise DiscardedResendNotAllowed(
+            "Only admins may resend a discarded sending; ask your administrator."
+        )
+    sources = resend_sources(force=force, discarded=principal.is_admin)
+    if Status(previous) not in sources:
+        raise ResendConflict(_why_not_resendable(sending))
+    moved = await requeue(session, [sending_id], sources=sources, now=now)
     if not moved:  # pragma: no cover -- the row is locked (PostgreSQL) or writes serialise
-        raise ResendRefused(409, "The sending changed meanwhile; try again.")
+        raise ResendConflict("The sending changed meanwhile; try again.")
     await session.refresh(sending)
     forced = previous == Status.SENT.value
     await audit.record(
@@ -87,7 +101,7 @@ async def resend_one(
         details={
             "PreviousStatus": previous,
             "Forced": forced,
-            "WasDiscarded": is_discarded(previous, sending.reason),
+            "WasDiscarded": previous == Status.DISCARDED.value,
         },
         now=now,
     )
@@ -102,21 +116,23 @@ async def discard_one(
     reason: str,
     now: datetime,
 ) -> tuple[Sending, str | None]:
-    """Give up on an Aborted sending for good (see `commands.discard`).  Returns it and the
-    reason it had (the failure that made someone give up)."""
+    """Give up on an Aborted sending for good: it becomes Discarded (see `commands.discard`).
+    Returns it and the reason it had (the failure that made someone give up)."""
     sending = await _visible_sending(session, principal, sending_id)
     status = Status(sending.status)
+    if status is Status.DISCARDED:
+        raise ResendConflict(
+            f"The sending was already discarded (by {sending.discarded_by}: "
+            f"{sending.discard_reason})."
+        )
     if status is not Status.ABORTED:
-        raise ResendRefused(
-            409,
+        raise ResendConflict(
             f"Only Aborted sendings can be discarded; this one is {status.value}."
             + (" It will be attempted again automatically." if status is Status.FAILED else ""),
         )
-    if is_discarded(sending.status, sending.reason):
-        raise ResendRefused(409, f"The sending was already discarded ({sending.reason}).")
     previous_reason = sending.reason
     if not await discard(session, sending_id, actor=principal.subject, reason=reason, now=now):
-        raise ResendRefused(409, "The sending changed meanwhile; try again.")  # pragma: no cover
+        raise ResendConflict("The sending changed meanwhile; try again.")  # pragma: no cover
     await session.refresh(sending)
     await audit.record(
         session,
@@ -144,4 +160,7 @@ def sending_view(sending: Sending, previous_status: str) -> dict[str, Any]:
         "Reason": sending.reason,
         "SendingAttempts": sending.attempts,
         "NextAttemptAt": sending.next_attempt_at,
+        "DiscardedAt": sending.discarded_at,
+        "DiscardedBy": sending.discarded_by,
+        "DiscardReason": sending.discard_reason,
     }

@@ -1,7 +1,10 @@
 """Front end 1: the HTTP API (legacy routes of SPEC.md and the service's own), on FastAPI.
 
-Routes parse HTTP, call the domain and write answers; errors are mapped once (`errors.py`).
-`install_api(app, settings)` adds the routers, the error mapping and the request limits.
+Routes parse HTTP, call the domain and write answers; the domain's errors propagate and are
+mapped once (`errors.py`).  `install_api(app, settings)` adds the routers, the error mapping
+and the request limits.  Routers by topic: the legacy routes (`legacy_lists`,
+`legacy_commands`), finding failures (`listing_routes`), fixing them (`sending_routes`,
+`resend_routes`, `audit_routes`), invoices, systems, sign-in (`token_route`) and probes.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from invoice_outbox.api import (
-    admin_routes,
+    audit_routes,
     health,
     invoices,
     legacy_commands,
     legacy_lists,
     listing_routes,
     metrics_route,
+    resend_routes,
     sandbox,
+    sending_routes,
     systems,
     token_route,
 )
@@ -38,7 +43,9 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         legacy_lists.router,
         legacy_commands.router,
         listing_routes.router,
-        admin_routes.router,
+        sending_routes.router,
+        resend_routes.router,
+        audit_routes.router,
         invoices.router,
         systems.router,
     ]

@@ -25,6 +25,7 @@ from invoice_outbox.state import AppState
 
 M = TypeVar("M", bound=BaseModel)
 XmlReader = Callable[[Any], dict[str, Any]]
+_XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
 
 def _local(tag: str) -> str:
@@ -77,11 +78,33 @@ def xml_children(element: Any) -> dict[str, Any]:
         name = _local(child.tag)
         if len(child):
             result[name] = [(item.text or "").strip() for item in child]
-        elif child.get("{http://www.w3.org/2001/XMLSchema-instance}nil") == "true":
+        elif child.get(_XSI_NIL) == "true":
             result[name] = None
         else:
             result[name] = (child.text or "").strip()
     return result
+
+
+def _xml_value(element: Any) -> Any:
+    """Text, None for ``i:nil``, a list for an element with children (list members)."""
+    if element.get(_XSI_NIL) == "true":
+        return None
+    if len(element):
+        return [(item.text or "").strip() for item in element]
+    return (element.text or "").strip()
+
+
+def xml_flat(root: Any, *, nested: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Like `xml_children`, but the children named in `nested` are read as objects (their own
+    children by name) unless ``i:nil``; an ``i:nil`` element with children is None too."""
+    values: dict[str, Any] = {}
+    for child in root:
+        name = _local(child.tag)
+        if name in nested and child.get(_XSI_NIL) != "true":
+            values[name] = xml_flat(child)
+        else:
+            values[name] = _xml_value(child)
+    return values
 
 
 def answer(

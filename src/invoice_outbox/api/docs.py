@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 STATUS_VALUES = (
     "`Status`: `Pending` (waiting for its first or next attempt), `Sending` (an attempt is in "
     "flight), `Sent` (the system accepted it), `Failed` (the last attempt failed; another is "
-    "scheduled), `Aborted` (no more automatic attempts), `Cancelled` (the invoice was cancelled). "
+    "scheduled), `Aborted` (no more automatic attempts), `Cancelled` (the invoice was cancelled), "
+    "`Discarded` (an admin or the practice gave up on it for good; never on the legacy "
+    "`aborted` and `failed` lists). "
     "`System`: the name of a configured external system (e.g. a billing system, a medical-aid "
     "switch, a mailbox). `SendingType`: `Invoice` or `Cancellation`. `SendingTime`: time of the "
     "last attempt (of creation before any) — JSON in UTC (`...Z`, whole seconds), XML in the "
@@ -87,3 +92,43 @@ ENVELOPE_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _ERROR,
     404: _ERROR,
 }
+
+
+#: The answers of a command that the state of things can refuse (409).
+COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ENVELOPE_RESPONSES,
+    409: ENVELOPE_RESPONSES[400],
+}
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its ``$defs`` inlined (OpenAPI cannot resolve them)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+def body_doc(model: type[BaseModel], example: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a command read by `read_body`: `model`'s schema with an
+    `example` in JSON, and XML (a string: DataContract XML of the same members)."""
+    schema = _inline(model.model_json_schema())
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema, "example": dict(example)},
+                "application/xml": {"schema": {"type": "string"}},
+            },
+        }
+    }

@@ -1,4 +1,7 @@
-"""The command routes of the ASP.NET billing API (SPEC.md): retry all, cancel."""
+"""The command routes of the ASP.NET billing API (SPEC.md): retry all, cancel.
+
+A practice without the invoice propagates as the domain's `InvoiceNotFound` (404).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,10 @@ from invoice_outbox.admin import audit
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.envelopes import guid_envelope, rows_envelope
-from invoice_outbox.api.errors import ApiError
-from invoice_outbox.api.security import Admin, Caller, ensure_practice_access
-from invoice_outbox.sendings.cancellation import InvoiceNotFound, cancel_invoice
+from invoice_outbox.api.security import Admin, Caller
+from invoice_outbox.sendings.cancellation import cancel_invoice
 from invoice_outbox.sendings.commands import retry_all_failed
-from invoice_outbox.worker.waker import notify_workers
+from invoice_outbox.worker.waker import commit_and_wake
 
 router = APIRouter(tags=["legacy billing API"])
 
@@ -44,9 +46,7 @@ async def retry_all(request: Request, state: State, session: Session, caller: Ad
         affected=requeued.ids,
         now=now,
     )
-    await notify_workers(session)
-    await session.commit()
-    state.waker.wake()
+    await commit_and_wake(session, state.waker)
     message = f"{len(rows)} sending(s) queued again"
     return rows_envelope(request, state, rows, message=message, status_code=200)
 
@@ -71,14 +71,9 @@ async def cancel(
     practiceid: uuid.UUID,
     invoiceId: uuid.UUID,
 ) -> Response:
-    ensure_practice_access(caller, practiceid)
+    caller.ensure_access(practiceid)
     now = state.clock.now()
-    try:
-        changed = await cancel_invoice(
-            session, practiceid, invoiceId, now=now, keyring=state.keyring
-        )
-    except InvoiceNotFound:
-        raise ApiError(404, f"Practice {practiceid} has no invoice {invoiceId}.") from None
+    changed = await cancel_invoice(session, practiceid, invoiceId, now=now, keyring=state.keyring)
     await audit.record(
         session,
         principal=caller,
@@ -93,8 +88,6 @@ async def cancel(
         },
         now=now,
     )
-    await notify_workers(session)
-    await session.commit()
-    state.waker.wake()
+    await commit_and_wake(session, state.waker)
     message = f"Invoice cancelled ({len(changed)} sending(s) changed or queued)"
     return guid_envelope(request, invoiceId, message=message)

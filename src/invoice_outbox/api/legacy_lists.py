@@ -1,7 +1,8 @@
 """The list routes of the ASP.NET billing API (SPEC.md), served wire-exact.
 
 Without query parameters each route answers exactly as the old service did.  Optional
-parameters (see `list_params.read_params`) filter the list; `limit` or `cursor` pages it.
+parameters (see `sendings.list_query.read_params`) filter the list; `limit` or `cursor` pages
+it; a bad one propagates as the domain's `InvalidParameter` (400, naming it).
 A paged answer is still the bare legacy list, so .NET clients parse it as before; the paging
 travels in headers (`X-Total-Count`, `X-Next-Cursor`, `Link: <...>; rel="next"`).
 """
@@ -20,21 +21,17 @@ from starlette.responses import Response
 
 from invoice_outbox.api.deps import State
 from invoice_outbox.api.docs import STATUS_LIST_RESPONSES
-from invoice_outbox.api.errors import bad_parameter
-from invoice_outbox.api.list_params import LEGACY_PARAMS, SENT_PARAMS, read_params, scoped
-from invoice_outbox.api.listing_routes import (
-    PAGING_HEADERS_DOC,
-    paging_headers,
-    query_docs,
-    read_list_page,
-)
+from invoice_outbox.api.list_params import PAGING_HEADERS_DOC, paging_headers, query_docs
 from invoice_outbox.api.security import Admin, Caller
 from invoice_outbox.api.streaming import stream_status_rows
+from invoice_outbox.errors import InvalidParameter
 from invoice_outbox.legacy.json_format import JSON_LIST, json_rows
 from invoice_outbox.legacy.negotiation import negotiate
 from invoice_outbox.legacy.xml_format import XML_LIST, xml_rows
+from invoice_outbox.sendings.list_query import LEGACY_PARAMS, SENT_PARAMS, read_params, scoped
 from invoice_outbox.sendings.listing import Order, Page, filtered_statement
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.pages import read_list_page
 from invoice_outbox.sendings.queries import STATUS_VO_COLUMNS, sent_between, status_vo_rows
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.state import AppState
@@ -72,7 +69,7 @@ def _page_body(request: Request, state: AppState, page: Page) -> Response:
 
 
 async def _status_list(request: Request, state: AppState, status: Status) -> Response:
-    params = read_params(request, LEGACY_PARAMS, state.settings.zone)
+    params = read_params(request.query_params.multi_items(), LEGACY_PARAMS, state.settings.zone)
     if not params.given:
         return await stream_status_rows(request, state, status_vo_rows(status))
     selection = dataclasses.replace(params.selection, statuses=frozenset({status}))
@@ -80,9 +77,10 @@ async def _status_list(request: Request, state: AppState, status: Status) -> Res
         statement = filtered_statement(STATUS_VO_COLUMNS, selection, Order.SENDING_TIME)
         return await stream_status_rows(request, state, statement)
     page = await read_list_page(
-        state,
+        state.engine,
         params,
         selection,
+        signing_key=state.signing_key,
         columns=STATUS_VO_COLUMNS,
         order=Order.SENDING_TIME,
         scope_parts=(status.value,),
@@ -127,7 +125,7 @@ def _parse_sent_date(raw: str) -> date:
             raise ValueError
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
-        raise bad_parameter("sentDate", "is not a date (expected yyyy-MM-dd)") from None
+        raise InvalidParameter("sentDate", "is not a date (expected yyyy-MM-dd)") from None
 
 
 @router.get(
@@ -151,7 +149,7 @@ async def sent_on(request: Request, state: State, caller: Caller, sentDate: str)
     zone = state.settings.zone
     start = datetime.combine(day, time.min, tzinfo=zone)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
-    params = read_params(request, SENT_PARAMS, zone)
+    params = read_params(request.query_params.multi_items(), SENT_PARAMS, zone)
     if not params.given:
         practices = None if caller.is_admin else caller.practices
         return await stream_status_rows(request, state, sent_between(start, end, practices))
@@ -165,9 +163,10 @@ async def sent_on(request: Request, state: State, caller: Caller, sentDate: str)
         statement = filtered_statement(STATUS_VO_COLUMNS, selection, Order.SENT_AT, extra)
         return await stream_status_rows(request, state, statement)
     page = await read_list_page(
-        state,
+        state.engine,
         params,
         selection,
+        signing_key=state.signing_key,
         columns=STATUS_VO_COLUMNS,
         order=Order.SENT_AT,
         scope_parts=("sent", day.isoformat()),

@@ -1,212 +1,111 @@
-"""Query parameters of the list routes, read once for all of them (the legacy ones included).
+"""The list routes' query parameters and paging headers, on the HTTP side.
 
-`read_params`: names match case-insensitively as ASP.NET model binding does (``practiceid`` =
-``practiceId``), unknown names are ignored, empty values count as absent, and a value that
-cannot mean anything is a 400 naming the parameter.  `scoped` narrows a selection to what the
-caller may see.
+The parameters are read by the domain (`invoice_outbox.sendings.list_query.read_params`, which
+every list of both front ends shares); here is what only HTTP has: their OpenAPI description
+(`query_docs`) and the paging headers of a page (`paging_headers`, `PAGING_HEADERS_DOC`).
 """
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from fastapi import Request
+from starlette.requests import Request
 
-from invoice_outbox.api.errors import bad_parameter, forbidden
-from invoice_outbox.auth.principal import Principal
-from invoice_outbox.sendings.causes import FAILURE_STATUSES
-from invoice_outbox.sendings.filters import SendingFilter
-from invoice_outbox.sendings.listing import MAX_LIMIT
-from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.list_query import (
+    CAUSE,
+    CURSOR,
+    DEFAULT_LIMIT,
+    FROM,
+    LIMIT,
+    PRACTICE,
+    SENDING_TYPE,
+    STATUS,
+    SYSTEM,
+    TEXT,
+    TO,
+)
+from invoice_outbox.sendings.listing import MAX_LIMIT, Page
 
-#: Page size when a list is paged without a `limit`.
-DEFAULT_LIMIT: Final = 100
-#: Practices listed per cause group (PracticeCount tells how many there are).
-PRACTICE_CAP: Final = 100
-#: Values one parameter may carry (repeated or comma-separated).
-MAX_VALUES: Final = 100
-MAX_TEXT: Final = 200
-
-# Parameter names, as documented (matched case-insensitively).
-PRACTICE: Final = "practiceId"
-SYSTEM: Final = "system"
-SENDING_TYPE: Final = "sendingType"
-STATUS: Final = "status"
-CAUSE: Final = "cause"
-FROM: Final = "from"
-TO: Final = "to"
-TEXT: Final = "q"
-LIMIT: Final = "limit"
-CURSOR: Final = "cursor"
-_MULTI = frozenset({PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE})
-
-LEGACY_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, CAUSE, FROM, TO, TEXT, LIMIT, CURSOR)
-SENT_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, LIMIT, CURSOR)
-LIST_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE, FROM, TO, TEXT, LIMIT, CURSOR)
-PRACTICE_VIEW_PARAMS: Final = tuple(p for p in LIST_PARAMS if p != PRACTICE)
-CAUSE_PARAMS: Final = (PRACTICE, SYSTEM, SENDING_TYPE, STATUS, CAUSE, FROM, TO, TEXT)
-
-_SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
-_CAUSE_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-# "…T10:00:00+02:00" sent unencoded arrives as "…T10:00:00 02:00" ("+" means space in a query).
-_SPACE_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
-_DIGITS = re.compile(r"[0-9]{1,7}")
-
-
-# Parameters ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ListParams:
-    """What a list request asked for.  `given`: any recognised parameter had a value."""
-
-    selection: SendingFilter
-    limit: int | None
-    cursor: str | None
-    given: bool
-
-    @property
-    def paged(self) -> bool:
-        return self.limit is not None or self.cursor is not None
+_PARAM_DOCS: Final[Mapping[str, tuple[str, dict[str, Any]]]] = {
+    PRACTICE: ("Only these practices (GUID; repeat or comma-separate).", {"type": "string"}),
+    SYSTEM: (
+        "Only sendings to these systems (exact name; repeat or comma-separate).",
+        {"type": "string"},
+    ),
+    SENDING_TYPE: ("`Invoice` or `Cancellation` (repeat or comma-separate).", {"type": "string"}),
+    STATUS: (
+        "`Pending`, `Sending`, `Sent`, `Failed`, `Aborted`, `Cancelled`, `Discarded` (repeat "
+        "or comma-separate). `GET api/v1/billing/sendings` without it lists every status but "
+        "`Discarded`.",
+        {"type": "string"},
+    ),
+    CAUSE: (
+        "Cause groups: slugs such as `http-503`, `timeout`, `smtp-550`, `config` (see "
+        "`GET api/v1/billing/causes`); `unknown` = failures recorded without a cause.",
+        {"type": "string"},
+    ),
+    FROM: (
+        "SendingTime from (inclusive): `yyyy-MM-dd` (the start of that day in the service's "
+        "time zone) or an ISO date-time (no offset: the service's zone).",
+        {"type": "string"},
+    ),
+    TO: (
+        "SendingTime up to: `yyyy-MM-dd` includes that whole day; an ISO date-time is exclusive.",
+        {"type": "string"},
+    ),
+    TEXT: ("Text the Reason contains (case-insensitive).", {"type": "string", "maxLength": 200}),
+    LIMIT: (
+        f"Page size, 1 to {MAX_LIMIT}. Giving `limit` or `cursor` pages the list "
+        f"(default page: {DEFAULT_LIMIT}).",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    ),
+    CURSOR: (
+        "The opaque cursor of the next page (`X-Next-Cursor` / `NextCursor`), used with "
+        "the same filters as the first page.",
+        {"type": "string"},
+    ),
+}
 
 
-def _collect(request: Request, names: Collection[str]) -> dict[str, list[str]]:
-    by_lower = {name.lower(): name for name in names}
-    found: dict[str, list[str]] = {}
-    for key, raw in request.query_params.multi_items():
-        name = by_lower.get(key.strip().lower())
-        if name is None:
-            continue
-        parts = raw.split(",") if name in _MULTI else [raw]
-        values = [part.strip() for part in parts if part.strip()]
-        if values:
-            found.setdefault(name, []).extend(values)
-    for name, values in found.items():
-        if len(values) > MAX_VALUES:
-            raise bad_parameter(name, f"has more than {MAX_VALUES} values")
-        if any("\0" in value for value in values):
-            raise bad_parameter(name, "contains a NUL character")
-    return found
+def query_docs(names: Sequence[str]) -> dict[str, Any]:
+    """OpenAPI `parameters` for the named query parameters (read by `read_params`)."""
+    return {
+        "parameters": [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": _PARAM_DOCS[name][0],
+                "schema": _PARAM_DOCS[name][1],
+            }
+            for name in names
+        ]
+    }
 
 
-def _guids(values: list[str]) -> frozenset[uuid.UUID]:
-    try:
-        return frozenset(uuid.UUID(v) for v in values)
-    except ValueError:
-        raise bad_parameter(PRACTICE, "is not a GUID") from None
+PAGING_HEADERS_DOC: Final = {
+    "X-Total-Count": {
+        "description": "Rows in the whole list (fixed by its first page).",
+        "schema": {"type": "integer"},
+    },
+    "X-Next-Cursor": {
+        "description": "Cursor of the next page; absent on the last page.",
+        "schema": {"type": "string"},
+    },
+    "Link": {
+        "description": 'The next page\'s URL: `<...>; rel="next"`.',
+        "schema": {"type": "string"},
+    },
+}
 
 
-def _systems(values: list[str]) -> frozenset[str]:
-    for value in values:
-        if not _SYSTEM_NAME.fullmatch(value):
-            raise bad_parameter(SYSTEM, "is not a system name (letters, digits, space . _ -)")
-    return frozenset(values)
-
-
-def _members(
-    name: str, values: list[str], enum: type[Status] | type[SendingType]
-) -> frozenset[Any]:
-    members = {member.value.lower(): member for member in enum}
-    try:
-        return frozenset(members[v.lower()] for v in values)
-    except KeyError:
-        allowed = ", ".join(member.value for member in enum)
-        raise bad_parameter(name, f"must be one of {allowed}") from None
-
-
-def _causes(values: list[str]) -> frozenset[str]:
-    causes = frozenset(v.lower() for v in values)
-    if any(len(c) > 64 or not _CAUSE_SLUG.fullmatch(c) for c in causes):
-        raise bad_parameter(CAUSE, "is not a cause (a slug such as http-503 or timeout)")
-    return causes
-
-
-def cause_slug(value: str) -> str:
-    """A cause group's key as the `cause` filter reads it (lower case); 400 when it cannot be
-    one (the dashboard's ``/admin/causes/{cause}`` reads its path with this)."""
-    (slug,) = _causes([value])
-    return slug
-
-
-def parse_moment(name: str, raw: str, zone: tzinfo, *, end: bool) -> datetime:
-    """An ISO date or date-time as an aware datetime.
-
-    A date is a calendar day in the service's zone: `from` starts at its beginning, and `to`
-    (`end`) includes the whole day.  A date-time without an offset is in the service's zone.
-    """
-    text = _SPACE_OFFSET.sub(r"\1+\2", raw)
-    try:
-        if _DATE_ONLY.fullmatch(text):
-            day = date.fromisoformat(text)
-            if end:
-                day += timedelta(days=1)
-            moment = datetime.combine(day, time.min, tzinfo=zone)
-        else:
-            moment = datetime.fromisoformat(text)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=zone)
-        # The instant must exist in UTC (stored) and in the zone (XML dates) calendars.
-        moment.astimezone(UTC).astimezone(zone)
-        return moment
-    except (ValueError, OverflowError):
-        raise bad_parameter(
-            name, "is not a date or date-time (yyyy-MM-dd or yyyy-MM-ddTHH:mm:ss+02:00)"
-        ) from None
-
-
-def _limit(raw: str) -> int:
-    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise bad_parameter(LIMIT, f"must be a whole number from 1 to {MAX_LIMIT}")
-    return int(raw)
-
-
-def read_params(request: Request, names: Collection[str], zone: tzinfo) -> ListParams:
-    """The recognised parameters among `names`; 400 (naming it) for a value that is invalid."""
-    found = _collect(request, names)
-    first = {name: values[0] for name, values in found.items()}
-    since = parse_moment(FROM, first[FROM], zone, end=False) if FROM in first else None
-    until = parse_moment(TO, first[TO], zone, end=True) if TO in first else None
-    if since is not None and until is not None and since >= until:
-        raise bad_parameter(FROM, "is not before to")
-    text = first.get(TEXT)
-    if text is not None and len(text) > MAX_TEXT:
-        raise bad_parameter(TEXT, f"is longer than {MAX_TEXT} characters")
-    cursor = first.get(CURSOR)
-    selection = SendingFilter(
-        practices=_guids(found[PRACTICE]) if PRACTICE in found else None,
-        systems=_systems(found.get(SYSTEM, [])),
-        sending_types=_members(SENDING_TYPE, found.get(SENDING_TYPE, []), SendingType),
-        statuses=_members(STATUS, found.get(STATUS, []), Status),
-        causes=_causes(found.get(CAUSE, [])),
-        since=since,
-        until=until,
-        text=text,
-    )
-    limit = _limit(first[LIMIT]) if LIMIT in first else None
-    return ListParams(selection, limit, cursor, given=bool(found))
-
-
-def scoped(selection: SendingFilter, caller: Principal) -> SendingFilter:
-    """`selection` narrowed to what `caller` may read; 403 if it names another practice."""
-    if caller.is_admin:
-        return selection
-    if selection.practices is not None and not selection.practices <= caller.practices:
-        raise forbidden()
-    return selection.restricted_to(frozenset(caller.practices))
-
-
-def read_cause_selection(
-    request: Request, zone: tzinfo, names: Collection[str] = CAUSE_PARAMS
-) -> SendingFilter:
-    """The filters of the cause groups (`CAUSE_PARAMS`, or fewer `names`), as `read_params`
-    reads them; `status` may only be Failed or Aborted (400 otherwise)."""
-    selection = read_params(request, names, zone).selection
-    if not selection.statuses <= frozenset(FAILURE_STATUSES):
-        raise bad_parameter(STATUS, "must be Failed or Aborted for cause groups")
-    return selection
+def paging_headers(request: Request, page: Page) -> dict[str, str]:
+    """``X-Total-Count``, and for a page with a successor ``X-Next-Cursor`` and ``Link``."""
+    headers = {"X-Total-Count": str(page.total)}
+    if page.next_cursor is not None:
+        sent = [key for key, _ in request.query_params.multi_items() if key.lower() == CURSOR]
+        url = request.url.remove_query_params(sent).include_query_params(cursor=page.next_cursor)
+        headers["X-Next-Cursor"] = page.next_cursor
+        headers["Link"] = f'<{url}>; rel="next"'
+    return headers

@@ -1,207 +1,45 @@
 """Filtered, paginated lists of sendings, cause groups, and the practice view.
 
-Their query parameters are read by `invoice_outbox.api.list_params`.
+Their query parameters are read by the domain (`invoice_outbox.sendings.list_query`), their
+pages by `invoice_outbox.sendings.pages`, their items built by `invoice_outbox.sendings.items`;
+here are the routes, their OpenAPI description and the answers.  Bad parameters and cursors
+propagate as the domain's `InvalidParameter`, practices not the caller's as `AccessDenied`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from datetime import datetime, tzinfo
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
-from sqlalchemy import ColumnElement
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.orm import QueryableAttribute
 from starlette.responses import Response
 
 from invoice_outbox.api.bodies import answer
 from invoice_outbox.api.deps import State
 from invoice_outbox.api.docs import STATUS_VALUES
-from invoice_outbox.api.errors import bad_parameter
-from invoice_outbox.api.list_params import (
-    CAUSE,
+from invoice_outbox.api.list_params import PAGING_HEADERS_DOC, paging_headers, query_docs
+from invoice_outbox.api.security import Admin, Caller
+from invoice_outbox.sendings.cause_groups import cause_groups, failure_statuses, group_view
+from invoice_outbox.sendings.filters import SendingFilter, shown_by_default
+from invoice_outbox.sendings.items import ITEM_COLUMNS, practice_item, sending_item
+from invoice_outbox.sendings.list_query import (
     CAUSE_PARAMS,
-    CURSOR,
     DEFAULT_LIMIT,
-    FROM,
-    LEGACY_PARAMS,
-    LIMIT,
     LIST_PARAMS,
-    PRACTICE,
     PRACTICE_CAP,
     PRACTICE_VIEW_PARAMS,
-    SENDING_TYPE,
-    SENT_PARAMS,
-    STATUS,
-    SYSTEM,
-    TEXT,
-    TO,
     ListParams,
-    cause_slug,
-    parse_moment,
     read_cause_selection,
     read_params,
     scoped,
 )
-from invoice_outbox.api.security import Admin, Caller, ensure_practice_access
-from invoice_outbox.sendings.cause_groups import cause_groups, failure_statuses, group_view
-from invoice_outbox.sendings.causes import (
-    describe,
-    group_key,
-    practice_explanation,
-)
-from invoice_outbox.sendings.filters import SendingFilter
-from invoice_outbox.sendings.listing import (
-    MAX_LIMIT,
-    CursorError,
-    CursorSigner,
-    CursorState,
-    Order,
-    Page,
-    read_page,
-    scope_of,
-)
-from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.listing import Order, Page
+from invoice_outbox.sendings.pages import read_list_page, reading
 from invoice_outbox.state import AppState
-from invoice_outbox.systems.holds import SystemHold, held_systems
+from invoice_outbox.systems.holds import held_systems
 
 router = APIRouter(tags=["finding failures"])
-
-# Pages -----------------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection whose reads share one snapshot (PostgreSQL: REPEATABLE READ)."""
-    async with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.execution_options(isolation_level="REPEATABLE READ")
-        yield connection
-
-
-async def read_list_page(
-    state: AppState,
-    params: ListParams,
-    selection: SendingFilter,
-    *,
-    columns: Sequence[QueryableAttribute[Any]],
-    order: Order,
-    scope_parts: Sequence[str],
-    extra: Sequence[ColumnElement[bool]] = (),
-) -> Page:
-    """The page `params` ask for (the first one without a cursor); 400 for a bad cursor."""
-    signer = CursorSigner(state.signing_key)
-    scope = scope_of(selection, order, *scope_parts)
-    cursor: CursorState | None = None
-    if params.cursor is not None:
-        try:
-            cursor = signer.load(params.cursor, scope)
-        except CursorError as exc:
-            raise bad_parameter(CURSOR, str(exc)) from None
-    async with reading(state.engine) as connection:
-        return await read_page(
-            connection,
-            columns=columns,
-            selection=selection,
-            order=order,
-            limit=params.limit or DEFAULT_LIMIT,
-            cursor=cursor,
-            signer=signer,
-            scope=scope,
-            extra=extra,
-        )
-
-
-def paging_headers(request: Request, page: Page) -> dict[str, str]:
-    """``X-Total-Count``, and for a page with a successor ``X-Next-Cursor`` and ``Link``."""
-    headers = {"X-Total-Count": str(page.total)}
-    if page.next_cursor is not None:
-        sent = [key for key, _ in request.query_params.multi_items() if key.lower() == CURSOR]
-        url = request.url.remove_query_params(sent).include_query_params(cursor=page.next_cursor)
-        headers["X-Next-Cursor"] = page.next_cursor
-        headers["Link"] = f'<{url}>; rel="next"'
-    return headers
-
-
-# Items -----------------------------------------------------------------------------------------
-
-ITEM_COLUMNS: Final = (
-    Sending.id,
-    Sending.practice_id,
-    Sending.invoice_id,
-    Sending.encounter_id,
-    Sending.system,
-    Sending.sending_type,
-    Sending.status,
-    Sending.reason,
-    Sending.cause,
-    Sending.attempts,
-    Sending.sending_time,
-    Sending.next_attempt_at,
-    Sending.sent_at,
-)
-
-
-def sending_item(row: Sequence[Any]) -> dict[str, Any]:
-    """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label)."""
-    (
-        sending_id,
-        practice_id,
-        invoice_id,
-        encounter_id,
-        system,
-        sending_type,
-        status,
-        reason,
-        cause,
-        attempts,
-        sending_time,
-        next_attempt_at,
-        sent_at,
-    ) = row[:13]
-    group = group_key(status, cause)
-    return {
-        "SendingId": sending_id,
-        "PracticeId": practice_id,
-        "InvoiceId": invoice_id,
-        "EncounterId": encounter_id,
-        "System": system,
-        "SendingType": sending_type,
-        "Status": status,
-        "Reason": reason,
-        "Cause": group,
-        "CauseLabel": None if group is None else describe(group).label,
-        "SendingAttempts": attempts,
-        "SendingTime": sending_time,
-        "NextAttemptAt": next_attempt_at,
-        "SentAt": sent_at,
-    }
-
-
-def practice_item(
-    row: Sequence[Any], zone: tzinfo, now: datetime, holds: Mapping[str, SystemHold] | None = None
-) -> dict[str, Any]:
-    """`sending_item` plus `Explanation` and `NextStep` in plain words (the practice view).
-
-    `holds` (from `held_systems`): systems holding their queue, so waiting invoices say why.
-    """
-    item = sending_item(row)
-    explanation, next_step = practice_explanation(
-        status=item["Status"],
-        cause=item["Cause"],
-        next_attempt_at=item["NextAttemptAt"],
-        sent_at=item["SentAt"],
-        zone=zone,
-        now=now,
-        hold=(holds or {}).get(item["System"]),
-    )
-    item["Explanation"] = explanation
-    item["NextStep"] = next_step
-    return item
 
 
 def _page_answer(
@@ -213,78 +51,22 @@ def _page_answer(
     return response
 
 
+async def _sendings_page(
+    state: AppState, params: ListParams, selection: SendingFilter, scope: str
+) -> Page:
+    """A page of `ITEM_COLUMNS` rows in SendingTime order; `scope` names the list."""
+    return await read_list_page(
+        state.engine,
+        params,
+        selection,
+        signing_key=state.signing_key,
+        columns=ITEM_COLUMNS,
+        order=Order.SENDING_TIME,
+        scope_parts=(scope,),
+    )
+
+
 # OpenAPI ---------------------------------------------------------------------------------------
-
-_PARAM_DOCS: Final[Mapping[str, tuple[str, dict[str, Any]]]] = {
-    PRACTICE: ("Only these practices (GUID; repeat or comma-separate).", {"type": "string"}),
-    SYSTEM: (
-        "Only sendings to these systems (exact name; repeat or comma-separate).",
-        {"type": "string"},
-    ),
-    SENDING_TYPE: ("`Invoice` or `Cancellation` (repeat or comma-separate).", {"type": "string"}),
-    STATUS: (
-        "`Pending`, `Sending`, `Sent`, `Failed`, `Aborted`, `Cancelled` (repeat or "
-        "comma-separate).",
-        {"type": "string"},
-    ),
-    CAUSE: (
-        "Cause groups: slugs such as `http-503`, `timeout`, `smtp-550`, `config` (see "
-        "`GET api/v1/billing/causes`); `unknown` = failures recorded without a cause.",
-        {"type": "string"},
-    ),
-    FROM: (
-        "SendingTime from (inclusive): `yyyy-MM-dd` (the start of that day in the service's "
-        "time zone) or an ISO date-time (no offset: the service's zone).",
-        {"type": "string"},
-    ),
-    TO: (
-        "SendingTime up to: `yyyy-MM-dd` includes that whole day; an ISO date-time is exclusive.",
-        {"type": "string"},
-    ),
-    TEXT: ("Text the Reason contains (case-insensitive).", {"type": "string", "maxLength": 200}),
-    LIMIT: (
-        f"Page size, 1 to {MAX_LIMIT}. Giving `limit` or `cursor` pages the list "
-        f"(default page: {DEFAULT_LIMIT}).",
-        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-    ),
-    CURSOR: (
-        "The opaque cursor of the next page (`X-Next-Cursor` / `NextCursor`), used with "
-        "the same filters as the first page.",
-        {"type": "string"},
-    ),
-}
-
-
-def query_docs(names: Sequence[str]) -> dict[str, Any]:
-    """OpenAPI `parameters` for the named query parameters (read by `read_params`)."""
-    return {
-        "parameters": [
-            {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "description": _PARAM_DOCS[name][0],
-                "schema": _PARAM_DOCS[name][1],
-            }
-            for name in names
-        ]
-    }
-
-
-PAGING_HEADERS_DOC: Final = {
-    "X-Total-Count": {
-        "description": "Rows in the whole list (fixed by its first page).",
-        "schema": {"type": "integer"},
-    },
-    "X-Next-Cursor": {
-        "description": "Cursor of the next page; absent on the last page.",
-        "schema": {"type": "string"},
-    },
-    "Link": {
-        "description": 'The next page\'s URL: `<...>; rel="next"`.',
-        "schema": {"type": "string"},
-    },
-}
 
 _ERROR_DOC: Final = {"description": 'Web API error shape `{"Message": "..."}`'}
 
@@ -323,23 +105,18 @@ def _page_responses(extra_fields: str = "") -> dict[int | str, dict[str, Any]]:
     description=(
         "**Admins:** every practice. **Practice users:** only their practices (naming another "
         f"practice in `practiceId` is 403). Filters combine with AND; repeated values of one "
-        f"filter with OR. Always paged (default {DEFAULT_LIMIT} per page)."
+        f"filter with OR. Without `status`, every status but `Discarded` (sendings given up "
+        f"on for good; `status=Discarded` lists them). Always paged (default {DEFAULT_LIMIT} "
+        "per page)."
     ),
     response_class=Response,
     responses=_page_responses(),
     openapi_extra=query_docs(LIST_PARAMS),
 )
 async def list_sendings(request: Request, state: State, caller: Caller) -> Response:
-    params = read_params(request, LIST_PARAMS, state.settings.zone)
-    selection = scoped(params.selection, caller)
-    page = await read_list_page(
-        state,
-        params,
-        selection,
-        columns=ITEM_COLUMNS,
-        order=Order.SENDING_TIME,
-        scope_parts=("sendings",),
-    )
+    params = read_params(request.query_params.multi_items(), LIST_PARAMS, state.settings.zone)
+    selection = shown_by_default(scoped(params.selection, caller))
+    page = await _sendings_page(state, params, selection, "sendings")
     return _page_answer(request, state, page, [sending_item(row) for row in page.rows])
 
 
@@ -358,18 +135,11 @@ async def list_sendings(request: Request, state: State, caller: Caller) -> Respo
 async def practice_invoices(
     request: Request, state: State, caller: Caller, practiceId: uuid.UUID
 ) -> Response:
-    ensure_practice_access(caller, practiceId)
+    caller.ensure_access(practiceId)
     zone = state.settings.zone
-    params = read_params(request, PRACTICE_VIEW_PARAMS, zone)
+    params = read_params(request.query_params.multi_items(), PRACTICE_VIEW_PARAMS, zone)
     selection = dataclasses.replace(params.selection, practices=frozenset({practiceId}))
-    page = await read_list_page(
-        state,
-        params,
-        selection,
-        columns=ITEM_COLUMNS,
-        order=Order.SENDING_TIME,
-        scope_parts=("practice",),
-    )
+    page = await _sendings_page(state, params, selection, "practice")
     now = state.clock.now()
     async with reading(state.engine) as connection:
         holds = await held_systems(connection)
@@ -403,7 +173,7 @@ async def practice_invoices(
     openapi_extra=query_docs(CAUSE_PARAMS),
 )
 async def list_causes(request: Request, state: State, _caller: Admin) -> Response:
-    selection = read_cause_selection(request, state.settings.zone)
+    selection = read_cause_selection(request.query_params.multi_items(), state.settings.zone)
     async with reading(state.engine) as connection:
         groups = await cause_groups(connection, selection)
     statuses = failure_statuses(selection)
@@ -412,23 +182,3 @@ async def list_causes(request: Request, state: State, _caller: Admin) -> Respons
         "Total": sum(g.count for g in groups),
     }
     return answer(request, state, value, root="CauseGroups")
-
-
-__all__ = [
-    "DEFAULT_LIMIT",
-    "ITEM_COLUMNS",
-    "LEGACY_PARAMS",
-    "SENT_PARAMS",
-    "ListParams",
-    "cause_slug",
-    "paging_headers",
-    "parse_moment",
-    "practice_item",
-    "query_docs",
-    "read_cause_selection",
-    "read_list_page",
-    "read_params",
-    "router",
-    "scoped",
-    "sending_item",
-]

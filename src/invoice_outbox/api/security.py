@@ -1,15 +1,19 @@
-"""Who may call a route: dependencies that authenticate the bearer token and check the role."""
+"""Who may call a route: dependencies that authenticate the bearer token and check the role.
+
+A missing or invalid token is the API's own 401 (`unauthorized`, with ``WWW-Authenticate``);
+a role or practice the caller lacks is the domain's `AccessDenied` (403), as the routes'
+``caller.ensure_access(practice_id)`` raises it too.
+"""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
 from invoice_outbox.api.deps import State
-from invoice_outbox.api.errors import forbidden, unauthorized
+from invoice_outbox.api.errors import unauthorized
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.auth.tokens import InvalidToken, verify_token
 
@@ -35,16 +39,9 @@ Caller = Annotated[Principal, Depends(current_principal)]
 
 
 async def require_admin(principal: Caller) -> Principal:
-    """Admins only; a practice user gets 403."""
-    if not principal.is_admin:
-        raise forbidden()
+    """Admins only; a practice user gets `AccessDenied` (403)."""
+    principal.ensure_admin()
     return principal
 
 
 Admin = Annotated[Principal, Depends(require_admin)]
-
-
-def ensure_practice_access(principal: Principal, practice_id: uuid.UUID) -> None:
-    """403 unless the caller is an admin or belongs to `practice_id`."""
-    if not principal.may_access(practice_id):
-        raise forbidden()

@@ -1,4 +1,8 @@
-"""Configuring external systems (admins only)."""
+"""Configuring external systems (admins only).
+
+A configuration the domain refuses propagates as its `Invalid` (`SystemConfigError`: 400); an
+unknown system is a `SystemNotFound` (404).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ from starlette.responses import Response
 from invoice_outbox.admin import audit
 from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.deps import Session, State
-from invoice_outbox.api.errors import ApiError
 from invoice_outbox.api.security import Admin
+from invoice_outbox.errors import InvalidParameter
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import (
-    SystemConfigError,
+    SystemNotFound,
     get_system,
     list_systems,
     put_system,
@@ -92,20 +96,15 @@ async def put(
     reason: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     if not _NAME.match(name):
-        raise ApiError(
-            400,
-            "The request is invalid: name must be 1-100 letters, digits, "
-            "spaces, dots, dashes or underscores.",
+        raise InvalidParameter(
+            "name", "must be 1-100 letters, digits, spaces, dots, dashes or underscores"
         )
     spec, _ = await read_body(request, SystemIn, _xml_system)
     now = state.clock.now()
-    try:
-        await validate_target(spec, allow_private=state.settings.allow_private_targets)
-        existing = await get_system(session, name)
-        before, old_secret = _configuration(existing), existing.secret if existing else None
-        system, created = await put_system(session, name, spec, now=now)
-    except SystemConfigError as exc:
-        raise ApiError(400, f"The request is invalid: {exc}.") from None
+    await validate_target(spec, allow_private=state.settings.allow_private_targets)
+    existing = await get_system(session, name)
+    before, old_secret = _configuration(existing), existing.secret if existing else None
+    system, created = await put_system(session, name, spec, now=now)
     details = _changes(before, _configuration(system), system.secret != old_secret, created)
     await audit.record(
         session,
@@ -133,7 +132,7 @@ async def get(
 ) -> Response:
     system = await get_system(session, name)
     if system is None:
-        raise ApiError(404, f"No system is named {name!r}.")
+        raise SystemNotFound(name)
     return answer(request, state, system_view(system), root="System")
 
 

@@ -20,7 +20,12 @@ LEEWAY_SECONDS = 30
 
 
 class InvalidToken(Exception):
-    """The token is missing, malformed, tampered with, expired, or carries bad claims."""
+    """The token is missing, malformed, tampered with, expired, or carries bad claims.
+
+    Deliberately outside the domain's error tree (`invoice_outbox.errors`): it says nothing
+    the caller can act on but "authenticate again", and its answer is the front end's own (the
+    API's 401 with ``WWW-Authenticate``, `api.security`; the dashboard uses sessions instead).
+    """
 
 
 def issue_token(principal: Principal, *, key: bytes, now: datetime, lifetime: timedelta) -> str:

@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from invoice_outbox.auth.models import User, UserPractice
 from invoice_outbox.auth.passwords import hash_password, verify_password
 from invoice_outbox.auth.principal import Principal, Role
+from invoice_outbox.errors import Invalid
 
 MIN_PASSWORD_LENGTH = 10
 
 
-class UserError(ValueError):
+class UserError(Invalid, ValueError):
     """A user cannot be created as asked (duplicate name, weak password, missing practice)."""
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -12,12 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from invoice_outbox.db.urls import DatabaseUrls, normalise_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
-
-
-def _sqlite_file(urls: DatabaseUrls) -> Path | None:
-    if not urls.is_sqlite:
-        return None
-    return Path(urls.sync_url.removeprefix("sqlite:///"))
 
 
 def _prepare_sqlite(engine: Engine) -> None:
@@ -34,7 +27,7 @@ def _prepare_sqlite(engine: Engine) -> None:
 
 
 def _ensure_parent(urls: DatabaseUrls) -> None:
-    path = _sqlite_file(urls)
+    path = urls.sqlite_path
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
 

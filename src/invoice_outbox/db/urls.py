@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -21,6 +22,12 @@ class DatabaseUrls:
     @property
     def is_sqlite(self) -> bool:
         return self.sync_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file (as configured: a relative path starts at the current directory);
+        None for PostgreSQL."""
+        return Path(self.sync_url.removeprefix("sqlite:///")) if self.is_sqlite else None
 
 
 def normalise_database_url(raw: str) -> DatabaseUrls:

@@ -1,6 +1,6 @@
 """Cancelling an invoice: stop what has not been delivered, tell systems that received it.
 
-Pending, Failed and Aborted sendings (and one in flight) become Cancelled.  A system that
+Pending, Failed, Aborted and Discarded sendings (and one in flight) become Cancelled.  A system that
 already received the invoice gets a `Cancellation` sending (created once; cancelling twice
 changes nothing).  Functions never commit.
 """
@@ -14,15 +14,20 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from invoice_outbox.errors import NotFound
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.sealing import new_document
-from invoice_outbox.sendings.status import SendingType, Status, can_transition
+from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.transitions import cancel_loaded, create_pending
 
 
-class InvoiceNotFound(LookupError):
-    """The practice has no invoice with that id."""
+class InvoiceNotFound(NotFound):
+    """The practice has no invoice with that id (or none the caller may see)."""
+
+    def __init__(self, practice_id: uuid.UUID, invoice_id: uuid.UUID) -> None:
+        super().__init__(f"Practice {practice_id} has no invoice {invoice_id}.")
 
 
 def cancellation_document(sending: Sending, content_type: str) -> bytes:
@@ -65,22 +70,14 @@ async def add_cancellation(
         body=body,
         now=now,
     )
-    cancellation = Sending(
-        id=uuid.uuid4(),
+    cancellation = create_pending(
         practice_id=delivered.practice_id,
         encounter_id=delivered.encounter_id,
         invoice_id=delivered.invoice_id,
         system=delivered.system,
-        sending_type=SendingType.CANCELLATION.value,
-        status=Status.PENDING.value,
-        attempts=0,
-        round_attempts=0,
-        sending_time=now,
-        next_attempt_at=now,
-        idempotency_key=uuid.uuid4().hex,
+        sending_type=SendingType.CANCELLATION,
         document_id=document.id,
-        created_at=now,
-        updated_at=now,
+        now=now,
     )
     session.add_all([document, cancellation])
     return cancellation
@@ -112,7 +109,7 @@ async def cancel_invoice(
         )
     ).all()
     if not sendings:
-        raise InvoiceNotFound(f"practice {practice_id} has no invoice {invoice_id}")
+        raise InvoiceNotFound(practice_id, invoice_id)
     changed: list[Sending] = []
     for sending in sendings:
         status = Status(sending.status)
@@ -125,10 +122,7 @@ async def cancel_invoice(
                     session, sending, content_type=content_type, now=now, keyring=keyring
                 )
             )
-        elif can_transition(status, Status.CANCELLED):
-            sending.status = Status.CANCELLED.value
-            sending.next_attempt_at = None
-            sending.updated_at = now
+        elif cancel_loaded(sending, now=now):
             changed.append(sending)
     await session.flush()
     return changed

@@ -1,9 +1,9 @@
 """Failures grouped by cause: counts, first/last seen, systems and practices affected.
 
-`cause_groups` counts Failed and Aborted sendings by cause: one GROUP BY over the
-(status, cause, sending_time) index for counts and first/last seen, one pass for the systems
-and practices affected, and one index lookup per group for its most recent reason.  What a
-cause means in words is `invoice_outbox.sendings.causes`.
+`cause_groups` counts Failed and Aborted sendings by cause (not Discarded ones: they were given
+up on): one GROUP BY over the (status, cause, sending_time) index for counts and first/last
+seen, one pass for the systems and practices affected, and one index lookup per group for its
+most recent reason.  What a cause means in words is `invoice_outbox.sendings.causes`.
 """
 
 from __future__ import annotations

@@ -42,8 +42,10 @@ __all__ = [
 
 #: The group of failures recorded without a cause (older rows, manual changes).
 UNKNOWN: Final = UNKNOWN_CAUSE
-#: The statuses cause groups are made of.
+#: The statuses cause groups are made of (discarded sendings were given up on: not a worklist).
 FAILURE_STATUSES: Final = (Status.FAILED, Status.ABORTED)
+#: Statuses whose sendings' last attempt failed (a failure without a cause is `UNKNOWN`).
+_FAILED_ONCE: Final = frozenset(s.value for s in (*FAILURE_STATUSES, Status.DISCARDED))
 
 _KEEP_TRYING = (
     "We will keep trying automatically; nothing to do unless it stays like this for a day."
@@ -53,6 +55,10 @@ _GAVE_UP = (
     "again once the system is back; contact them if it is urgent."
 )
 _ADMIN_TOLD = "Your administrator has been told; nothing to do on your side."
+_DISCARDED = "Sending it was then stopped for good."
+_ASK_TO_RESEND = (
+    "Nothing to do, unless it must still be sent: then ask your administrator to send it again."
+)
 _FIX_DETAILS = (
     "Check the invoice and the patient's medical-aid details (member number, dependant code) "
     "in the patient's file, correct them and send again."
@@ -287,7 +293,7 @@ def group_key(status: str, cause: str | None) -> str | None:
     None for sendings that are not failures (Sent, Pending, ...) and have no cause."""
     if cause is not None:
         return cause
-    return UNKNOWN if status in (Status.FAILED.value, Status.ABORTED.value) else None
+    return UNKNOWN if status in _FAILED_ONCE else None
 
 
 # Practice view ---------------------------------------------------------------------------------
@@ -365,6 +371,8 @@ def practice_explanation(
     if status == Status.CANCELLED.value:
         return "The invoice was cancelled, so this will not be sent.", "Nothing to do."
     info = describe(cause)
+    if status == Status.DISCARDED.value:
+        return f"{info.explanation} {_DISCARDED}", _ASK_TO_RESEND
     if status == Status.FAILED.value:
         if next_attempt_at is None:
             return info.explanation, _KEEP_TRYING

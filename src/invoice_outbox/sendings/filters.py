@@ -7,6 +7,7 @@ Every field is optional: an empty filter selects everything.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement
 
 from invoice_outbox.sendings.models import Sending
-from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.status import SHOWN_BY_DEFAULT, SendingType, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,14 @@ class SendingFilter:
             until=self.until,
             text=self.text,
         )
+
+
+def shown_by_default(selection: SendingFilter) -> SendingFilter:
+    """`selection` as a worklist reads it: naming no status means every status but Discarded
+    (given up on for good); ``status=Discarded`` shows those."""
+    if selection.statuses:
+        return selection
+    return dataclasses.replace(selection, statuses=SHOWN_BY_DEFAULT)
 
 
 def filter_clauses(selection: SendingFilter) -> list[ColumnElement[bool]]:

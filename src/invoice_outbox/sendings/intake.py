@@ -3,33 +3,41 @@
 Rules (each sending is one invoice x one system x type Invoice):
 - no sending yet                      → a new Pending sending, due now;
 - same document already queued/sent   → nothing new (the existing sending is returned);
-- corrected document, not yet delivered (Pending, Failed, Aborted) → the document is replaced
-  and the sending is queued again, due now, with a fresh attempt budget;
+- corrected document, not yet delivered (Pending, Failed, Aborted, Discarded) → the document
+  is replaced and the sending is queued again, due now, with a fresh attempt budget;
 - corrected document while an attempt is in flight → `IntakeConflict` (try again shortly);
 - corrected document after delivery (Sent) or after cancellation → `IntakeConflict`.
-Nothing is ever delivered twice on purpose.  Functions never commit.
+Nothing is ever delivered twice on purpose.  Functions never commit (`submit_idempotently`
+rolls back a transaction that lost an insert race, and only that).
 
 "Same document" is decided by keyed digests (see `sealing`): the resubmission's digest is
 computed under each stored document's own key, so it holds across key rotations; the stored
-ciphertext is not read.
+ciphertext is not read.  A stored document under a key this process lacks makes the answer
+unknowable: `IntakeKeyMissing` (try again), never a replacement that could deliver twice.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from invoice_outbox.errors import Conflict, Invalid
 from invoice_outbox.sendings.documents import Document
-from invoice_outbox.sendings.keyring import Keyring
+from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.sealing import digest, new_document
-from invoice_outbox.sendings.status import SendingType, Status, ensure_transition
+from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.transitions import create_pending, requeue_loaded
 from invoice_outbox.systems.models import System, SystemPractice
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +52,26 @@ class Submission:
     systems: tuple[str, ...] | None = None
 
 
-class IntakeError(ValueError):
-    """The submission cannot be accepted as it is (a 400 for the caller)."""
+class IntakeError(Invalid):
+    """The submission cannot be accepted as it is (the message names the part and why)."""
 
 
-class IntakeConflict(IntakeError):
-    """The submission contradicts the invoice's current state (a 409 for the caller)."""
+class IntakeConflict(Conflict):
+    """The submission contradicts the invoice's current state, or an identical one is being
+    submitted at the same moment."""
+
+
+class IntakeKeyMissing(DocumentKeyMissing):
+    """A stored document of the invoice is sealed under a key this process does not hold yet,
+    so whether the submission is the same document cannot be told: try again later (by then
+    the key has reached this process, or an operator has been told by the log)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The invoice's stored document cannot be compared now (this server lacks its "
+            "key); try again later.",
+            retry_after_seconds=30,
+        )
 
 
 async def _target_systems(session: AsyncSession, submission: Submission) -> list[str]:
@@ -169,25 +191,48 @@ async def submit(
     return result
 
 
+async def submit_idempotently(
+    session: AsyncSession, submission: Submission, *, now: datetime, keyring: Keyring
+) -> list[Sending]:
+    """`submit`, flushed; if an identical submission won a race to insert first, its rows.
+
+    The unique (invoice, system, type) key makes the loser's INSERT fail; the session's
+    transaction is then rolled back (so it must hold nothing else yet) and the submission
+    made once more, which finds the winner's sendings: the idempotent answer.  Losing twice
+    is an `IntakeConflict` (try again).  A stored document under a key not held is an
+    `IntakeKeyMissing` (logged for the operator with the key's id; the caller is told to retry).
+    """
+    for last_try in (False, True):
+        try:
+            sendings = await submit(session, submission, now=now, keyring=keyring)
+            await session.flush()
+            return sendings
+        except DocumentKeyMissing as exc:
+            log.error(
+                "document key missing at intake",
+                extra={"action": "intake.key_missing", "detail": exc.message},
+            )
+            raise IntakeKeyMissing() from None
+        except IntegrityError:
+            await session.rollback()
+            if last_try:
+                raise IntakeConflict(
+                    "The invoice is being submitted concurrently; try again."
+                ) from None
+    raise AssertionError("unreachable")
+
+
 def _new_sending(
     submission: Submission, system: str, document_id: uuid.UUID, now: datetime
 ) -> Sending:
-    return Sending(
-        id=uuid.uuid4(),
+    return create_pending(
         practice_id=submission.practice_id,
         encounter_id=submission.encounter_id,
         invoice_id=submission.invoice_id,
         system=system,
-        sending_type=SendingType.INVOICE.value,
-        status=Status.PENDING.value,
-        attempts=0,
-        round_attempts=0,
-        sending_time=now,
-        next_attempt_at=now,
-        idempotency_key=uuid.uuid4().hex,
+        sending_type=SendingType.INVOICE,
         document_id=document_id,
-        created_at=now,
-        updated_at=now,
+        now=now,
     )
 
 
@@ -205,12 +250,7 @@ def _replace_document(sending: Sending, document: Document, now: datetime) -> No
         )
     if status is Status.CANCELLED:
         raise IntakeConflict(f"this invoice was cancelled for {sending.system}")
-    if status is not Status.PENDING:
-        ensure_transition(status, Status.PENDING)
-    sending.status = Status.PENDING.value
+    requeue_loaded(sending, now=now)
     sending.document_id = document.id
     # A corrected document is new content: a receiver must not drop it as a duplicate.
     sending.idempotency_key = uuid.uuid4().hex
-    sending.round_attempts = 0
-    sending.next_attempt_at = now
-    sending.updated_at = now

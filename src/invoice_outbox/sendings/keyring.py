@@ -270,7 +270,7 @@ def prepend_to_key_file(path: Path, entry: str) -> None:
 
 def remove_from_key_file(path: Path, kid: str) -> None:
     """Drop key `kid` from the key file (never the one that encrypts), atomically."""
-    existing = _read_key_file(path)
+    existing = _read_key_file(path) if path.exists() else []
     if existing and existing[0][0] == kid:
         raise DocumentKeysInvalid(f"{kid!r} is the key that encrypts; it cannot be removed")
     if not any(k == kid for k, _ in existing):

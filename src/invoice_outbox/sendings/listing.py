@@ -33,6 +33,7 @@ from sqlalchemy import ColumnElement, func, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import QueryableAttribute
 
+from invoice_outbox.errors import InvalidParameter
 from invoice_outbox.sendings.filters import SendingFilter
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.queries import AnySelect, selection_clauses
@@ -84,8 +85,12 @@ class CursorState:
     total: int
 
 
-class CursorError(ValueError):
-    """A cursor this service did not issue, or issued for other filters."""
+class CursorError(InvalidParameter):
+    """A cursor this service did not issue, or issued for other filters (the ``cursor``
+    parameter of the lists; `problem` says which)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("cursor", problem)
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -62,6 +62,11 @@ class Sending(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     #: When it last became Aborted (kept after a resend: a later Sent is a recovery).
     aborted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: While Discarded (and after, if the invoice is then cancelled): when, by whom and why it
+    #: was given up on.  A resend clears them (the audit log keeps the history).
+    discarded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    discarded_by: Mapped[str | None] = mapped_column(String(200))
+    discard_reason: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

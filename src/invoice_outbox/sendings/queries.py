@@ -54,12 +54,13 @@ def sent_between(
 
 #: The cause group of failures recorded without a cause (and of any recorded as "unknown").
 UNKNOWN_CAUSE: Final = "unknown"
-_FAILURES = (Status.FAILED.value, Status.ABORTED.value)
+_FAILURES = (Status.FAILED.value, Status.ABORTED.value, Status.DISCARDED.value)
 
 
 def cause_clause(causes: Collection[str]) -> ColumnElement[bool]:
-    """Sendings whose cause is one of `causes`; `UNKNOWN_CAUSE` also selects Failed and
-    Aborted sendings that have no cause (never Sent or Pending ones, whose cause is empty)."""
+    """Sendings whose cause is one of `causes`; `UNKNOWN_CAUSE` also selects Failed, Aborted
+    and Discarded sendings that have no cause (never Sent or Pending ones, whose cause is
+    empty)."""
     named = sorted(c for c in causes if c != UNKNOWN_CAUSE)
     if UNKNOWN_CAUSE not in causes:
         return Sending.cause.in_(named)

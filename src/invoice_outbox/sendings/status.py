@@ -1,14 +1,18 @@
 """Sending statuses and the only place their transitions are defined.
 
 A sending is one delivery of one invoice document to one external system.  Its status moves
-along these edges and no others; every write of a status goes through `ensure_transition`
-(or a query whose WHERE clause selects exactly `sources_of(target)`).
+along these edges and no others.  Every write of a status is in
+`invoice_outbox.sendings.transitions` (a test proves no other module writes it): a function per
+edge, each either checking `ensure_transition` on a loaded row or guarding its UPDATE with
+``status IN sources_of(target)`` (or a narrower set).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+
+from invoice_outbox.errors import Conflict
 
 
 class Status(enum.StrEnum):
@@ -20,6 +24,7 @@ class Status(enum.StrEnum):
     FAILED = "Failed"  # the last attempt failed; another attempt is scheduled
     ABORTED = "Aborted"  # no more automatic attempts (permanent error or attempts spent)
     CANCELLED = "Cancelled"  # the invoice was cancelled before this sending got through
+    DISCARDED = "Discarded"  # given up on for good (an admin or the practice); who, when, why
 
 
 class SendingType(enum.StrEnum):
@@ -29,7 +34,7 @@ class SendingType(enum.StrEnum):
     CANCELLATION = "Cancellation"
 
 
-class InvalidTransition(Exception):
+class InvalidTransition(Conflict):
     """Raised when a sending would move along an edge the status graph does not have."""
 
     def __init__(self, current: Status, target: Status) -> None:
@@ -48,12 +53,17 @@ S = Status
 #: Failed→Sending  its next attempt is claimed;    Failed→Pending  an admin resends it now.
 #: Failed→Cancelled  the invoice was cancelled.  (Discarding applies to Aborted sendings only.)
 #: Aborted→Pending  resend / retry-all;            Aborted→Cancelled  the invoice was cancelled.
+#: Aborted→Discarded  an admin or the practice gives up on it for good (with a reason).
+#: Discarded→Pending  a resend naming it, by an admin (retry-all and bulk resends by cause or
+#:                    filter leave it alone), or a corrected document from the practice.
+#: Discarded→Cancelled  the invoice was cancelled.
 #: Sent→Pending  a forced resend only (callers must say so explicitly).
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     S.PENDING: frozenset({S.SENDING, S.CANCELLED}),
     S.SENDING: frozenset({S.SENT, S.FAILED, S.ABORTED, S.PENDING, S.CANCELLED}),
     S.FAILED: frozenset({S.SENDING, S.PENDING, S.CANCELLED}),
-    S.ABORTED: frozenset({S.PENDING, S.CANCELLED}),
+    S.ABORTED: frozenset({S.PENDING, S.CANCELLED, S.DISCARDED}),
+    S.DISCARDED: frozenset({S.PENDING, S.CANCELLED}),
     S.SENT: frozenset({S.PENDING}),
     S.CANCELLED: frozenset(),
 }
@@ -63,7 +73,9 @@ CLAIMABLE: frozenset[Status] = frozenset({S.PENDING, S.FAILED})
 #: Statuses that retry-all and resend put back in the queue without force.
 RETRYABLE: frozenset[Status] = frozenset({S.FAILED, S.ABORTED})
 #: Statuses from which nothing more happens automatically.
-FINAL: frozenset[Status] = frozenset({S.SENT, S.ABORTED, S.CANCELLED})
+FINAL: frozenset[Status] = frozenset({S.SENT, S.ABORTED, S.CANCELLED, S.DISCARDED})
+#: What a worklist shows when no status is asked for: all but the sendings given up on.
+SHOWN_BY_DEFAULT: frozenset[Status] = frozenset(Status) - {S.DISCARDED}
 
 
 def can_transition(current: Status, target: Status) -> bool:
@@ -81,3 +93,9 @@ def ensure_transition(current: Status, target: Status) -> Status:
 def sources_of(target: Status) -> frozenset[Status]:
     """Every status that may move to `target` (for guarded bulk UPDATE ... WHERE status IN)."""
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def in_order(statuses: frozenset[Status]) -> list[str]:
+    """The values of `statuses` in the order they are declared (stable SQL text: the due
+    index's predicate is written ``status IN ('Pending', 'Failed')``)."""
+    return [s.value for s in Status if s in statuses]

@@ -10,14 +10,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from invoice_outbox.errors import Invalid, NotFound
 from invoice_outbox.sendings.retry import RetryPolicy
 from invoice_outbox.systems.models import System, SystemPractice
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.targets import TargetRefused, check_target, http_target_host
 
 
-class SystemConfigError(ValueError):
+class SystemConfigError(Invalid, ValueError):
     """The configuration cannot be accepted; the message says why."""
+
+
+class SystemNotFound(NotFound):
+    """No system has the name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No system is named {name!r}.")
 
 
 async def validate_target(spec: SystemIn, *, allow_private: bool) -> None:

@@ -12,9 +12,15 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from invoice_outbox.errors import Invalid
 
-class TargetRefused(ValueError):
-    """The target is malformed, does not resolve, or resolves to an address we must not reach."""
+
+class TargetRefused(Invalid):
+    """The target is malformed, does not resolve, or resolves to an address we must not reach.
+
+    Invalid when an admin configures a system (`systems.service` says so); at delivery time
+    the worker records it as the sending's failure instead.
+    """
 
 
 def _is_internal(address: str) -> bool:

@@ -18,7 +18,9 @@ How to add a page (the contract for the next pages):
    the ``X-CSRF-Token`` header) and its forms carry
    ``<input type="hidden" name="csrf_token" value="{{ csrf_token }}">`` (`invoice_outbox.web.csrf`).
 5. Bad input raises ``PageError(400, ...)`` / `bad_form` (`invoice_outbox.web.errors`): an HTML
-   page, never a 500 or the API's JSON.  Lists read pages with a cursor, never all rows.
+   page, never a 500 or the API's JSON.  The domain's errors (`invoice_outbox.errors`) need no
+   ``try``: they become the page of their kind by themselves; catch one only to word it
+   differently.  Lists read pages with a cursor, never all rows.
 6. Browser tests use ``live_server``, ``admin_page``, ``practice_page`` (tests/browser/conftest.py).
 """
 

@@ -23,9 +23,9 @@ from starlette.responses import Response
 from invoice_outbox.admin import audit
 from invoice_outbox.admin.models import AuditEntry
 from invoice_outbox.api.deps import Session, State
-from invoice_outbox.api.list_params import parse_moment
+from invoice_outbox.sendings.list_query import parse_moment
 from invoice_outbox.web.errors import PageError
-from invoice_outbox.web.params import page_errors, query_value
+from invoice_outbox.web.params import query_value
 from invoice_outbox.web.sessions import AdminPage
 from invoice_outbox.web.templating import render
 
@@ -107,9 +107,8 @@ def _read_filters(request: Request, state: State) -> tuple[audit.AuditQuery, dic
     if action is not None and action not in audit.ACTIONS:
         raise PageError(400, "Please check the request", "The action filter is not an action.")
     zone = state.settings.zone
-    with page_errors():
-        since = parse_moment("from", given["from"], zone, end=False) if "from" in given else None
-        until = parse_moment("to", given["to"], zone, end=True) if "to" in given else None
+    since = parse_moment("from", given["from"], zone, end=False) if "from" in given else None
+    until = parse_moment("to", given["to"], zone, end=True) if "to" in given else None
     if since is not None and until is not None and since >= until:
         raise PageError(400, "Please check the request", "The from date is after the to date.")
     filters = audit.AuditQuery(actor=given.get("actor"), action=action, since=since, until=until)

@@ -9,7 +9,8 @@ Routes (admins only: practice users get a 403 page, nobody signed in goes to sig
   systems, the most recent reason, the first page of its sendings (links to the aborted and
   failed lists for the rest), and the "Resend all" form.
 - ``POST /admin/causes/{cause}/resend`` (CSRF): the API's bulk resend (`create_job` with the
-  API's own body model), a dry run when "preview" is ticked; then 303 to the job's page.
+  API's own body model, `admin.schemas.BulkResendIn`), a dry run when "preview" is ticked;
+  then 303 to the job's page.
   The job runs in the background (the resend-job runner next to each worker), never here.
 """
 
@@ -25,25 +26,26 @@ from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
 from invoice_outbox.admin.resends import ResendRefused, create_job
-from invoice_outbox.api.admin_routes import BulkResendIn, FilterIn
+from invoice_outbox.admin.schemas import BulkResendIn, FilterIn
 from invoice_outbox.api.deps import Session, State
-from invoice_outbox.api.list_params import (
+from invoice_outbox.sendings.cause_groups import CauseGroup, cause_groups, failure_statuses
+from invoice_outbox.sendings.causes import describe
+from invoice_outbox.sendings.filters import SendingFilter
+from invoice_outbox.sendings.items import ITEM_COLUMNS, sending_item
+from invoice_outbox.sendings.list_query import (
     STATUS,
     SYSTEM,
     ListParams,
     cause_slug,
     read_cause_selection,
 )
-from invoice_outbox.api.listing_routes import ITEM_COLUMNS, read_list_page, reading, sending_item
-from invoice_outbox.sendings.cause_groups import CauseGroup, cause_groups, failure_statuses
-from invoice_outbox.sendings.causes import describe
-from invoice_outbox.sendings.filters import SendingFilter
 from invoice_outbox.sendings.listing import Order
+from invoice_outbox.sendings.pages import read_list_page, reading
 from invoice_outbox.systems.models import System
 from invoice_outbox.web.charts import Bar, horizontal_bars
 from invoice_outbox.web.csrf import CsrfForm
-from invoice_outbox.web.errors import PageError, bad_form
-from invoice_outbox.web.params import checked, form_text, page_errors, required_reason
+from invoice_outbox.web.errors import PageError, bad_form, page_error_of
+from invoice_outbox.web.params import checked, form_text, required_reason
 from invoice_outbox.web.sessions import AdminPage
 from invoice_outbox.web.templating import render
 
@@ -65,10 +67,10 @@ def _filter_query(selection: SendingFilter) -> str:
 
 
 def _read_filters(request: Request, state: State) -> SendingFilter:
-    """``system`` and ``status`` as the causes route reads them; the page's form sends one
-    system at a time, and so does a bulk resend."""
-    with page_errors():
-        selection = read_cause_selection(request, state.settings.zone, _FILTERS)
+    """``system`` and ``status`` as the causes route reads them (a bad one is the domain's
+    400); the page's form sends one system at a time, and so does a bulk resend."""
+    items = request.query_params.multi_items()
+    selection = read_cause_selection(items, state.settings.zone, _FILTERS)
     if len(selection.systems) > 1:
         raise PageError(400, "Please check the request", "Choose one system at a time.")
     return selection
@@ -133,22 +135,21 @@ async def causes_page(
 @router.get("/admin/causes/{cause}")
 async def cause_page(request: Request, cause: str, principal: AdminPage, state: State) -> Response:
     """Admins: one cause group, the first `SAMPLE` of its sendings, and "Resend all"."""
-    with page_errors():
-        slug = cause_slug(cause)
+    slug = cause_slug(cause)
     selection = dataclasses.replace(_read_filters(request, state), causes=frozenset({slug}))
     async with reading(state.engine) as connection:
         groups = await cause_groups(connection, selection)
     group = groups[0] if groups else CauseGroup(slug)
     listed = dataclasses.replace(selection, statuses=frozenset(failure_statuses(selection)))
-    with page_errors():
-        page = await read_list_page(
-            state,
-            ListParams(listed, SAMPLE, None, given=True),
-            listed,
-            columns=ITEM_COLUMNS,
-            order=Order.SENDING_TIME,
-            scope_parts=("sendings",),
-        )
+    page = await read_list_page(
+        state.engine,
+        ListParams(listed, SAMPLE, None, given=True),
+        listed,
+        signing_key=state.signing_key,
+        columns=ITEM_COLUMNS,
+        order=Order.SENDING_TIME,
+        scope_parts=("sendings",),
+    )
     query = _filter_query(selection)
     list_query = urlencode([("cause", slug), *[("system", s) for s in sorted(selection.systems)]])
     statuses = [s.value for s in sorted(selection.statuses)]
@@ -190,8 +191,7 @@ async def resend_cause(
 ) -> Response:
     """Admins, with the CSRF token and a reason: start the API's background resend job for
     the group (or only a dry run), audited as the API audits it; 303 to ``/admin/jobs/{id}``."""
-    with page_errors():
-        slug = cause_slug(cause)
+    slug = cause_slug(cause)
     body = _resend_body(slug, form, required_reason(form))
     try:
         job = await create_job(
@@ -205,6 +205,6 @@ async def resend_cause(
             rate_per_second=body.RatePerSecond,
         )
     except ResendRefused as exc:
-        raise PageError(exc.status_code, "The resend was not started", exc.message) from None
+        raise page_error_of(exc, "The resend was not started") from None
     await db.commit()
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)

@@ -31,16 +31,17 @@ from starlette.responses import RedirectResponse, Response
 
 from invoice_outbox.admin.resends import ResendRefused
 from invoice_outbox.admin.sending_actions import discard_one, resend_one
-from invoice_outbox.api.admin_routes import commit_and_wake
 from invoice_outbox.api.deps import Session, State
-from invoice_outbox.api.invoices import invoice_sendings
 from invoice_outbox.auth.principal import Principal
+from invoice_outbox.errors import NotFound
+from invoice_outbox.sendings.invoice_history import invoice_sendings
 from invoice_outbox.state import AppState
 from invoice_outbox.web.csrf import CsrfForm
-from invoice_outbox.web.errors import PageError
+from invoice_outbox.web.errors import PageError, page_error_of
 from invoice_outbox.web.invoice_view import MAX_REASON, invoice_view
 from invoice_outbox.web.sessions import AdminPage, PagePrincipal
 from invoice_outbox.web.templating import render
+from invoice_outbox.worker.waker import commit_and_wake
 
 router = APIRouter(include_in_schema=False)
 
@@ -159,16 +160,17 @@ async def _act(
                 force=False,
                 now=now,
             )
-            await commit_and_wake(session, state)
+            await commit_and_wake(session, state.waker)
         else:
             await discard_one(
                 session, principal=principal, sending_id=sending_id, reason=reason, now=now
             )
             await session.commit()
     except ResendRefused as exc:
-        if exc.status_code == 404:
+        if isinstance(exc, NotFound):
             raise not_found() from None
-        return await again(exc.status_code, exc.message)
+        refused = page_error_of(exc)
+        return await again(refused.status, refused.message)
     done = "resent" if action == "resend" else "discarded"
     return RedirectResponse(
         f"/admin/invoices/{invoice_id}?done={done}#sending-{sending_id}", status_code=303

@@ -1,6 +1,6 @@
 """What the invoice page shows of an invoice's sendings: statuses, plain words, the attempts.
 
-Pure presentation over the API's reads (`invoice_sendings`, `attempts_of`) and its wording
+Pure presentation over the domain's reads (`invoice_sendings`, `attempts_of`) and its wording
 (`practice_explanation`, `describe`): nothing here queries on its own or changes anything.
 """
 
@@ -14,9 +14,9 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.api.invoices import attempts_of
 from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
-from invoice_outbox.sendings.commands import is_discarded, resend_sources
+from invoice_outbox.sendings.commands import resend_sources
+from invoice_outbox.sendings.invoice_history import attempts_of
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.holds import SystemHold, held_systems
@@ -38,6 +38,7 @@ STATUS_WORDS: Final = {
     Status.FAILED.value: "Failed; another attempt is scheduled",
     Status.ABORTED.value: "Aborted; no more automatic attempts",
     Status.CANCELLED.value: "Cancelled",
+    Status.DISCARDED.value: "Discarded; given up on for good, no more attempts",
 }
 
 
@@ -72,6 +73,9 @@ class SendingView:
     status: str
     status_words: str
     discarded: bool
+    discarded_at: datetime | None
+    discarded_by: str | None
+    discard_reason: str | None
     reason: str | None
     cause_label: str | None
     explanation: str
@@ -128,7 +132,7 @@ def sending_view(
         now=now,
         hold=hold,
     )
-    discarded = is_discarded(sending.status, sending.reason)
+    discarded = sending.status == Status.DISCARDED.value
     return SendingView(
         id=sending.id,
         practice_id=sending.practice_id,
@@ -137,6 +141,9 @@ def sending_view(
         status=sending.status,
         status_words=STATUS_WORDS.get(sending.status, sending.status),
         discarded=discarded,
+        discarded_at=sending.discarded_at,
+        discarded_by=sending.discarded_by,
+        discard_reason=sending.discard_reason,
         reason=sending.reason,
         cause_label=None if group is None else describe(group).label,
         explanation=explanation,
@@ -147,8 +154,8 @@ def sending_view(
         sent_at=sending.sent_at,
         idempotency_key=sending.idempotency_key,
         attempts=[attempt_view(a) for a in attempts],
-        can_resend=admin and Status(sending.status) in resend_sources(force=False),
-        can_discard=admin and sending.status == Status.ABORTED.value and not discarded,
+        can_resend=admin and Status(sending.status) in resend_sources(force=False, discarded=True),
+        can_discard=admin and sending.status == Status.ABORTED.value,
     )
 
 

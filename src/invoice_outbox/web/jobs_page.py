@@ -29,7 +29,7 @@ from invoice_outbox.admin.resends import ResendRefused, create_job, job_view, re
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.sendings.causes import describe
 from invoice_outbox.web.csrf import CsrfForm
-from invoice_outbox.web.errors import PageError
+from invoice_outbox.web.errors import PageError, page_error_of
 from invoice_outbox.web.params import required_reason
 from invoice_outbox.web.sessions import AdminPage
 from invoice_outbox.web.templating import render
@@ -140,6 +140,6 @@ async def run_preview(
             preview_job_id=job_id,
         )
     except ResendRefused as exc:
-        raise PageError(exc.status_code, "The resend was not started", exc.message) from None
+        raise page_error_of(exc, "The resend was not started") from None
     await db.commit()
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)

@@ -20,14 +20,14 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from invoice_outbox.api.deps import State
-from invoice_outbox.api.list_params import LEGACY_PARAMS
-from invoice_outbox.api.listing_routes import sending_item
-from invoice_outbox.sendings.commands import is_discarded
+from invoice_outbox.sendings.items import sending_item
+from invoice_outbox.sendings.list_query import LEGACY_PARAMS
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.state import AppState
 from invoice_outbox.systems.service import list_systems
 from invoice_outbox.web.paging import (
     FILTER_FIELDS,
+    bad_filter,
     cause_choices,
     form_values,
     page_number,
@@ -52,6 +52,16 @@ _TITLES = {
         "Failed invoices",
         "The last attempt failed; another is scheduled. Nothing to do unless they keep failing.",
     ),
+    Status.DISCARDED: (
+        "Discarded invoices",
+        "Given up on for good by an admin or the practice: no more attempts, and bulk resends "
+        "leave them alone. Open one to resend it.",
+    ),
+}
+#: ``show`` on the aborted list: those needing a decision (default), or those given up on.
+ABORTED_SHOW = {
+    "": ("Needing a decision", Status.ABORTED),
+    "discarded": ("Discarded (given up on)", Status.DISCARDED),
 }
 
 
@@ -62,13 +72,15 @@ async def system_names(state: AppState) -> list[str]:
 
 
 def row_view(row: Any) -> dict[str, Any]:
-    """A list row: the API's item, and whether an admin discarded it."""
+    """A list row: the API's item, and whether it was discarded."""
     item = sending_item(row)
-    item["Discarded"] = is_discarded(item["Status"], item["Reason"])
+    item["Discarded"] = item["Status"] == Status.DISCARDED.value
     return item
 
 
-async def _status_list(request: Request, state: AppState, status: Status) -> Response:
+async def _status_list(
+    request: Request, state: AppState, status: Status, show: str | None = None
+) -> Response:
     params = read_filters(request, LIST_FIELDS, state.settings.zone)
     number = page_number(request)
     selection = dataclasses.replace(params.selection, statuses=frozenset({status}))
@@ -85,17 +97,26 @@ async def _status_list(request: Request, state: AppState, status: Status) -> Res
             "rows": [row_view(row) for row in page.rows],
             "pager": pager(request, page, number),
             "values": values,
-            "filtering": any(values.values()),
+            "filtering": any(values.values()) or bool(show),
             "causes": cause_choices(values["cause"]),
             "systems": await system_names(state),
+            **(
+                {}
+                if show is None
+                else {"show": show, "show_choices": [(k, v[0]) for k, v in ABORTED_SHOW.items()]}
+            ),
         },
     )
 
 
 @router.get("/admin/aborted")
 async def aborted_list(request: Request, _principal: AdminPage, state: State) -> Response:
-    """Admins: Aborted sendings, filtered and paged."""
-    return await _status_list(request, state, Status.ABORTED)
+    """Admins: Aborted sendings, filtered and paged; ``show=discarded``: Discarded ones."""
+    show = request.query_params.get("show", "").strip()
+    if show not in ABORTED_SHOW:
+        choices = ", ".join(label for label, _ in ABORTED_SHOW.values())
+        raise bad_filter(f"Show must be one of: {choices}.")
+    return await _status_list(request, state, ABORTED_SHOW[show][1], show)
 
 
 @router.get("/admin/failed")

@@ -2,10 +2,12 @@
 
 The pages' filter forms are GET forms whose field names are the API's query parameters
 (``practiceId``, ``system``, ``cause``, ``from``, ``to``, ``q``, ``cursor``), so they are read by
-the API's own `read_params` and paged by its `read_list_page` (keyset order, signed cursors, a
-total fixed by the first page): no query logic of the dashboard's own.  Differences:
+the domain's `read_params` and paged by its `read_list_page` (keyset order, signed cursors, a
+total fixed by the first page), exactly as the API's lists are: no query logic of the
+dashboard's own.  Differences:
 
-- a value the API refuses is a 400 *page* (`PageError`) whose message names the form field;
+- a value the domain refuses (`InvalidParameter`) is a 400 *page* (`PageError`) whose message
+  names the form field as the page labels it;
 - ``q`` that is an invoice id selects that invoice (`SendingFilter.invoice_ids`, an index
   read); any other text searches the reasons, as the API's ``q`` does;
 - pages hold `PAGE_SIZE` rows; ``page`` (the page's number) only numbers the rows shown.
@@ -24,8 +26,11 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 
-from invoice_outbox.api.errors import ApiError
-from invoice_outbox.api.list_params import (
+from invoice_outbox.errors import InvalidParameter
+from invoice_outbox.sendings.causes import KNOWN, UNKNOWN, describe
+from invoice_outbox.sendings.filters import SendingFilter
+from invoice_outbox.sendings.items import ITEM_COLUMNS
+from invoice_outbox.sendings.list_query import (
     CAUSE,
     CURSOR,
     FROM,
@@ -36,10 +41,8 @@ from invoice_outbox.api.list_params import (
     ListParams,
     read_params,
 )
-from invoice_outbox.api.listing_routes import ITEM_COLUMNS, read_list_page
-from invoice_outbox.sendings.causes import KNOWN, UNKNOWN, describe
-from invoice_outbox.sendings.filters import SendingFilter
 from invoice_outbox.sendings.listing import Order, Page
+from invoice_outbox.sendings.pages import read_list_page
 from invoice_outbox.state import AppState
 from invoice_outbox.web.errors import PageError
 
@@ -59,7 +62,6 @@ FIELD_LABELS: Final = {
     CURSOR: "The link to the next page",
     "status": "Show",
 }
-_API_PROBLEM = re.compile(r"The request is invalid: (\w+) (.*)")
 _PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,5}")
 
 
@@ -68,25 +70,22 @@ def bad_filter(message: str) -> PageError:
     return PageError(400, "Please check the filters", message)
 
 
-def _page_error(exc: ApiError) -> PageError:
-    """The API's "The request is invalid: from is not a date ..." in the form's words."""
-    found = _API_PROBLEM.fullmatch(exc.message)
-    if found is None:
-        return bad_filter(exc.message)
-    label = FIELD_LABELS.get(found[1], found[1])
-    problem = found[2].rstrip(".")
-    if found[1] == CURSOR:
+def _filter_error(exc: InvalidParameter) -> PageError:
+    """The domain's "from is not a date ..." in the form's words ("From is not a date ...")."""
+    label = FIELD_LABELS.get(exc.parameter, exc.parameter)
+    problem = exc.problem.rstrip(".")
+    if exc.parameter == CURSOR:
         problem += ". Start again from the first page"
     return bad_filter(f"{label} {problem}.")
 
 
 def read_filters(request: Request, names: Collection[str], zone: tzinfo) -> ListParams:
     """The filters of the request's query, as the API reads them; `bad_filter` (400) for a
-    value the API refuses.  A ``q`` that is a GUID selects that invoice instead of reasons."""
+    value the domain refuses.  A ``q`` that is a GUID selects that invoice instead of reasons."""
     try:
-        params = read_params(request, names, zone)
-    except ApiError as exc:
-        raise _page_error(exc) from None
+        params = read_params(request.query_params.multi_items(), names, zone)
+    except InvalidParameter as exc:
+        raise _filter_error(exc) from None
     selection = params.selection
     if selection.text is not None:
         try:
@@ -113,21 +112,22 @@ def page_number(request: Request) -> int:
 async def read_sendings_page(
     state: AppState, params: ListParams, selection: SendingFilter, *, scope: str
 ) -> Page:
-    """One page of `ITEM_COLUMNS` rows (SendingTime order) from the API's keyset reader.
+    """One page of `ITEM_COLUMNS` rows (SendingTime order) from the domain's keyset reader.
 
-    `scope` names the list, so a cursor of one list is refused by another.
+    `scope` names the list, so a cursor of one list is refused by another (`bad_filter`).
     """
     try:
         return await read_list_page(
-            state,
+            state.engine,
             params,
             selection,
+            signing_key=state.signing_key,
             columns=ITEM_COLUMNS,
             order=Order.SENDING_TIME,
             scope_parts=("web", scope),
         )
-    except ApiError as exc:
-        raise _page_error(exc) from None
+    except InvalidParameter as exc:
+        raise _filter_error(exc) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,35 +1,22 @@
-"""Reading a page's query and form values with the API's own parsers, as HTML errors.
+"""Reading a page's own query and form values (text, reasons, checkboxes), as HTML errors.
 
-The API's parsers (`invoice_outbox.api.list_params.read_params`, ``parse_moment``, ...)
-raise `ApiError`, which the API answers as ``{"Message": ...}``.  Pages wrap those calls in
-`page_errors()` so the same message reaches the browser as a 400 page instead.  Messages of
-the API's parsers name the parameter and never echo its value, so nothing a user typed (or a
-link carried) is reflected into the page unescaped or into the logs.
+The lists' parameters are read by the domain's parsers (`invoice_outbox.sendings.list_query`),
+whose `InvalidParameter` becomes a 400 page by itself (`invoice_outbox.web.errors`).  Their
+messages name the parameter and never echo its value, and neither do the ones here, so
+nothing a user typed (or a link carried) is reflected into the page unescaped or into the logs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Final
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
-from invoice_outbox.api.errors import ApiError
 from invoice_outbox.web.errors import PageError, bad_form
 
 #: Longest reason a form accepts (the API's `Reason` limit).
 MAX_REASON: Final = 1000
-
-
-@contextmanager
-def page_errors() -> Iterator[None]:
-    """Turn the API's `ApiError` (from its parameter parsers) into a `PageError`."""
-    try:
-        yield
-    except ApiError as exc:
-        raise PageError(exc.status_code, "Please check the request", exc.message) from None
 
 
 def query_value(request: Request, name: str, *, max_length: int = 200) -> str | None:

@@ -9,8 +9,9 @@ keep trying automatically ...") from `practice_item`, dates in the service's (th
 time zone, `PAGE_SIZE` a page with the API's cursor, oldest first.
 
 ``show`` picks the statuses: ``problems`` (default: Failed and Aborted, what did not get
-through), ``waiting`` (Pending, Sending), ``sent``, ``all``; the other filters are the lists'
-(`invoice_outbox.web.paging`).  Each item links to the invoice's timeline.
+through), ``waiting`` (Pending, Sending), ``sent``, ``discarded`` (given up on for good),
+``all``; the other filters are the lists' (`invoice_outbox.web.paging`).  Each item links
+to the invoice's timeline.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from invoice_outbox.api.deps import State
-from invoice_outbox.api.errors import ApiError
-from invoice_outbox.api.list_params import PRACTICE_VIEW_PARAMS, scoped
-from invoice_outbox.api.listing_routes import practice_item
-from invoice_outbox.sendings.commands import is_discarded
+from invoice_outbox.auth.principal import AccessDenied
+from invoice_outbox.sendings.items import practice_item
+from invoice_outbox.sendings.list_query import PRACTICE_VIEW_PARAMS, scoped
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.holds import held_systems
 from invoice_outbox.web.errors import PageError
@@ -56,6 +56,7 @@ SHOW: Final = {
     "problems": ("Not delivered", (Status.FAILED, Status.ABORTED)),
     "waiting": ("Waiting to be sent", (Status.PENDING, Status.SENDING)),
     "sent": ("Delivered", (Status.SENT,)),
+    "discarded": ("Given up on (discarded)", (Status.DISCARDED,)),
     "all": ("All", ()),
 }
 DEFAULT_SHOW: Final = "problems"
@@ -83,7 +84,7 @@ async def practice_invoices(request: Request, principal: PagePrincipal, state: S
     wanted = dataclasses.replace(params.selection, statuses=frozenset(SHOW[show][1]))
     try:
         selection = scoped(wanted, principal)
-    except ApiError:
+    except AccessDenied:
         raise PageError(
             403,
             "Not available to your account",
@@ -93,11 +94,7 @@ async def practice_invoices(request: Request, principal: PagePrincipal, state: S
     now = state.clock.now()
     async with state.engine.connect() as connection:
         holds = await held_systems(connection)
-    items = []
-    for row in page.rows:
-        item = practice_item(row, zone, now, holds)
-        item["Discarded"] = is_discarded(item["Status"], item["Reason"])
-        items.append(item)
+    items = [practice_item(row, zone, now, holds) for row in page.rows]
     values = form_values(request, FILTER_FIELDS)
     filtered_practice = params.selection.practices if principal.is_admin else None
     return render(

@@ -1,8 +1,9 @@
 """Mounting the dashboard on the app: page routes, static files, HTML error pages.
 
-Pages live under ``/admin``; errors there (404, 405, bad forms, CSRF, 500) are answered with an
-HTML page, while every other path keeps the API's ``{"Message": ...}`` errors: the handlers the
-API installed are wrapped, not replaced.
+Pages live under ``/admin``; errors there (404, 405, bad forms, CSRF, 500, and the domain's
+errors by kind: `invoice_outbox.web.errors.page_error_of`) are answered with an HTML page, while
+every other path keeps the API's ``{"Message": ...}`` errors: the handlers the API installed
+are wrapped, not replaced.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from invoice_outbox.errors import OutboxError
 from invoice_outbox.web import (
     audit_page,
     causes,
@@ -29,7 +31,7 @@ from invoice_outbox.web import (
     systems_page,
 )
 from invoice_outbox.web import lists as list_pages
-from invoice_outbox.web.errors import LoginRequired, PageError
+from invoice_outbox.web.errors import UNEXPECTED, LoginRequired, PageError, page_error_of
 from invoice_outbox.web.sessions import load_signed_in
 from invoice_outbox.web.templating import STATIC_DIR, render
 
@@ -80,7 +82,15 @@ async def error_page(request: Request, status: int, title: str, message: str) ->
 
 async def _on_page_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageError)
-    return await error_page(request, exc.status, exc.title, exc.message)
+    response = await error_page(request, exc.status, exc.title, exc.message)
+    response.headers.update(exc.headers)
+    return response
+
+
+async def _page_domain_error(request: Request, exc: Exception) -> Response:
+    """A domain error under ``/admin``: the error page of its kind (`page_error_of`)."""
+    assert isinstance(exc, OutboxError)
+    return await _on_page_error(request, page_error_of(exc))
 
 
 async def _on_login_required(request: Request, exc: Exception) -> Response:
@@ -119,13 +129,7 @@ async def _page_validation(request: Request, exc: Exception) -> Response:
 
 async def _page_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"action": "page.error", "path": request.url.path})
-    return await error_page(
-        request,
-        500,
-        "Something went wrong",
-        "The page could not be shown because of an error on our side. It has been logged; "
-        "try again in a moment.",
-    )
+    return await error_page(request, 500, "Something went wrong", UNEXPECTED)
 
 
 def install(app: FastAPI) -> None:
@@ -136,6 +140,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequired, _on_login_required)
     handlers = app.exception_handlers
     for kind, page in (
+        (OutboxError, _page_domain_error),
         (HTTPException, _page_http),
         (RequestValidationError, _page_validation),
         (Exception, _page_unexpected),

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, Result, ScalarSelect, Update, or_, select, update
+from sqlalchemy import Insert, Result, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.queries import AnySelect
 from invoice_outbox.sendings.status import CLAIMABLE, Status
 from invoice_outbox.systems.models import System
-from invoice_outbox.worker import prepared
 
 LOST_REASON = (
     "The worker delivering this stopped before recording the outcome; it was sent again "
@@ -49,40 +49,11 @@ class Claim:
     probe: bool = False
 
 
-_RETURNING = (
-    Sending.id,
-    Sending.system,
-    Sending.practice_id,
-    Sending.invoice_id,
-    Sending.sending_type,
-    Sending.idempotency_key,
-    Sending.document_id,
-    Sending.attempts,
-    Sending.round_attempts,
-)
 _CLAIMABLE = [s.value for s in CLAIMABLE]
 
 
 def _held_systems() -> AnySelect:
     return select(System.name).where(or_(System.enabled.is_(False), System.circuit == "Down"))
-
-
-def _take(worker: str, now: datetime, lease: timedelta, ids: ScalarSelect[Any]) -> Update:
-    return (
-        update(Sending)
-        .where(Sending.id.in_(ids))
-        .values(
-            status=Status.SENDING.value,
-            lease_owner=worker,
-            lease_expires_at=now + lease,
-            attempts=Sending.attempts + 1,
-            round_attempts=Sending.round_attempts + 1,
-            sending_time=now,
-            updated_at=now,
-        )
-        .returning(*_RETURNING)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _claims(rows: Result[Any], *, probe: bool = False) -> list[Claim]:
@@ -133,7 +104,9 @@ async def take_over_expired(
     if not previous:
         return []
     ids = select(Sending.id).where(Sending.id.in_(list(previous))).scalar_subquery()
-    claims = _claims(await connection.execute(_take(worker, now, lease, ids)))
+    claims = _claims(
+        await transitions.take_over(connection, ids, worker=worker, now=now, lease=lease)
+    )
     lost = [
         {
             "sending_id": c.sending_id,
@@ -156,16 +129,13 @@ async def take_over_expired(
 async def claim_due(
     connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
 ) -> list[Claim]:
-    """Claim up to `limit` due sendings of systems that are not held, earliest due first."""
+    """Claim up to `limit` due sendings of systems that are not held, earliest due first.
+
+    PostgreSQL: one fixed statement (`transitions.CLAIM_DUE_SQL`) with the same selection.
+    """
     if connection.dialect.name == "postgresql":
-        rows = await connection.execute(
-            prepared.CLAIM_DUE,
-            {
-                "worker": worker,
-                "now": now,
-                "expires": now + lease,
-                "limit": limit,
-            },
+        rows = await transitions.claim_due_fixed(
+            connection, worker=worker, now=now, lease=lease, limit=limit
         )
         return _claims(rows)
     due = (
@@ -179,7 +149,8 @@ async def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return _claims(await connection.execute(_take(worker, now, lease, due.scalar_subquery())))
+    ids = due.scalar_subquery()
+    return _claims(await transitions.claim(connection, ids, worker=worker, now=now, lease=lease))
 
 
 async def claim_probes(
@@ -213,7 +184,8 @@ async def claim_probes(
             .limit(1)
             .with_for_update(skip_locked=True)
         )
-        taken = await connection.execute(_take(worker, now, lease, first.scalar_subquery()))
+        ids = first.scalar_subquery()
+        taken = await transitions.claim(connection, ids, worker=worker, now=now, lease=lease)
         claims.extend(_claims(taken, probe=True))
     return claims
 

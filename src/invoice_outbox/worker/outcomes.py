@@ -2,6 +2,8 @@
 
 Every outcome is written in one transaction guarded by the claim (same worker, same attempt,
 still Sending), so a worker whose lease was taken over cannot overwrite the newer attempt.
+The status writes themselves are `invoice_outbox.sendings.transitions` (mark_sent, mark_failed,
+abort, release); here is which one an outcome takes.
 A sending cancelled while in flight keeps its Cancelled status; if the receiver got it anyway,
 a Cancellation sending is queued for that system.
 """
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.cancellation import add_cancellation
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.keyring import Keyring
@@ -23,7 +26,6 @@ from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.retry import RetryPolicy, decide
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.systems.channels.base import Delivered, DeliveryError
-from invoice_outbox.worker import prepared
 from invoice_outbox.worker.circuit import note_failure, note_reachable
 from invoice_outbox.worker.claims import Claim
 
@@ -49,41 +51,58 @@ class Recorded:
     recovered_system: bool = False
 
 
-def _failure_values(
-    outcome: Outcome, error: DeliveryError, policy: RetryPolicy, now: datetime, jitter: float
-) -> dict[str, object]:
+async def _record_failure(
+    connection: AsyncConnection,
+    outcome: Outcome,
+    error: DeliveryError,
+    *,
+    worker: str,
+    now: datetime,
+    policy: RetryPolicy,
+    jitter: float,
+) -> Status | None:
+    """Failed (another attempt scheduled) or Aborted; None when the claim no longer held."""
     claim = outcome.claim
+    next_attempt_at: datetime | None = now
+    reason, round_attempts = error.reason, None
     if claim.probe and error.kind == "retryable":
         # A failed probe says the system is still down; the invoice should not pay for that.
-        return {
-            "status": Status.FAILED.value,
-            "next_attempt_at": now,
-            "round_attempts": claim.round_attempts - 1,
-            "reason": error.reason + HELD_SUFFIX,
-        }
-    decision = decide(
-        policy,
-        attempts_made=claim.round_attempts,
-        error=error.kind,
-        retry_after=error.retry_after,
-        now=now,
-        jitter_sample=jitter,
-    )
-    if decision.retry:
-        return {
-            "status": Status.FAILED.value,
-            "next_attempt_at": decision.next_attempt_at,
-            "reason": error.reason,
-        }
-    reason = error.reason
+        reason, round_attempts = error.reason + HELD_SUFFIX, claim.round_attempts - 1
+    else:
+        decision = decide(
+            policy,
+            attempts_made=claim.round_attempts,
+            error=error.kind,
+            retry_after=error.retry_after,
+            now=now,
+            jitter_sample=jitter,
+        )
+        next_attempt_at = decision.next_attempt_at if decision.retry else None
+    if next_attempt_at is not None:
+        moved = await transitions.mark_failed(
+            connection,
+            claim.sending_id,
+            worker=worker,
+            attempt=claim.attempt,
+            reason=reason,
+            cause=error.cause,
+            next_attempt_at=next_attempt_at,
+            now=now,
+            round_attempts=round_attempts,
+        )
+        return Status.FAILED if moved else None
     if error.kind == "retryable":
         reason = f"{reason}; gave up after {claim.round_attempts} attempts"
-    return {
-        "status": Status.ABORTED.value,
-        "next_attempt_at": None,
-        "reason": reason,
-        "aborted_at": now,
-    }
+    moved = await transitions.abort(
+        connection,
+        claim.sending_id,
+        worker=worker,
+        attempt=claim.attempt,
+        reason=reason,
+        cause=error.cause,
+        now=now,
+    )
+    return Status.ABORTED if moved else None
 
 
 async def record(
@@ -102,43 +121,35 @@ async def record(
 
     `keyring` seals the Cancellation queued when a cancelled sending was delivered anyway."""
     claim = outcome.claim
-    values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
     if outcome.delivered is not None:
-        # `cause` stays: a sending that got through after failing is grouped by what it overcame.
-        values.update(status=Status.SENT.value, sent_at=now, reason=None, next_attempt_at=None)
-        attempt_outcome, code, reason = "Sent", outcome.delivered.code, None
-    else:
-        error = outcome.error
-        assert error is not None
-        values.update(_failure_values(outcome, error, policy, now, jitter), cause=error.cause)
-        attempt_outcome = "Retryable" if error.kind == "retryable" else "Permanent"
-        code, reason = error.code, error.reason
-    result = await connection.execute(
-        update(Sending)
-        .where(
-            Sending.id == claim.sending_id,
-            Sending.status == Status.SENDING.value,
-            Sending.lease_owner == worker,
-            Sending.attempts == claim.attempt,
-        )
-        .values(values)
+        if not await _mark_sent(connection, [outcome], worker=worker, now=now):
+            return await _record_unowned(
+                connection, outcome, now=now, worker=worker, keyring=keyring
+            )
+        recovered = await note_reachable(connection, claim.system)
+        return Recorded(Status.SENT.value, recovered_system=recovered)
+    error = outcome.error
+    assert error is not None
+    status = await _record_failure(
+        connection, outcome, error, worker=worker, now=now, policy=policy, jitter=jitter
     )
-    if not result.rowcount:
+    if status is None:
         return await _record_unowned(connection, outcome, now=now, worker=worker, keyring=keyring)
-    await _insert_attempt(connection, outcome, attempt_outcome, code, reason, worker)
+    attempt_outcome = "Retryable" if error.kind == "retryable" else "Permanent"
+    await _insert_attempt(connection, outcome, attempt_outcome, error.code, error.reason, worker)
     recovered = False
-    if outcome.error is not None and outcome.error.kind == "retryable":
+    if error.kind == "retryable":
         await note_failure(
             connection,
             claim.system,
-            reason=outcome.error.reason,
+            reason=error.reason,
             now=now,
             threshold=threshold,
             probe_interval=probe_interval,
         )
     else:
         recovered = await note_reachable(connection, claim.system)
-    return Recorded(str(values["status"]), recovered_system=recovered)
+    return Recorded(status.value, recovered_system=recovered)
 
 
 def _attempt_row(
@@ -171,59 +182,19 @@ async def _insert_attempt(
 async def _mark_sent(
     connection: AsyncConnection, delivered: Sequence[Outcome], *, worker: str, now: datetime
 ) -> set[Any]:
-    """Mark delivered sendings Sent and record their attempts (PostgreSQL: one statement).
-
-    Guarded per row exactly as `record` is (same worker, same attempt, still Sending); returns
-    the ids whose claim held.  The others are left for `_record_unowned`.
-    """
+    """`transitions.mark_sent` for delivered outcomes (guarded per row as `record` is: same
+    worker, same attempt, still Sending), their attempts recorded with them; returns the ids
+    whose claim held.  The others are left for `_record_unowned`."""
     if not delivered:
         return set()
-    ids = [o.claim.sending_id for o in delivered]
-    attempts = [o.claim.attempt for o in delivered]
-    if connection.dialect.name == "postgresql":
-        rows = await connection.execute(
-            prepared.MARK_SENT,
-            {
-                "ids": ids,
-                "attempts": attempts,
-                "started": [o.started_at for o in delivered],
-                "durations": [o.duration_ms for o in delivered],
-                "codes": [o.delivered.code if o.delivered else None for o in delivered],
-                "now": now,
-                "worker": worker,
-            },
-        )
-        return set(rows.scalars())
-    keys = list(zip(ids, attempts, strict=True))
-    rows = await connection.execute(
-        update(Sending)
-        .where(
-            Sending.id.in_(ids),
-            tuple_(Sending.id, Sending.attempts).in_(keys),
-            Sending.status == Status.SENDING.value,
-            Sending.lease_owner == worker,
-        )
-        .values(
-            status=Status.SENT.value,
-            sent_at=now,
-            reason=None,
-            next_attempt_at=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
-        .returning(Sending.id)
-        .execution_options(synchronize_session=False)
+    columns = transitions.SentBatch(
+        ids=[o.claim.sending_id for o in delivered],
+        attempts=[o.claim.attempt for o in delivered],
+        started=[o.started_at for o in delivered],
+        durations=[o.duration_ms for o in delivered],
+        codes=[o.delivered.code if o.delivered else None for o in delivered],
     )
-    owned = set(rows.scalars())
-    recorded = [
-        _attempt_row(o, "Sent", o.delivered.code, None, worker)
-        for o in delivered
-        if o.delivered is not None and o.claim.sending_id in owned
-    ]
-    if recorded:
-        await connection.execute(insert(Attempt), recorded)
-    return owned
+    return await transitions.mark_sent(connection, columns, worker=worker, now=now)
 
 
 async def record_batch(
@@ -345,24 +316,15 @@ async def release(
     Used when a worker stops before an attempt finished.  The attempt is recorded (the receiver
     may have got it).  Returns False when the claim no longer held.
     """
-    result = await connection.execute(
-        update(Sending)
-        .where(
-            Sending.id == claim.sending_id,
-            Sending.status == Status.SENDING.value,
-            Sending.lease_owner == worker,
-            Sending.attempts == claim.attempt,
-        )
-        .values(
-            status=Status.FAILED.value if claim.attempt > 1 else Status.PENDING.value,
-            next_attempt_at=now,
-            round_attempts=claim.round_attempts - 1,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
+    released = await transitions.release(
+        connection,
+        claim.sending_id,
+        worker=worker,
+        attempt=claim.attempt,
+        round_attempts=claim.round_attempts - 1,
+        now=now,
     )
-    if not result.rowcount:
+    if not released:
         return False
     outcome = Outcome(claim, started_at, 0)
     await _insert_attempt(connection, outcome, "Retryable", None, INTERRUPTED_REASON, worker)

@@ -45,6 +45,19 @@ async def notify_workers(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
+async def commit_and_wake(session: AsyncSession, waker: Waker) -> None:
+    """Commit a change that made sendings due, and wake the workers that deliver them.
+
+    The one way to end such a transaction (intake, resend, retry-all, cancel, resend jobs):
+    other processes' workers by a NOTIFY that PostgreSQL delivers with the commit, this
+    process's own through `waker` once the commit is done, so no worker looks before the rows
+    are visible.
+    """
+    await notify_workers(session)
+    await session.commit()
+    waker.wake()
+
+
 async def listen(conninfo: str, waker: Waker, *, retry_seconds: float = 5.0) -> None:
     """Forward PostgreSQL notifications on `CHANNEL` to `waker` until cancelled.
 

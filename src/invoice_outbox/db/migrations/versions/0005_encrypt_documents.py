@@ -1,7 +1,7 @@
 """documents encrypted at rest (AES-256-GCM), with rotatable keys
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 
 Upgrade: the ``document_keys`` table (a check value per key); on ``documents`` the columns
 ``practice_id``, ``invoice_id`` (what a ciphertext is bound to), ``key_id``, ``nonce``, and
@@ -15,10 +15,18 @@ text does not linger in free pages.
 Downgrade decrypts every document back to plain text: it needs the keys (from the caller or
 ``INVOICE_OUTBOX_DOCUMENT_KEYS`` / the key file), and stops, changing nothing, without them.
 
-Why no table rebuild on SQLite: rebuilding ``documents`` drops the old table, and with foreign
-keys on, that drop sets every ``sendings.document_id`` to NULL (ON DELETE SET NULL).  So new
-columns are added NOT NULL with a placeholder default (SQLite requires one), which PostgreSQL
-then drops; SQLite keeps it (unused: every insert names every column).
+Why no table rebuild on SQLite: rebuilding ``documents`` copies every (large) row once more
+and drops the old table; with foreign keys on, that drop would set every
+``sendings.document_id`` to NULL (ON DELETE SET NULL).  The migration environment switches
+them off (`env.py`), but this step does not depend on it.  So new columns are added NOT NULL
+with a placeholder default (SQLite requires one), which PostgreSQL then drops; SQLite keeps it
+(unused: every insert names every column).
+
+Unlike the other migrations, this one imports application code: the document format
+(`sendings.sealing`: AES-GCM, associated data, digests) and key loading (`sendings.keyring`).
+The format it writes must be the one the application reads, and it is version-tagged (``v1``
+in the associated data and the HKDF labels).  If that code ever changes its format, copy the
+v1 functions in here first, so this revision keeps writing (and its downgrade reading) v1.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from invoice_outbox.sendings.keyring import Keyring, load_keyring
 from invoice_outbox.sendings.sealing import DocumentUnreadable, seal, unseal
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

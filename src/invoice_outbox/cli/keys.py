@@ -6,19 +6,29 @@
                            progress bar, resumable, safe while workers deliver)
     keys drop KID          remove a key no document uses any more from the key file
 
-`check_document_keys` is the start-up check `serve`, `worker` and `demo` run first.
+`start_up_keyring` / `check_document_keys` are the start-up check `serve`, `worker` and `demo`
+run first.  Errors propagate to `common.ErrorMappingGroup`: keys that are malformed, wrong or
+missing at start-up are configuration (`DocumentKeysInvalid`, exit 2); a database in the way
+(documents still under a key) is a `Conflict` (exit 1).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
+from invoice_outbox.cli import common
 from invoice_outbox.clock import SystemClock
-from invoice_outbox.errors import OutboxError
+from invoice_outbox.errors import Conflict, Invalid
 from invoice_outbox.sendings.keyring import (
+    KEY_FILE_NAME,
     KEYS_SETTING,
+    DocumentKeyMissing,
+    DocumentKeysInvalid,
     Keyring,
     key_file_path,
     keyring_from_entries,
@@ -28,7 +38,11 @@ from invoice_outbox.sendings.keyring import (
     prepend_to_key_file,
     remove_from_key_file,
 )
-from invoice_outbox.settings import Settings, SettingsError, load_settings
+from invoice_outbox.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 keys_app = typer.Typer(
     help="Keys that encrypt invoice documents at rest: status, new, rotate, drop.",
@@ -36,60 +50,64 @@ keys_app = typer.Typer(
 )
 
 
-def _settings() -> Settings:
+def require_key_file_dir(settings: Settings) -> None:
+    """With the key file (no INVOICE_OUTBOX_DOCUMENT_KEYS): NotFound unless the state directory
+    exists.  A key made up in a directory the service does not use would seal documents the
+    service cannot read (and hide the keys it can)."""
+    if settings.document_keys is None:
+        common.require_var_dir(settings, needed_for=f"the document key file ({KEY_FILE_NAME})")
+
+
+async def start_up_keyring(
+    engine: AsyncEngine, settings: Settings, keyring: Keyring | None = None
+) -> Keyring:
+    """The settings' keyring (or `keyring`), verified against the database and registered.
+
+    A stored document under a key not held is, at start-up, a configuration error naming
+    INVOICE_OUTBOX_DOCUMENT_KEYS (`DocumentKeysInvalid`, exit 2), as a wrong key is."""
+    from invoice_outbox.sendings.keystore import open_keyring
+
     try:
-        return load_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        return await open_keyring(engine, settings, now=SystemClock().now(), keyring=keyring)
+    except DocumentKeyMissing as error:
+        raise DocumentKeysInvalid(error.message) from None
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+async def check_document_keys(settings: Settings, keyring: Keyring | None = None) -> Keyring:
+    """`start_up_keyring` on the configured database (checked first, see `common.open_engine`)."""
+    async with common.open_engine(settings) as engine:
+        return await start_up_keyring(engine, settings, keyring)
 
 
-def _verified(settings: Settings, keyring: Keyring | None = None) -> Keyring:
-    """The settings' keyring (or `keyring`), verified against the database and registered."""
+async def _key_counts(settings: Settings) -> dict[str, int]:
+    from invoice_outbox.sendings.keystore import key_counts
+
+    async with common.open_engine(settings) as engine, engine.connect() as connection:
+        return await connection.run_sync(key_counts)
+
+
+@contextlib.contextmanager
+def _sync_engine(settings: Settings) -> Iterator[Engine]:
+    """A blocking engine for the rotation (checked by `check_document_keys` before), disposed
+    at the end; a connection lost on the way is reported as `common.unreachable`."""
     from invoice_outbox.db.engine import make_sync_engine
-    from invoice_outbox.sendings.keystore import verify_keyring
 
-    keyring = keyring or load_keyring(settings)
     engine = make_sync_engine(settings.database_url)
     try:
-        with engine.begin() as connection:
-            verify_keyring(connection, keyring, now=SystemClock().now())
+        yield engine
+    except DBAPIError as error:
+        raise common.unreachable(settings.database_url, error) from None
     finally:
         engine.dispose()
-    return keyring
-
-
-def check_document_keys(settings: Settings) -> Keyring:
-    """Start-up check: the document keys open every stored document, or the command stops with
-    a message naming INVOICE_OUTBOX_DOCUMENT_KEYS (exit code 2)."""
-    try:
-        return _verified(settings)
-    except OutboxError as exc:
-        raise _fail(exc.message, 2) from None
 
 
 @keys_app.command("status")
 def status() -> None:
     """How many documents each key seals, which key encrypts, and which keys are missing."""
-    from invoice_outbox.db.engine import make_sync_engine
-    from invoice_outbox.sendings.keystore import key_counts
-
-    settings = _settings()
-    try:
-        keyring = load_keyring(settings)
-    except OutboxError as exc:
-        raise _fail(exc.message, 2) from None
-    engine = make_sync_engine(settings.database_url)
-    try:
-        with engine.connect() as connection:
-            counts = key_counts(connection)
-    finally:
-        engine.dispose()
+    settings = common.settings()
+    counts = common.run(_key_counts(settings))
+    require_key_file_dir(settings)
+    keyring = load_keyring(settings)
     typer.echo(f"keys from {keyring.source}")
     typer.echo(f"{'key':<34}{'documents':>12}  state")
     kids = [key.kid for key in keyring.keys] + [kid for kid in counts if keyring.get(kid) is None]
@@ -118,13 +136,12 @@ def rotate_command(
     Resumable (run it again after a crash) and safe while workers deliver, once every process
     holds the new key.
     """
-    from invoice_outbox.db.engine import make_sync_engine
     from invoice_outbox.sendings.rotation import pending, rotate
 
-    settings = _settings()
-    keyring = check_document_keys(settings)
-    engine = make_sync_engine(settings.database_url)
-    try:
+    settings = common.settings()
+    require_key_file_dir(settings)
+    keyring = common.run(check_document_keys(settings))
+    with _sync_engine(settings) as engine:
         with engine.connect() as connection:
             total = pending(connection, keyring)
         if not total:
@@ -133,15 +150,11 @@ def rotate_command(
         label = f"re-encrypting under {keyring.current.kid!r}"
         with typer.progressbar(length=total, label=label, file=None) as bar:
             report = rotate(engine, keyring, batch_size=batch_size, progress=bar.update)
-    except OutboxError as exc:
-        raise _fail(exc.message) from None
-    finally:
-        engine.dispose()
     typer.echo(f"{report.rotated:,} documents re-encrypted under {keyring.current.kid!r}")
     if report.unreadable:
         ids = ", ".join(str(i) for i in report.unreadable[:10])
         more = f" and {len(report.unreadable) - 10} more" if len(report.unreadable) > 10 else ""
-        raise _fail(
+        raise Conflict(
             f"{len(report.unreadable)} document(s) could not be decrypted (altered or moved) "
             f"and were left as they are: {ids}{more}; keep their key until they are purged"
         )
@@ -155,11 +168,11 @@ def new(
 ) -> None:
     """Make a new key.  With the key file: put it first there (it encrypts from now on).
     With INVOICE_OUTBOX_DOCUMENT_KEYS set: print it, to put first in the variable."""
-    settings = _settings()
+    settings = common.settings()
     try:
         entry = new_entry(kid)
-    except ValueError as exc:
-        raise _fail(str(exc), 2) from None
+    except ValueError as error:
+        raise Invalid(str(error)) from None
     new_kid = entry.partition(":")[0]
     if settings.document_keys is not None:
         typer.echo(entry)
@@ -170,14 +183,12 @@ def new(
             err=True,
         )
         return
-    current = check_document_keys(settings)
+    require_key_file_dir(settings)
+    current = common.run(check_document_keys(settings))
     [fresh] = keyring_from_entries(parse_entries(entry), source=current.source).keys
     trial = Keyring((fresh, *current.keys), source=current.source)
-    try:
-        _verified(settings, trial)  # registers its check value before anything is sealed
-        prepend_to_key_file(key_file_path(settings), entry)
-    except OutboxError as exc:
-        raise _fail(exc.message) from None
+    common.run(check_document_keys(settings, trial))  # registers its check value first
+    prepend_to_key_file(key_file_path(settings), entry)
     typer.echo(f"key {new_kid!r} added first to {key_file_path(settings)}")
     typer.echo(
         "processes started from now on encrypt with it (running ones read it when they meet "
@@ -188,22 +199,14 @@ def new(
 @keys_app.command("drop")
 def drop(kid: str) -> None:
     """Remove a key from the key file once no stored document is sealed under it."""
-    from invoice_outbox.db.engine import make_sync_engine
-    from invoice_outbox.sendings.keystore import key_counts
-
-    settings = _settings()
+    settings = common.settings()
     if settings.document_keys is not None:
-        raise _fail(f"the keys come from {KEYS_SETTING}: remove {kid!r} from it there", 2)
-    engine = make_sync_engine(settings.database_url)
-    try:
-        with engine.connect() as connection:
-            left = key_counts(connection).get(kid, 0)
-    finally:
-        engine.dispose()
+        raise DocumentKeysInvalid(
+            f"the keys come from {KEYS_SETTING}: remove {kid!r} from it there"
+        )
+    left = common.run(_key_counts(settings)).get(kid, 0)
     if left:
-        raise _fail(f"{left:,} document(s) are still sealed under {kid!r}; rotate first")
-    try:
-        remove_from_key_file(key_file_path(settings), kid)
-    except OutboxError as exc:
-        raise _fail(exc.message) from None
+        raise Conflict(f"{left:,} document(s) are still sealed under {kid!r}; rotate first")
+    require_key_file_dir(settings)
+    remove_from_key_file(key_file_path(settings), kid)
     typer.echo(f"key {kid!r} removed from {key_file_path(settings)}")

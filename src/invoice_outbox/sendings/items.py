@@ -1,0 +1,91 @@
+"""A sending as a list shows it: the columns a list reads, and the item built from a row.
+
+The same item serves the API's lists (``GET api/v1/billing/sendings``, the practice view) and
+the dashboard's tables, so both say the same thing about a sending: its cause group with its
+label and, for practices, what happened and what happens next in plain words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, tzinfo
+from typing import Any, Final
+
+from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
+from invoice_outbox.sendings.models import Sending
+from invoice_outbox.systems.holds import SystemHold
+
+#: The columns of a list row, in the order `sending_item` reads them.
+ITEM_COLUMNS: Final = (
+    Sending.id,
+    Sending.practice_id,
+    Sending.invoice_id,
+    Sending.encounter_id,
+    Sending.system,
+    Sending.sending_type,
+    Sending.status,
+    Sending.reason,
+    Sending.cause,
+    Sending.attempts,
+    Sending.sending_time,
+    Sending.next_attempt_at,
+    Sending.sent_at,
+)
+
+
+def sending_item(row: Sequence[Any]) -> dict[str, Any]:
+    """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label)."""
+    (
+        sending_id,
+        practice_id,
+        invoice_id,
+        encounter_id,
+        system,
+        sending_type,
+        status,
+        reason,
+        cause,
+        attempts,
+        sending_time,
+        next_attempt_at,
+        sent_at,
+    ) = row[:13]
+    group = group_key(status, cause)
+    return {
+        "SendingId": sending_id,
+        "PracticeId": practice_id,
+        "InvoiceId": invoice_id,
+        "EncounterId": encounter_id,
+        "System": system,
+        "SendingType": sending_type,
+        "Status": status,
+        "Reason": reason,
+        "Cause": group,
+        "CauseLabel": None if group is None else describe(group).label,
+        "SendingAttempts": attempts,
+        "SendingTime": sending_time,
+        "NextAttemptAt": next_attempt_at,
+        "SentAt": sent_at,
+    }
+
+
+def practice_item(
+    row: Sequence[Any], zone: tzinfo, now: datetime, holds: Mapping[str, SystemHold] | None = None
+) -> dict[str, Any]:
+    """`sending_item` plus `Explanation` and `NextStep` in plain words (the practice view).
+
+    `holds` (from `held_systems`): systems holding their queue, so waiting invoices say why.
+    """
+    item = sending_item(row)
+    explanation, next_step = practice_explanation(
+        status=item["Status"],
+        cause=item["Cause"],
+        next_attempt_at=item["NextAttemptAt"],
+        sent_at=item["SentAt"],
+        zone=zone,
+        now=now,
+        hold=(holds or {}).get(item["System"]),
+    )
+    item["Explanation"] = explanation
+    item["NextStep"] = next_step
+    return item

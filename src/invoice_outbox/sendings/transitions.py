@@ -1,0 +1,501 @@
+"""Every write of a sending's status: one function per edge of `status.TRANSITIONS`.
+
+This is the only module that writes ``sendings.status`` (``tests/unit/test_status_writer.py``
+scans the source tree to keep it so).  Each function is named for its edge and applies it in
+one of two ways:
+
+- a guarded UPDATE whose WHERE clause selects ``status IN sources_of(target)`` or a narrower
+  set, so a row that changed meanwhile is left alone instead of being overwritten;
+- on a row the caller loaded (and locked, where it matters): `ensure_transition` first.
+
+Two edges also have a PostgreSQL path as fixed SQL text, the worker's two hottest statements:
+the claim, and the Sent outcome (its UPDATE and the attempt's INSERT in one round trip).  Built
+with the expression language, each cost more Python to build (and, with IN lists of varying
+length, PostgreSQL more to parse and plan) than the row work it did.  Here the text never
+changes: rows travel as arrays (``unnest``), so psycopg prepares each statement once per
+connection.  Each edge exists once per engine path; the tests check both give the same results.
+Only our own enum values are formatted into SQL text; every datum is a bound parameter.
+
+Functions never commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Row,
+    ScalarSelect,
+    TextClause,
+    insert,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import QueryableAttribute
+
+from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.status import (
+    CLAIMABLE,
+    SendingType,
+    Status,
+    can_transition,
+    ensure_transition,
+    in_order,
+    sources_of,
+)
+
+S = Status
+Executor = AsyncConnection | AsyncSession
+
+
+def _sources(target: Status, narrower: frozenset[Status] | None) -> list[str]:
+    """`sources_of(target)` (or `narrower`, checked to be part of it), in declared order."""
+    sources = sources_of(target)
+    if narrower is not None:
+        if not narrower <= sources:
+            wrong = ", ".join(in_order(narrower - sources))
+            raise ValueError(f"{wrong} cannot become {target.value} (status.TRANSITIONS)")
+        sources = narrower
+    return in_order(sources)
+
+
+def _guard(target: Status, narrower: frozenset[Status] | None = None) -> ColumnElement[bool]:
+    """``status IN sources_of(target)`` (or the `narrower` set) as a WHERE condition."""
+    values = _sources(target, narrower)
+    return Sending.status == values[0] if len(values) == 1 else Sending.status.in_(values)
+
+
+def _sql_guard(column: str, target: Status, narrower: frozenset[Status] | None = None) -> str:
+    """`_guard` as SQL text for the fixed statements."""
+    values = [f"'{v}'" for v in _sources(target, narrower)]
+    return f"{column} = {values[0]}" if len(values) == 1 else f"{column} IN ({', '.join(values)})"
+
+
+_IN_FLIGHT: Final = frozenset({S.SENDING})
+#: The guards of an attempt's outcome and of a release: from Sending only (checked at import).
+_FROM_SENDING: Final = {t: _guard(t, _IN_FLIGHT) for t in (S.SENT, S.FAILED, S.ABORTED, S.PENDING)}
+_CLAIMABLE: Final = _guard(S.SENDING, CLAIMABLE)
+#: An outcome or a release ends the claim's lease.
+_SETTLED: Final[dict[str, Any]] = {"lease_owner": None, "lease_expires_at": None}
+
+
+# New rows --------------------------------------------------------------------------------------
+
+
+def create_pending(
+    *,
+    practice_id: uuid.UUID,
+    encounter_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    system: str,
+    sending_type: SendingType,
+    document_id: uuid.UUID,
+    now: datetime,
+) -> Sending:
+    """A new sending, Pending and due now, with its own idempotency key (no edge: it had no
+    status before).  The caller adds it to the session."""
+    return Sending(
+        id=uuid.uuid4(),
+        practice_id=practice_id,
+        encounter_id=encounter_id,
+        invoice_id=invoice_id,
+        system=system,
+        sending_type=sending_type.value,
+        status=S.PENDING.value,
+        attempts=0,
+        round_attempts=0,
+        sending_time=now,
+        next_attempt_at=now,
+        idempotency_key=uuid.uuid4().hex,
+        document_id=document_id,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def demo_sending(status: Status, **columns: Any) -> Sending:
+    """A sending made up in `status` with no edges behind it: demo data only."""
+    return Sending(status=status.value, **columns)
+
+
+# Claims (Pending/Failed → Sending) --------------------------------------------------------------
+
+#: What a claim returns: what the worker needs to deliver (see `worker.claims.Claim`).
+CLAIM_COLUMNS: Final = (
+    Sending.id,
+    Sending.system,
+    Sending.practice_id,
+    Sending.invoice_id,
+    Sending.sending_type,
+    Sending.idempotency_key,
+    Sending.document_id,
+    Sending.attempts,
+    Sending.round_attempts,
+)
+
+
+def _lease(worker: str, now: datetime, lease: timedelta) -> dict[str, Any]:
+    return {
+        "lease_owner": worker,
+        "lease_expires_at": now + lease,
+        "attempts": Sending.attempts + 1,
+        "round_attempts": Sending.round_attempts + 1,
+        "sending_time": now,
+        "updated_at": now,
+    }
+
+
+async def claim(
+    connection: AsyncConnection,
+    ids: ScalarSelect[Any],
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+) -> CursorResult[Any]:
+    """Pending/Failed → Sending: the sendings `ids` picks (the caller selects them, locked),
+    under `worker`'s lease; the attempt number counts up.  Rows of `CLAIM_COLUMNS`."""
+    return await connection.execute(
+        update(Sending)
+        .where(Sending.id.in_(ids), _CLAIMABLE)
+        .values(status=S.SENDING.value, **_lease(worker, now, lease))
+        .returning(*CLAIM_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def take_over(
+    connection: AsyncConnection,
+    ids: ScalarSelect[Any],
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+) -> CursorResult[Any]:
+    """Not an edge: in-flight sendings whose lease expired move to `worker`'s lease, and the
+    status stays Sending (the caller records the lost attempt).  Rows of `CLAIM_COLUMNS`."""
+    return await connection.execute(
+        update(Sending)
+        .where(Sending.id.in_(ids), Sending.status == S.SENDING.value)
+        .values(**_lease(worker, now, lease))
+        .returning(*CLAIM_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
+
+
+#: `claim` over `worker.claims.claim_due`'s selection, PostgreSQL: up to :limit due sendings of
+#: systems that are not held (disabled or Down), earliest due first, skipping rows another
+#: worker holds.  The due condition is written as the due index's predicate, so it is used.
+CLAIM_DUE_SQL: Final[TextClause] = text(f"""
+    UPDATE sendings AS s
+    SET status = '{S.SENDING.value}', lease_owner = :worker, lease_expires_at = :expires,
+        attempts = s.attempts + 1, round_attempts = s.round_attempts + 1,
+        sending_time = :now, updated_at = :now
+    WHERE s.id IN (
+        SELECT d.id FROM sendings AS d
+        WHERE {_sql_guard("d.status", S.SENDING, CLAIMABLE)} AND d.next_attempt_at <= :now
+          AND d.system NOT IN (SELECT name FROM systems WHERE NOT enabled OR circuit = 'Down')
+        ORDER BY d.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED)
+    RETURNING s.id, s.system, s.practice_id, s.invoice_id, s.sending_type, s.idempotency_key,
+        s.document_id, s.attempts, s.round_attempts
+""")  # noqa: S608
+
+
+async def claim_due_fixed(
+    connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
+) -> CursorResult[Any]:
+    """PostgreSQL: `CLAIM_DUE_SQL`.  Rows in the order of `CLAIM_COLUMNS`."""
+    return await connection.execute(
+        CLAIM_DUE_SQL, {"worker": worker, "now": now, "expires": now + lease, "limit": limit}
+    )
+
+
+# Outcomes (Sending → Sent / Failed / Aborted) and release (Sending → Pending / Failed) ---------
+
+
+@dataclass(frozen=True, slots=True)
+class SentBatch:
+    """Delivered attempts, column by column (as the PostgreSQL statement takes its arrays): the
+    sendings, each one's attempt number (its claim's), start, duration and answer code."""
+
+    ids: list[uuid.UUID]
+    attempts: list[int]
+    started: list[datetime]
+    durations: list[int]
+    codes: list[int | None]
+
+
+#: `mark_sent`, PostgreSQL: guarded per row (same worker, same attempt, still Sending), and a
+#: "Sent" attempt for exactly the rows that moved, in one round trip.  Returns their ids.
+MARK_SENT_SQL: Final[TextClause] = text(f"""
+    WITH delivered AS (
+        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[]),
+                             CAST(:started AS timestamptz[]), CAST(:durations AS integer[]),
+                             CAST(:codes AS integer[]))
+            AS d(id, attempt, started_at, duration_ms, code)
+    ), sent AS (
+        UPDATE sendings AS s
+        SET status = '{S.SENT.value}', sent_at = :now, reason = NULL,
+            next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+            updated_at = :now
+        FROM delivered
+        WHERE s.id = delivered.id AND s.attempts = delivered.attempt
+          AND {_sql_guard("s.status", S.SENT, _IN_FLIGHT)} AND s.lease_owner = :worker
+        RETURNING s.id
+    )
+    INSERT INTO attempts (sending_id, number, started_at, duration_ms, outcome, code, reason,
+                          worker)
+    SELECT delivered.id, delivered.attempt, delivered.started_at, delivered.duration_ms,
+           'Sent', delivered.code, NULL, :worker
+    FROM delivered JOIN sent ON sent.id = delivered.id
+    RETURNING sending_id
+""")  # noqa: S608
+
+
+async def mark_sent(
+    connection: AsyncConnection, delivered: SentBatch, *, worker: str, now: datetime
+) -> set[uuid.UUID]:
+    """Sending → Sent for each of `delivered` still held by `worker` at that attempt, and its
+    "Sent" attempt row.  `cause` stays: a sending that got through after failing is grouped by
+    what it overcame.  Returns the ids that moved (the others' claims no longer held)."""
+    ids, attempts = delivered.ids, delivered.attempts
+    if not ids:
+        return set()
+    if connection.dialect.name == "postgresql":
+        rows = await connection.execute(
+            MARK_SENT_SQL,
+            {
+                "ids": ids,
+                "attempts": attempts,
+                "started": delivered.started,
+                "durations": delivered.durations,
+                "codes": delivered.codes,
+                "now": now,
+                "worker": worker,
+            },
+        )
+        return set(rows.scalars())
+    rows = await connection.execute(
+        update(Sending)
+        .where(
+            Sending.id.in_(ids),
+            tuple_(Sending.id, Sending.attempts).in_(list(zip(ids, attempts, strict=True))),
+            _FROM_SENDING[S.SENT],
+            Sending.lease_owner == worker,
+        )
+        .values(
+            status=S.SENT.value,
+            sent_at=now,
+            reason=None,
+            next_attempt_at=None,
+            updated_at=now,
+            **_SETTLED,
+        )
+        .returning(Sending.id)
+        .execution_options(synchronize_session=False)
+    )
+    owned = set(rows.scalars())
+    recorded = [
+        {
+            "sending_id": sending_id,
+            "number": attempt,
+            "started_at": started_at,
+            "duration_ms": duration_ms,
+            "outcome": "Sent",
+            "code": code,
+            "reason": None,
+            "worker": worker,
+        }
+        for sending_id, attempt, started_at, duration_ms, code in zip(
+            ids, attempts, delivered.started, delivered.durations, delivered.codes, strict=True
+        )
+        if sending_id in owned
+    ]
+    if recorded:
+        await connection.execute(insert(Attempt), recorded)
+    return owned
+
+
+async def _settle(
+    connection: AsyncConnection,
+    target: Status,
+    sending_id: uuid.UUID,
+    worker: str,
+    attempt: int,
+    values: dict[str, Any],
+) -> bool:
+    """Sending → `target`, guarded by the claim: same worker, same attempt, still Sending."""
+    result = await connection.execute(
+        update(Sending)
+        .where(
+            Sending.id == sending_id,
+            _FROM_SENDING[target],
+            Sending.lease_owner == worker,
+            Sending.attempts == attempt,
+        )
+        .values(status=target.value, **values, **_SETTLED)
+    )
+    return bool(result.rowcount)
+
+
+async def mark_failed(
+    connection: AsyncConnection,
+    sending_id: uuid.UUID,
+    *,
+    worker: str,
+    attempt: int,
+    reason: str,
+    cause: str | None,
+    next_attempt_at: datetime,
+    now: datetime,
+    round_attempts: int | None = None,
+) -> bool:
+    """Sending → Failed: `worker`'s attempt `attempt` failed; the next is due at
+    `next_attempt_at`.  `round_attempts` replaces the budget count (a failed probe gives its
+    attempt back).  False when the claim no longer held (nothing changed)."""
+    values: dict[str, Any] = {
+        "next_attempt_at": next_attempt_at,
+        "reason": reason,
+        "cause": cause,
+        "updated_at": now,
+    }
+    if round_attempts is not None:
+        values["round_attempts"] = round_attempts
+    return await _settle(connection, S.FAILED, sending_id, worker, attempt, values)
+
+
+async def abort(
+    connection: AsyncConnection,
+    sending_id: uuid.UUID,
+    *,
+    worker: str,
+    attempt: int,
+    reason: str,
+    cause: str | None,
+    now: datetime,
+) -> bool:
+    """Sending → Aborted: no more automatic attempts (a permanent error, or the budget is
+    spent).  False when the claim no longer held (nothing changed)."""
+    values = {
+        "next_attempt_at": None,
+        "reason": reason,
+        "cause": cause,
+        "aborted_at": now,
+        "updated_at": now,
+    }
+    return await _settle(connection, S.ABORTED, sending_id, worker, attempt, values)
+
+
+async def release(
+    connection: AsyncConnection,
+    sending_id: uuid.UUID,
+    *,
+    worker: str,
+    attempt: int,
+    round_attempts: int,
+    now: datetime,
+) -> bool:
+    """Sending → Pending (after a first attempt) or Failed (a later one): given back to the
+    queue unfinished, due now; `round_attempts` is the budget count to keep (the claim's, less
+    the attempt given back).  False when the claim no longer held (nothing changed)."""
+    target = S.FAILED if attempt > 1 else S.PENDING
+    values = {"next_attempt_at": now, "round_attempts": round_attempts, "updated_at": now}
+    return await _settle(connection, target, sending_id, worker, attempt, values)
+
+
+# Admins' and practices' commands ----------------------------------------------------------------
+
+
+async def requeue(
+    executor: Executor,
+    ids: Sequence[uuid.UUID],
+    *,
+    sources: frozenset[Status],
+    now: datetime,
+    unchanged_since: datetime | None = None,
+    returning: Sequence[QueryableAttribute[Any]] = (Sending.id,),
+) -> Sequence[Row[Any]]:
+    """→ Pending (a resend, retry-all): of the sendings `ids`, those whose status is in
+    `sources` (part of `sources_of(PENDING)`; with `unchanged_since`, only rows not updated
+    after it) are due now with a fresh attempt budget.  The attempt count, idempotency key and
+    history are kept; a discard is over (its columns are cleared; the audit log keeps it).
+    Returns `returning` of each row that moved."""
+    if not ids:
+        return []
+    conditions = [Sending.id.in_(list(ids)), _guard(S.PENDING, frozenset(sources))]
+    if unchanged_since is not None:
+        conditions.append(Sending.updated_at <= unchanged_since)
+    result = await executor.execute(
+        update(Sending)
+        .where(*conditions)
+        .values(
+            status=S.PENDING.value,
+            next_attempt_at=now,
+            round_attempts=0,
+            updated_at=now,
+            discarded_at=None,
+            discarded_by=None,
+            discard_reason=None,
+            **_SETTLED,
+        )
+        .returning(*returning)
+        .execution_options(synchronize_session=False)
+    )
+    return result.all()
+
+
+def requeue_loaded(sending: Sending, *, now: datetime) -> None:
+    """→ Pending on a loaded row (a corrected document replaces the one queued): due now, with
+    a fresh attempt budget.  A Pending one stays Pending; otherwise the edge must exist
+    (`InvalidTransition`)."""
+    status = Status(sending.status)
+    if status is not S.PENDING:
+        sending.status = ensure_transition(status, S.PENDING).value
+    sending.round_attempts = 0
+    sending.next_attempt_at = now
+    sending.updated_at = now
+    sending.discarded_at = sending.discarded_by = sending.discard_reason = None
+
+
+def cancel_loaded(sending: Sending, *, now: datetime) -> bool:
+    """→ Cancelled on a loaded (locked) row, where the graph has the edge (not from Sent or
+    Cancelled).  Returns whether it moved.  One in flight keeps its lease: the worker's
+    outcome is then recorded as an attempt only."""
+    if not can_transition(Status(sending.status), S.CANCELLED):
+        return False
+    sending.status = S.CANCELLED.value
+    sending.next_attempt_at = None
+    sending.updated_at = now
+    return True
+
+
+async def discard(
+    executor: Executor, sending_id: uuid.UUID, *, actor: str, reason: str, now: datetime
+) -> bool:
+    """Aborted → Discarded: given up on for good by `actor` for `reason` (kept with the time on
+    the row); nothing is scheduled.  False when it is not Aborted (nothing changed)."""
+    result = await executor.execute(
+        update(Sending)
+        .where(Sending.id == sending_id, _guard(S.DISCARDED))
+        .values(
+            status=S.DISCARDED.value,
+            discarded_at=now,
+            discarded_by=actor[:200],
+            discard_reason=reason,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        .returning(Sending.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar_one_or_none() is not None
