@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,12 @@ from invoice_outbox.app import create_app
 from invoice_outbox.auth.principal import Principal, Role
 from invoice_outbox.auth.tokens import issue_token
 from invoice_outbox.clock import FrozenClock
+from invoice_outbox.sendings.keyring import (
+    KEYS_SETTING,
+    Keyring,
+    keyring_from_entries,
+    parse_entries,
+)
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
 from tests.databases import (
@@ -29,6 +36,8 @@ from tests.databases import (
 from tests.receivers import HttpReceiver
 
 TEST_SECRET = "test-signing-key-" + "x" * 40
+#: Fixed document keys for tests (kid:base64 of 32 bytes); the first encrypts.
+TEST_DOCUMENT_KEYS = "t1:" + base64.b64encode(bytes(range(32))).decode()
 NOW = datetime(2026, 2, 5, 16, 6, 25, 576601, tzinfo=UTC)
 PRACTICE_A = uuid.UUID("1c2d9508-589f-4ac3-8898-16c402da5ea8")
 PRACTICE_B = uuid.UUID("9b1f5c2e-3f43-4d0a-8f59-0c3e6d1b7a21")
@@ -76,13 +85,20 @@ def database_url(
     return _sqlite_databases.fresh()
 
 
+def fixed_keyring(entries: str = TEST_DOCUMENT_KEYS) -> Keyring:
+    """A keyring of `entries` (the tests' fixed document keys by default)."""
+    return keyring_from_entries(parse_entries(entries), source=KEYS_SETTING)
+
+
 def build_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    """Test settings: a fresh database, a throwaway var dir, a fixed key, small stream batches,
-    and loopback targets allowed (the tests' receivers listen on 127.0.0.1)."""
+    """Test settings: a fresh database, a throwaway var dir, fixed token and document keys,
+    small stream batches, and loopback targets allowed (the tests' receivers listen on
+    127.0.0.1)."""
     values: dict[str, Any] = {
         "database_url": database_url,
         "var_dir": tmp_path / "var",
         "jwt_secret": SecretStr(TEST_SECRET),
+        "document_keys": SecretStr(TEST_DOCUMENT_KEYS),
         "stream_batch_rows": 50,
         "allow_private_targets": True,
     }

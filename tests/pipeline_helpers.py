@@ -128,6 +128,7 @@ async def running_worker(
         engine=state.engine,
         settings=state.settings,
         clock=state.clock,
+        keyring=state.keyring,
         waker=state.waker,
         concurrency=concurrency,
         name=name,

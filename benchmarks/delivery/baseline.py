@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks.delivery import meter
 from benchmarks.delivery.drain import DrainResult, rates, rss_summary, verify, watch
 from benchmarks.delivery.receiver import Receiver
-from benchmarks.delivery.seed import Queue
+from benchmarks.delivery.seed import BENCH_KEYS, Queue
 from benchmarks.servers import stop_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,7 @@ def celery_env(queue_name: str, conninfo: str, url: str, prefetch: int) -> dict[
         DELIVERY_BENCH_DB=conninfo,
         DELIVERY_BENCH_URL=url,
         DELIVERY_BENCH_PREFETCH=str(prefetch),
+        INVOICE_OUTBOX_DOCUMENT_KEYS=BENCH_KEYS,
     )
     return env
 

@@ -1,7 +1,8 @@
 """BASELINE: delivery the way most Python teams would write it -- one Celery task per sending.
 
 The broker is the local RabbitMQ; the queue name is unique per run.  The task loads the
-sending and its document, POSTs it with httpx to the receiver (same headers as our HTTP
+sending and its document, decrypts the document (as our worker does, with the run's keys from
+``INVOICE_OUTBOX_DOCUMENT_KEYS``), POSTs it with httpx to the receiver (same headers as our HTTP
 channel, including ``Idempotency-Key``), then writes the same per-attempt rows as our worker in
 one transaction: UPDATE the sending (status, attempts, times) and INSERT one attempt row.
 A retryable answer (408, 429, 5xx) or a transport error records a ``Retryable`` attempt, marks
@@ -14,7 +15,7 @@ default), warning-level logging, and no gossip/mingle/heartbeat traffic.
 
 Configured by environment variables (set by the harness, read at import as Celery apps are):
 ``DELIVERY_BENCH_BROKER``, ``DELIVERY_BENCH_QUEUE``, ``DELIVERY_BENCH_DB`` (libpq URL),
-``DELIVERY_BENCH_URL`` (receiver), ``DELIVERY_BENCH_PREFETCH``.
+``DELIVERY_BENCH_URL`` (receiver), ``DELIVERY_BENCH_PREFETCH``, ``INVOICE_OUTBOX_DOCUMENT_KEYS``.
 
 ``python -m benchmarks.delivery.celery_app enqueue`` publishes one task per sending (in due
 order) and prints ``{"enqueued": n, "seconds": s}``; ``... cleanup`` purges and deletes the queue.
@@ -35,11 +36,19 @@ import httpx
 import psycopg
 from celery import Celery  # type: ignore[import-untyped]
 
+from invoice_outbox.sendings.keyring import KEYS_SETTING, keyring_from_entries, parse_entries
+from invoice_outbox.sendings.sealing import unseal
+
 BROKER = os.environ.get("DELIVERY_BENCH_BROKER", "amqp://guest:guest@127.0.0.1:5672//")
 QUEUE = os.environ.get("DELIVERY_BENCH_QUEUE", "delivery_bench")
 DATABASE = os.environ.get("DELIVERY_BENCH_DB", "")
 RECEIVER_URL = os.environ.get("DELIVERY_BENCH_URL", "")
 PREFETCH = int(os.environ.get("DELIVERY_BENCH_PREFETCH", "4"))
+KEYRING = (
+    keyring_from_entries(parse_entries(os.environ[KEYS_SETTING]), source=KEYS_SETTING)
+    if os.environ.get(KEYS_SETTING)
+    else None
+)
 TIMEOUT_S = 30.0
 
 app = Celery("delivery_bench", broker=BROKER)
@@ -79,8 +88,8 @@ def _http() -> httpx.Client:
 
 _LOAD = (
     "SELECT s.status, s.idempotency_key, s.invoice_id, s.sending_type, s.attempts, "
-    "d.body, d.content_type FROM sendings s JOIN documents d ON d.id = s.document_id "
-    "WHERE s.id = %s"
+    "d.body, d.content_type, d.id, d.key_id, d.nonce, s.practice_id "
+    "FROM sendings s JOIN documents d ON d.id = s.document_id WHERE s.id = %s"
 )
 _UPDATE = (
     "UPDATE sendings SET status = %(status)s, attempts = attempts + 1, "
@@ -133,7 +142,19 @@ def deliver_sending(sending_id: str) -> None:
     row = _db().execute(_LOAD, (sending_id,)).fetchone()
     if row is None or row[0] in ("Sent", "Cancelled"):
         return  # already delivered (a redelivered message) or cancelled
-    _status, key, invoice_id, sending_type, attempts, body, content_type = row
+    _status, key, invoice_id, sending_type, attempts, sealed, content_type = row[:7]
+    document_id, key_id, nonce, practice_id = row[7:]
+    assert KEYRING is not None, f"{KEYS_SETTING} is not set"
+    body = unseal(
+        KEYRING,
+        key_id=key_id,
+        nonce=nonce,
+        body=sealed,
+        document_id=document_id,
+        practice_id=practice_id,
+        invoice_id=invoice_id,
+        content_type=content_type,
+    )
     headers = {
         "Content-Type": f"{content_type}; charset=utf-8",
         "Idempotency-Key": key,

@@ -22,7 +22,7 @@ from benchmarks.delivery import meter
 from benchmarks.delivery.drain import DrainResult, rates, rss_summary, verify, watch
 from benchmarks.delivery.profiling import PySpy
 from benchmarks.delivery.receiver import Receiver
-from benchmarks.delivery.seed import SYSTEM, Queue
+from benchmarks.delivery.seed import BENCH_KEYS, SYSTEM, Queue
 from benchmarks.servers import stop_processes
 from invoice_outbox.worker.waker import CHANNEL
 
@@ -38,6 +38,7 @@ def worker_env(database_url: str, var_dir: Path) -> dict[str, str]:
         INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS="true",
         INVOICE_OUTBOX_POLL_SECONDS="1",
         INVOICE_OUTBOX_VAR_DIR=str(var_dir),
+        INVOICE_OUTBOX_DOCUMENT_KEYS=BENCH_KEYS,
     )
     return env
 

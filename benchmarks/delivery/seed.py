@@ -5,15 +5,16 @@ created, migrated to head, dropped whatever happens), configures one Http system
 ``invoice_outbox.systems.service.put_system``, then queues `count` sendings:
 
 * the first `INTAKE_SAMPLE` through the real intake (``invoice_outbox.sendings.intake.submit``);
-* the rest with two set-based SQL statements (documents, then sendings) that write what intake
-  writes: a document per invoice (``sha256`` of the body, ``application/json``) and one
-  ``Pending`` sending of type ``Invoice`` per invoice, due now, with ``attempts = 0``, a
-  32-hex-digit idempotency key of its own, and ``sending_time = next_attempt_at = created_at =
-  updated_at``.
+* the rest with two COPYs (documents, then sendings) of rows made in Python the way intake
+  makes them: a document per invoice sealed by ``sealing.new_document`` under `BENCH_KEYS`
+  (AES-256-GCM, keyed digest, ``application/json``) and one ``Pending`` sending of type
+  ``Invoice`` per invoice, due now, with ``attempts = 0``, a 32-hex-digit idempotency key of
+  its own, and ``sending_time = next_attempt_at = created_at = updated_at``.
 
 `check_queue` then compares a bulk row with an intake row column by column (the same columns
-NULL, the same constant values, a body byte-identical to what intake stores for the same
+NULL, the same constant values, a body that decrypts to exactly what intake stores for the same
 invoice) and checks the whole queue: every row Pending, due, with a document and a distinct key.
+Workers get `BENCH_KEYS` in ``INVOICE_OUTBOX_DOCUMENT_KEYS`` (ours.py, baseline.py).
 """
 
 from __future__ import annotations
@@ -33,13 +34,26 @@ import psycopg
 from benchmarks.database import BenchDatabase, bench_database
 from invoice_outbox.db.engine import make_async_engine, make_session_factory
 from invoice_outbox.sendings.intake import Submission, submit
+from invoice_outbox.sendings.keyring import (
+    KEYS_SETTING,
+    Keyring,
+    keyring_from_entries,
+    new_entry,
+    parse_entries,
+)
+from invoice_outbox.sendings.sealing import digest, new_document, unseal
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system, validate_target
 
 SYSTEM = "Receiver"
 INTAKE_SAMPLE = 100
 PRACTICE = uuid.UUID("5f0c3a52-8d1e-4a57-9a55-6f1f0b6c2e01")
-_MARK = "@@hole"  # stands in for a value in the SQL template (never in the JSON otherwise)
+#: The document keys of this benchmark run (made afresh by every run; given to the workers).
+BENCH_KEYS = new_entry("bench")
+
+
+def bench_keyring() -> Keyring:
+    return keyring_from_entries(parse_entries(BENCH_KEYS), source=KEYS_SETTING)
 
 
 def invoice_document(invoice_id: str, encounter_id: str, number: str) -> bytes:
@@ -69,44 +83,14 @@ def invoice_document(invoice_id: str, encounter_id: str, number: str) -> bytes:
     )
 
 
-def _sql_template() -> str:
-    """The JSON of `invoice_document` with ``%1$s``-style holes for PostgreSQL's format()."""
-    text = invoice_document(_MARK + "1", _MARK + "2", _MARK + "3").decode()
-    if "%" in text:
-        raise RuntimeError("the invoice template must not contain '%'")
-    for i in (1, 2, 3):
-        if text.count(f"{_MARK}{i}") != 1:
-            raise RuntimeError(f"the invoice template lost hole {i}")
-        text = text.replace(f"{_MARK}{i}", f"%{i}$s")
-    return text
-
-
 def _number(n: int) -> str:
     return f"INV-{n:07d}"
 
 
-_BULK_SQL = (
-    "CREATE TEMP TABLE seed_rows ON COMMIT DROP AS SELECT g AS n, "
-    "gen_random_uuid() AS sending_id, gen_random_uuid() AS document_id, "
-    "gen_random_uuid() AS invoice_id, gen_random_uuid() AS encounter_id "
-    "FROM generate_series(%(first)s::int, %(last)s::int) AS g",
-    "INSERT INTO documents (id, sha256, content_type, body, created_at) "
-    "SELECT document_id, encode(sha256(body), 'hex'), 'application/json', body, %(now)s "
-    "FROM (SELECT n, document_id, convert_to(format(%(template)s::text, invoice_id::text, "
-    "encounter_id::text, 'INV-' || lpad(n::text, 7, '0')), 'UTF8') AS body "
-    "FROM seed_rows) AS d ORDER BY n",
-    "INSERT INTO sendings (id, practice_id, encounter_id, invoice_id, system, sending_type, "
-    "status, attempts, round_attempts, sending_time, next_attempt_at, idempotency_key, "
-    "document_id, created_at, updated_at) "
-    "SELECT sending_id, %(practice)s, encounter_id, invoice_id, %(system)s, 'Invoice', "
-    "'Pending', 0, 0, %(now)s, %(now)s, replace(gen_random_uuid()::text, '-', ''), "
-    "document_id, %(now)s, %(now)s FROM seed_rows ORDER BY n",
-)
-
-
 async def _configure_and_intake(
     database: BenchDatabase, receiver_url: str, *, enabled: bool, sample: int
-) -> None:
+) -> uuid.UUID | None:
+    """Configure the system, submit `sample` invoices through intake; the first invoice id."""
     spec = SystemIn(
         Channel="Http", Url=receiver_url, Practices=[PRACTICE], Enabled=enabled, TimeoutSeconds=30
     )
@@ -117,6 +101,8 @@ async def _configure_and_intake(
         async with sessions() as session:
             await put_system(session, SYSTEM, spec, now=datetime.now(UTC))
             await session.commit()
+        first: uuid.UUID | None = None
+        keyring = bench_keyring()
         async with sessions() as session:
             for n in range(1, sample + 1):
                 invoice, encounter = uuid.uuid4(), uuid.uuid4()
@@ -128,43 +114,111 @@ async def _configure_and_intake(
                     document=document,
                     content_type="application/json",
                 )
-                await submit(session, submission, now=datetime.now(UTC))
+                await submit(session, submission, now=datetime.now(UTC), keyring=keyring)
+                first = first or invoice
             await session.commit()
     finally:
         await engine.dispose()
+    return first
 
 
-def _bulk(conninfo: str, first: int, last: int) -> None:
-    params: dict[str, Any] = {
-        "first": first,
-        "last": last,
-        "now": datetime.now(UTC),
-        "template": _sql_template(),
-        "practice": PRACTICE,
-        "system": SYSTEM,
-    }
-    with psycopg.connect(conninfo) as connection:
-        for statement in _BULK_SQL:
-            connection.execute(statement, params)
+_DOCUMENT_COLUMNS = (
+    "id, practice_id, invoice_id, content_type, key_id, nonce, body, digest, created_at"
+)
+_SENDING_COLUMNS = (
+    "id, practice_id, encounter_id, invoice_id, system, sending_type, status, attempts, "
+    "round_attempts, sending_time, next_attempt_at, idempotency_key, document_id, created_at, "
+    "updated_at"
+)
+
+
+def _bulk(conninfo: str, first: int, last: int) -> uuid.UUID:
+    """Invoices `first`..`last` as intake would store them, by COPY; the last invoice id."""
+    now = datetime.now(UTC)
+    keyring = bench_keyring()
+    invoice = uuid.uuid4()
+    with psycopg.connect(conninfo) as connection, connection.cursor() as cursor:
+        sendings: list[tuple[Any, ...]] = []
+        with cursor.copy(f"COPY documents ({_DOCUMENT_COLUMNS}) FROM STDIN") as copy:
+            for n in range(first, last + 1):
+                invoice, encounter = uuid.uuid4(), uuid.uuid4()
+                body = invoice_document(str(invoice), str(encounter), _number(n))
+                d = new_document(
+                    keyring,
+                    practice_id=PRACTICE,
+                    invoice_id=invoice,
+                    content_type="application/json",
+                    body=body,
+                    now=now,
+                )
+                copy.write_row(
+                    (
+                        d.id,
+                        PRACTICE,
+                        invoice,
+                        d.content_type,
+                        d.key_id,
+                        d.nonce,
+                        d.body,
+                        d.digest,
+                        now,
+                    )
+                )
+                sendings.append(
+                    (
+                        uuid.uuid4(),
+                        PRACTICE,
+                        encounter,
+                        invoice,
+                        SYSTEM,
+                        "Invoice",
+                        "Pending",
+                        0,
+                        0,
+                        now,
+                        now,
+                        uuid.uuid4().hex,
+                        d.id,
+                        now,
+                        now,
+                    )
+                )
+        with cursor.copy(f"COPY sendings ({_SENDING_COLUMNS}) FROM STDIN") as copy:
+            for row in sendings:
+                copy.write_row(row)
         connection.commit()
     with psycopg.connect(conninfo, autocommit=True) as connection:
         connection.execute("VACUUM (ANALYZE) documents")
         connection.execute("VACUUM (ANALYZE) sendings")
         connection.execute("VACUUM (ANALYZE) attempts")
         connection.execute("VACUUM (ANALYZE) systems")
+    return invoice
 
 
-def _row(connection: psycopg.Connection[Any], where: str, arg: object) -> dict[str, Any]:
+def _row(connection: psycopg.Connection[Any], invoice_id: uuid.UUID) -> dict[str, Any]:
+    """The invoice's sending and document, its body decrypted (``d_plain``)."""
     cursor = connection.execute(
-        "SELECT s.*, d.sha256 AS d_sha256, d.content_type AS d_content_type, d.body AS d_body, "
-        "d.created_at AS d_created_at, encode(sha256(d.body), 'hex') AS body_sha256 "
-        f"FROM sendings s JOIN documents d ON d.id = s.document_id WHERE {where} LIMIT 1",
-        (arg,),
+        "SELECT s.*, d.id AS d_id, d.practice_id AS d_practice_id, d.invoice_id AS d_invoice_id, "
+        "d.content_type AS d_content_type, d.key_id AS d_key_id, d.nonce AS d_nonce, "
+        "d.body AS d_body, d.digest AS d_digest, d.created_at AS d_created_at "
+        "FROM sendings s JOIN documents d ON d.id = s.document_id WHERE s.invoice_id = %s",
+        (invoice_id,),
     )
     row = cursor.fetchone()
     assert row is not None
     assert cursor.description is not None
-    return {column.name: value for column, value in zip(cursor.description, row, strict=True)}
+    values = {column.name: value for column, value in zip(cursor.description, row, strict=True)}
+    values["d_plain"] = unseal(
+        bench_keyring(),
+        key_id=values["d_key_id"],
+        nonce=values["d_nonce"],
+        body=values["d_body"],
+        document_id=values["d_id"],
+        practice_id=values["practice_id"],
+        invoice_id=values["invoice_id"],
+        content_type=values["d_content_type"],
+    )
+    return values
 
 
 _SAME_VALUE = (
@@ -175,6 +229,7 @@ _SAME_VALUE = (
     "attempts",
     "round_attempts",
     "d_content_type",
+    "d_key_id",
 )
 _SAME_TIME = ("sending_time", "next_attempt_at", "created_at", "updated_at", "d_created_at")
 
@@ -190,24 +245,30 @@ def _shape_problems(row: dict[str, Any], intake: dict[str, Any]) -> list[str]:
         key = sample["idempotency_key"]
         if len(key) != 32 or any(ch not in "0123456789abcdef" for ch in key):
             problems.append(f"idempotency key {key!r} is not 32 hex digits")
-        if sample["d_sha256"] != sample["body_sha256"]:
-            problems.append("document sha256 does not match its body")
-    body = orjson.loads(row["d_body"])
+        key = bench_keyring().current
+        if sample["d_digest"] != digest(key, PRACTICE, sample["invoice_id"], sample["d_plain"]):
+            problems.append("document digest does not match its body")
+        if (sample["d_practice_id"], sample["d_invoice_id"]) != (PRACTICE, sample["invoice_id"]):
+            problems.append("document is not bound to its sending's invoice")
+    body = orjson.loads(row["d_plain"])
     expected = invoice_document(
         str(row["invoice_id"]), str(row["encounter_id"]), body["InvoiceNumber"]
     )
-    if bytes(row["d_body"]) != expected:
+    if row["d_plain"] != expected:
         problems.append("bulk document body differs from what intake stores for that invoice")
     return problems
 
 
-def check_queue(conninfo: str, count: int, sample: int) -> dict[str, Any]:
-    """Bulk rows match intake's, and the whole queue is exactly what a drain needs."""
+def check_queue(
+    conninfo: str, count: int, sample: int, pair: tuple[uuid.UUID, uuid.UUID] | None = None
+) -> dict[str, Any]:
+    """Bulk rows match intake's (`pair`: an intake invoice id and a bulk one), and the whole
+    queue is exactly what a drain needs."""
     with psycopg.connect(conninfo) as connection:
         problems: list[str] = []
-        if sample:
-            intake = _row(connection, "d.body LIKE %s", f'%"{_number(1)}"%'.encode())
-            bulk = _row(connection, "d.body LIKE %s", f'%"{_number(count)}"%'.encode())
+        if sample and pair is not None:
+            intake = _row(connection, pair[0])
+            bulk = _row(connection, pair[1])
             problems += _shape_problems(bulk, intake)
         found = connection.execute(
             "SELECT count(*), count(*) FILTER (WHERE status = 'Pending'), "
@@ -237,11 +298,15 @@ class Queue:
 def fill_queue(database: BenchDatabase, count: int, receiver_url: str, *, enabled: bool) -> Queue:
     started = time.perf_counter()
     sample = min(INTAKE_SAMPLE, count)
-    asyncio.run(_configure_and_intake(database, receiver_url, enabled=enabled, sample=sample))
+    first = asyncio.run(
+        _configure_and_intake(database, receiver_url, enabled=enabled, sample=sample)
+    )
+    pair = None
     if count > sample:
-        _bulk(database.conninfo, sample + 1, count)
+        last = _bulk(database.conninfo, sample + 1, count)
+        pair = (first, last) if first is not None else None
     seconds = time.perf_counter() - started
-    check = check_queue(database.conninfo, count, sample if count > sample else 0)
+    check = check_queue(database.conninfo, count, sample if count > sample else 0, pair)
     with psycopg.connect(database.conninfo, autocommit=True) as connection:
         connection.execute("CHECKPOINT")  # no checkpoint of the load lands in the measurement
     return Queue(database=database, count=count, seconds=seconds, check=check)

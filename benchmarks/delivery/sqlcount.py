@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pydantic import SecretStr
 from sqlalchemy import event
 
 from benchmarks.delivery.drain import COUNT_SENT
 from benchmarks.delivery.receiver import run_receiver
-from benchmarks.delivery.seed import prepared_queue
+from benchmarks.delivery.seed import BENCH_KEYS, prepared_queue
 from benchmarks.servers import free_port
 from invoice_outbox.db.engine import make_async_engine
 from invoice_outbox.runner import run_background_worker, worker_state
@@ -79,11 +80,16 @@ def _listen(engine: Any, counts: Counter[str]) -> None:
 
 
 async def _drain(url: str, conninfo: str, count: int, concurrency: int) -> dict[str, Any]:
-    settings = Settings(database_url=url, allow_private_targets=True, poll_seconds=1.0)
+    settings = Settings(
+        database_url=url,
+        allow_private_targets=True,
+        poll_seconds=1.0,
+        document_keys=SecretStr(BENCH_KEYS),
+    )
     engine = make_async_engine(settings.database_url)
     counts: Counter[str] = Counter()
     _listen(engine, counts)
-    state = worker_state(settings, engine)
+    state = await worker_state(settings, engine)
     started = time.perf_counter()
     sent = 0
     try:

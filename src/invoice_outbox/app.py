@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from invoice_outbox import __version__
 from invoice_outbox.api import install_api
 from invoice_outbox.auth.keys import signing_key
-from invoice_outbox.clock import Clock
+from invoice_outbox.clock import Clock, SystemClock
 from invoice_outbox.db.engine import make_async_engine
 from invoice_outbox.runner import run_background_worker
 from invoice_outbox.runtime import tune_garbage_collector
+from invoice_outbox.sendings.keyring import Keyring
+from invoice_outbox.sendings.keystore import open_keyring
 from invoice_outbox.settings import Settings, get_settings
 from invoice_outbox.state import build_state
 from invoice_outbox.web import install_web
@@ -37,8 +39,12 @@ def create_app(
     clock: Clock | None = None,
     run_worker: bool = False,
     tune_gc: bool = False,
+    keyring: Keyring | None = None,
 ) -> FastAPI:
     """Build the app.  Settings and clock are injected; the engine is created at start-up.
+
+    Start-up fails (`DocumentKeyMissing`, `DocumentKeysInvalid`) when the document keys cannot
+    open every stored document; `keyring` replaces the settings' keys (benchmarks, tests).
 
     `tune_gc` (the serve command) tunes the garbage collector once start-up is done.
     With `run_worker`, a delivery worker runs inside the process for the app's lifetime and
@@ -49,7 +55,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_async_engine(settings.database_url)
-        state = build_state(settings, engine, signing_key=signing_key(settings), clock=clock)
+        try:
+            now = (clock or SystemClock()).now()
+            keys = await open_keyring(engine, settings, now=now, keyring=keyring)
+        except BaseException:
+            await engine.dispose()
+            raise
+        state = build_state(
+            settings, engine, keyring=keys, signing_key=signing_key(settings), clock=clock
+        )
         app.state.runtime = state
         async with run_background_worker(state, enabled=run_worker):
             if tune_gc:

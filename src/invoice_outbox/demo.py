@@ -6,7 +6,6 @@ a rejected member number, a mailbox refusing a message) and carry no patient dat
 
 from __future__ import annotations
 
-import hashlib
 import random
 import uuid
 from dataclasses import dataclass
@@ -16,9 +15,10 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.intake import Submission, submit
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.sealing import new_document
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.sendings.transitions import demo_sending
 from invoice_outbox.systems.schemas import SystemIn
@@ -152,7 +152,11 @@ async def configure_demo_systems(
 
 
 async def submit_live_invoices(
-    session: AsyncSession, practice_ids: list[uuid.UUID], now: datetime, per_practice: int
+    session: AsyncSession,
+    practice_ids: list[uuid.UUID],
+    now: datetime,
+    per_practice: int,
+    keyring: Keyring,
 ) -> int:
     """Submit new invoices through intake, for the worker to deliver to the sandbox."""
     rng = random.Random(SEED + 1)  # noqa: S311 -- reproducible demo data, not secrets
@@ -167,7 +171,7 @@ async def submit_live_invoices(
                 document=demo_document(rng, invoice_id),
                 content_type="application/json",
             )
-            await submit(session, submission, now=now)
+            await submit(session, submission, now=now, keyring=keyring)
             count += 1
     return count
 
@@ -177,6 +181,7 @@ async def load_demo(
     *,
     now: datetime,
     sandbox_url: str,
+    keyring: Keyring,
     practices: int = 3,
     invoices_per_practice: int = 14,
     live_per_practice: int = 8,
@@ -212,18 +217,20 @@ async def load_demo(
                     updated_at=created,
                 )
                 body = demo_document(rng, invoice_id)
-                document = Document(
-                    id=_uuid(rng),
-                    sha256=hashlib.sha256(body).hexdigest(),
+                document = new_document(
+                    keyring,
+                    practice_id=practice_id,
+                    invoice_id=invoice_id,
                     content_type="application/json",
                     body=body,
-                    created_at=created,
+                    now=created,
+                    document_id=_uuid(rng),
                 )
                 sending.document_id = document.id
                 session.add_all([document, sending])
                 _add_attempts(rng, sending, _history(rng, status, system, created)[0], now)
     await session.flush()
-    await submit_live_invoices(session, practice_ids, now, live_per_practice)
+    await submit_live_invoices(session, practice_ids, now, live_per_practice, keyring)
     return practice_ids
 
 

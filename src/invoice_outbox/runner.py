@@ -16,17 +16,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from invoice_outbox import schema  # noqa: F401  (every table known before the first flush)
 from invoice_outbox.admin.notify_loop import run_notifications
 from invoice_outbox.admin.resend_loop import run_resend_jobs
+from invoice_outbox.clock import SystemClock
 from invoice_outbox.db.urls import normalise_database_url
 from invoice_outbox.runtime import tune_garbage_collector
+from invoice_outbox.sendings.keyring import Keyring
+from invoice_outbox.sendings.keystore import open_keyring
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState, build_state
 from invoice_outbox.worker.loop import Worker
 from invoice_outbox.worker.waker import listen
 
 
-def worker_state(settings: Settings, engine: AsyncEngine) -> AppState:
-    """The state a worker process runs on without the API (so it signs no tokens)."""
-    return build_state(settings, engine)
+async def worker_state(
+    settings: Settings, engine: AsyncEngine, *, keyring: Keyring | None = None
+) -> AppState:
+    """The state a worker process runs on without the API (so it signs no tokens).
+
+    `keyring` is one already verified against the database (the CLI's start-up check); without
+    it the settings' keys are loaded and verified here, failing like the app's start-up when
+    they cannot open every stored document."""
+    if keyring is None:
+        keyring = await open_keyring(engine, settings, now=SystemClock().now())
+    return build_state(settings, engine, keyring=keyring)
 
 
 def libpq_conninfo(database_url: str) -> str | None:
@@ -51,6 +62,7 @@ async def run_background_worker(
         engine=state.engine,
         settings=state.settings,
         clock=state.clock,
+        keyring=state.keyring,
         waker=state.waker,
         metrics=state.metrics.delivery,
         concurrency=concurrency,

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         description="HMAC key for bearer tokens; when unset one is generated under var_dir.",
     )
     token_lifetime_seconds: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
+    document_keys: SecretStr | None = Field(
+        default=None,
+        description="Keys that seal invoice documents at rest: kid:base64key[,kid:base64key...] "
+        "(32-byte keys; the first encrypts, the others only decrypt).  When unset, a key file "
+        "is generated under var_dir (document-keys).",
+    )
     var_dir: Path = Field(default=Path("./var"), description="Where generated local state lives.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     stream_batch_rows: int = Field(default=2000, gt=0, le=100_000)
@@ -200,6 +206,15 @@ class Settings(BaseSettings):
         from invoice_outbox.db.urls import normalise_database_url
 
         return normalise_database_url(value).sync_url
+
+    @field_validator("document_keys")
+    @classmethod
+    def _check_document_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from invoice_outbox.sendings.keyring import parse_entries
+
+        if value is not None:
+            parse_entries(value.get_secret_value())  # ValueError names the entry, not the key
+        return value
 
     @field_validator("notify_webhook_auth_value")
     @classmethod

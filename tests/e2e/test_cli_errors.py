@@ -60,6 +60,8 @@ def test_invalid_settings_are_named_in_one_line(tmp_path: Path, command: tuple[s
         (("demo",), ""),
         (("worker",), ""),
         (("serve", "--port", "1"), ""),
+        (("keys", "status"), ""),
+        (("keys", "rotate"), ""),
     ],
 )
 def test_no_database_in_the_current_directory_is_said_and_none_is_made(

@@ -21,7 +21,7 @@ from invoice_outbox.sendings.intake import Submission, submit
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system
-from tests.conftest import NOW, PRACTICE_A
+from tests.conftest import NOW, PRACTICE_A, TEST_DOCUMENT_KEYS, fixed_keyring
 from tests.receivers import Reply, ThreadedHttpReceiver
 
 BIN = Path(sys.executable).parent / "invoice-outbox"
@@ -59,6 +59,7 @@ async def _queue(url: str, receiver_url: str, count: int) -> None:
                         content_type="application/json",
                     ),
                     now=NOW,
+                    keyring=fixed_keyring(),
                 )
             await session.commit()
     finally:
@@ -96,6 +97,7 @@ def _worker(url: str, tmp_path: Path, name: str, **env: str) -> subprocess.Popen
             "INVOICE_OUTBOX_DATABASE_URL": url,
             "INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS": "true",
             "INVOICE_OUTBOX_POLL_SECONDS": "0.5",
+            "INVOICE_OUTBOX_DOCUMENT_KEYS": TEST_DOCUMENT_KEYS,
             **env,
         }
     )

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 
 import httpx
+import markupsafe
 import orjson
 import pytest
 from fastapi import FastAPI
@@ -27,7 +28,8 @@ from invoice_outbox.errors import (
     OutboxError,
     Unavailable,
 )
-from invoice_outbox.sendings.intake import IntakeConflict
+from invoice_outbox.sendings.intake import IntakeConflict, IntakeKeyMissing
+from invoice_outbox.sendings.sealing import DocumentUnreadable
 
 _ID = uuid.UUID("00000000-0000-0000-0000-000000000007")
 
@@ -74,6 +76,15 @@ CASES: list[tuple[str, Callable[[], OutboxError], int, str, dict[str, str]]] = [
         {},
     ),
     ("intake-conflict", lambda: IntakeConflict("busy"), 409, "busy", {}),
+    (
+        "intake-key-missing",
+        IntakeKeyMissing,
+        503,
+        "The invoice's stored document cannot be compared now (this server lacks its key); "
+        "try again later.",
+        {"retry-after": "30"},
+    ),
+    ("document-unreadable", lambda: DocumentUnreadable("altered"), 409, "altered", {}),
 ]
 _ERRORS = {name: make for name, make, *_ in CASES}
 
@@ -135,7 +146,7 @@ async def test_a_domain_error_in_a_page_is_an_html_page_of_its_status(
     page = await client.get(f"/admin/test-errors/{name}")
     assert page.status_code == status
     assert page.headers["content-type"].startswith("text/html")
-    assert f"<p>{html.escape(message)}</p>" in page.text
+    assert f"<p>{markupsafe.escape(message)}</p>" in page.text  # escaped as Jinja escapes
     assert '"Message"' not in page.text
     for header, value in headers.items():
         assert page.headers[header] == value

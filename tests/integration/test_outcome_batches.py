@@ -64,6 +64,7 @@ async def write(
             jitter=lambda: 0.0,
             threshold=3,
             probe_interval=timedelta(seconds=30),
+            keyring=state.keyring,
         )
 
 

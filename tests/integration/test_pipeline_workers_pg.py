@@ -75,6 +75,7 @@ async def _queue(state: AppState, count: int) -> None:
                     content_type="application/json",
                 ),
                 now=state.clock.now(),
+                keyring=state.keyring,
             )
         await session.commit()
 
@@ -85,7 +86,14 @@ async def test_two_workers_deliver_each_sending_exactly_once(
     await _queue(state, SENDINGS)
     engines = [make_async_engine(state.settings.database_url) for _ in range(2)]
     workers = [
-        Worker(engine=engine, settings=state.settings, clock=clock, concurrency=16, name=name)
+        Worker(
+            engine=engine,
+            settings=state.settings,
+            clock=clock,
+            keyring=state.keyring,
+            concurrency=16,
+            name=name,
+        )
         for engine, name in zip(engines, ("worker-a", "worker-b"), strict=True)
     ]
     try:

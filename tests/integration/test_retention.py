@@ -11,21 +11,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.retention import purge_documents
+from invoice_outbox.sendings.sealing import new_document
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.state import AppState
-from tests.conftest import NOW, PRACTICE_A
+from tests.conftest import NOW, PRACTICE_A, fixed_keyring
 from tests.factories import sending
 
 KEEP = timedelta(days=30)
 
 
 def _document(days_old: int) -> Document:
-    return Document(
-        id=uuid.uuid4(),
-        sha256="0" * 64,
+    return new_document(
+        fixed_keyring(),
+        practice_id=PRACTICE_A,
+        invoice_id=uuid.uuid4(),
         content_type="application/json",
         body=b'{"Patient": "Jane Doe"}',
-        created_at=NOW - timedelta(days=days_old),
+        now=NOW - timedelta(days=days_old),
     )
 
 

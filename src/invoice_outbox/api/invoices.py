@@ -1,7 +1,8 @@
 """Submitting invoices for delivery, and reading one invoice's sendings and attempts.
 
-Intake's refusals (`IntakeError`, `IntakeConflict`, `InvoiceNotFound`) propagate to the
-error mapping of `api.errors`; the routes only parse the body and write the answer.
+Intake's refusals (`IntakeError`, `IntakeConflict`, `InvoiceNotFound`, and `IntakeKeyMissing`
+when a stored document is sealed under a key this process lacks) propagate to the error mapping
+of `api.errors`; the routes only parse the body and write the answer.
 """
 
 from __future__ import annotations
@@ -70,14 +71,16 @@ def _document(body: InvoiceIn) -> tuple[bytes, str]:
     summary="Submit an invoice for delivery to the practice's systems",
     description=(
         "**Admins, or users of that practice.** JSON or XML body with `InvoiceId`, "
-        "`EncounterId`, `Document` (the invoice, kept as given) and optional `Systems` "
-        "(default: the systems configured for the practice). Answers 202 with the envelope "
-        "whose `Data` is the invoice's sendings. Submitting the same document again creates "
-        "nothing; a corrected document replaces one not yet delivered (409 if it is being "
-        "delivered right now or was already delivered)."
+        "`EncounterId`, `Document` (the invoice, delivered as given and stored encrypted "
+        "until then) and optional `Systems` (default: the systems configured for the "
+        "practice). Answers 202 with the envelope whose `Data` is the invoice's sendings. "
+        "Submitting the same document again creates nothing; a corrected document replaces "
+        "one not yet delivered (409 if it is being delivered right now or was already "
+        "delivered; 503 with `Retry-After` if this server does not yet hold the key the "
+        "stored document is encrypted under)."
     ),
     response_class=Response,
-    responses={**ENVELOPE_RESPONSES, 409: ENVELOPE_RESPONSES[400]},
+    responses={**ENVELOPE_RESPONSES, 409: ENVELOPE_RESPONSES[400], 503: ENVELOPE_RESPONSES[400]},
     openapi_extra=body_doc(InvoiceIn, properties={"Document": DOCUMENT_SCHEMA}),
 )
 async def submit_invoice(
@@ -98,7 +101,9 @@ async def submit_invoice(
         content_type=content_type,
         systems=tuple(body.Systems) if body.Systems is not None else None,
     )
-    sendings = await submit_idempotently(session, submission, now=state.clock.now())
+    sendings = await submit_idempotently(
+        session, submission, now=state.clock.now(), keyring=state.keyring
+    )
     await commit_and_wake(session, state.waker)
     rows = [_vo_row(s) for s in sendings]
     return rows_envelope(

@@ -73,7 +73,7 @@ async def cancel(
 ) -> Response:
     caller.ensure_access(practiceid)
     now = state.clock.now()
-    changed = await cancel_invoice(session, practiceid, invoiceId, now=now)
+    changed = await cancel_invoice(session, practiceid, invoiceId, now=now, keyring=state.keyring)
     await audit.record(
         session,
         principal=caller,

@@ -9,13 +9,14 @@ every command (its docstring lists the exit codes).
     tokens.py    token
     users.py     user add
     systems.py   system put, system list
+    keys.py      keys status, keys new, keys rotate, keys drop
 """
 
 from __future__ import annotations
 
 import typer
 
-from invoice_outbox.cli import demo_cmd, serve, systems, tokens, users
+from invoice_outbox.cli import demo_cmd, keys, serve, systems, tokens, users
 from invoice_outbox.cli.common import ErrorMappingGroup
 
 app = typer.Typer(
@@ -31,5 +32,6 @@ app.command()(demo_cmd.demo)
 app.command()(tokens.token)
 app.add_typer(users.user_app, name="user")
 app.add_typer(systems.system_app, name="system")
+app.add_typer(keys.keys_app, name="keys")
 
 __all__ = ["app"]

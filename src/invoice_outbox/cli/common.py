@@ -6,7 +6,8 @@ traceback.  Anything else is a bug and keeps its traceback.
 
     raised                                                         exit code
     Invalid: the input is wrong (an argument, an option, a JSON       2  (usage)
-      document, a password too short)
+      document, a password too short; document keys that are
+      malformed, wrong or missing at start-up)
     SettingsError: an INVOICE_OUTBOX_* variable is invalid            2  (usage)
     Click's own usage errors (unknown option, missing argument)       2  (Click's message)
     every other OutboxError: NotFound (no database file, no state     1  (failure)

@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 
 from invoice_outbox.auth.principal import Role
-from invoice_outbox.cli import common
+from invoice_outbox.cli import common, keys
 from invoice_outbox.clock import SystemClock
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.settings import Settings
 
 #: Under ``var_dir``: the demo users' names and password, which `serve`'s banner shows.
@@ -31,7 +32,10 @@ def demo(
 ) -> None:
     """Load demo systems, practices, a delivery history, live invoices and demo users."""
     settings = common.settings()
-    loaded, practices, credentials = common.run(_load_demo(settings, if_empty, sandbox_url))
+    keyring = common.run(keys.check_document_keys(settings))
+    loaded, practices, credentials = common.run(
+        _load_demo(settings, if_empty, sandbox_url, keyring)
+    )
     if not loaded:
         typer.echo("demo data already present; nothing loaded")
         return
@@ -42,7 +46,7 @@ def demo(
 
 
 async def _load_demo(
-    settings: Settings, if_empty: bool, sandbox_url: str
+    settings: Settings, if_empty: bool, sandbox_url: str, keyring: Keyring
 ) -> tuple[bool, list[uuid.UUID], str]:
     """(loaded, practices, "name / password ..." of the demo users)."""
     from invoice_outbox.auth.users import add_user
@@ -52,7 +56,7 @@ async def _load_demo(
         if if_empty and await has_sendings(session):
             return False, [], ""
         now = SystemClock().now()
-        practices = await load_demo(session, now=now, sandbox_url=sandbox_url)
+        practices = await load_demo(session, now=now, sandbox_url=sandbox_url, keyring=keyring)
         password = secrets.token_urlsafe(12)
         admin_name = f"admin-{secrets.token_hex(2)}" if not if_empty else "admin"
         await add_user(session, name=admin_name, password=password, role=Role.ADMIN, now=now)

@@ -9,7 +9,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from invoice_outbox.auth.keys import signing_key
-from invoice_outbox.cli import common
+from invoice_outbox.cli import common, keys
 from invoice_outbox.cli.demo_cmd import DEMO_CREDENTIALS_FILE
 from invoice_outbox.settings import Settings
 
@@ -20,7 +20,8 @@ def migrate() -> None:
 
     settings = common.settings()
     try:
-        upgrade(settings.database_url)
+        # Progress lines of long migrations (encrypting documents) go to stderr.
+        upgrade(settings.database_url, progress=lambda line: typer.echo(line, err=True))
     except DBAPIError as error:
         raise common.unreachable(settings.database_url, error) from None
     typer.echo("database is at the newest schema version")
@@ -40,7 +41,8 @@ def serve(
     from invoice_outbox.logs import configure_logging
 
     settings = common.settings()
-    common.run(common.check_database(settings))
+    # The database's checks, then the document keys must open every stored document.
+    common.run(keys.check_document_keys(settings))
     signing_key(settings)  # creates the key under var_dir on first start
     configure_logging()
     print_banner(settings, host, port)
@@ -94,5 +96,8 @@ async def _run_worker(settings: Settings, concurrency: int | None) -> None:
     from invoice_outbox.runner import run_worker_until_signalled, worker_state
 
     async with common.open_engine(settings) as engine:
+        keys.require_key_file_dir(settings)
+        keyring = await keys.start_up_keyring(engine, settings)
         configure_logging()
-        await run_worker_until_signalled(worker_state(settings, engine), concurrency=concurrency)
+        state = await worker_state(settings, engine, keyring=keyring)
+        await run_worker_until_signalled(state, concurrency=concurrency)

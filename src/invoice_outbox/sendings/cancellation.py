@@ -7,7 +7,6 @@ changes nothing).  Functions never commit.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
 
@@ -17,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.errors import NotFound
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.sealing import new_document
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.sendings.transitions import cancel_loaded, create_pending
 
@@ -43,7 +44,12 @@ def cancellation_document(sending: Sending, content_type: str) -> bytes:
 
 
 async def add_cancellation(
-    session: AsyncSession, delivered: Sending, *, content_type: str, now: datetime
+    session: AsyncSession,
+    delivered: Sending,
+    *,
+    content_type: str,
+    now: datetime,
+    keyring: Keyring,
 ) -> Sending:
     """Queue a Cancellation for the system that received `delivered` (once per system)."""
     existing = await session.scalar(
@@ -56,12 +62,13 @@ async def add_cancellation(
     if existing is not None:
         return existing
     body = cancellation_document(delivered, content_type)
-    document = Document(
-        id=uuid.uuid4(),
-        sha256=hashlib.sha256(body).hexdigest(),
+    document = new_document(
+        keyring,
+        practice_id=delivered.practice_id,
+        invoice_id=delivered.invoice_id,
         content_type=content_type,
         body=body,
-        created_at=now,
+        now=now,
     )
     cancellation = create_pending(
         practice_id=delivered.practice_id,
@@ -86,7 +93,12 @@ async def _content_type(session: AsyncSession, sending: Sending) -> str:
 
 
 async def cancel_invoice(
-    session: AsyncSession, practice_id: uuid.UUID, invoice_id: uuid.UUID, *, now: datetime
+    session: AsyncSession,
+    practice_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    *,
+    now: datetime,
+    keyring: Keyring,
 ) -> list[Sending]:
     """Cancel the invoice's sendings; returns the sendings changed or created."""
     sendings = (
@@ -106,7 +118,9 @@ async def cancel_invoice(
         if status is Status.SENT:
             content_type = await _content_type(session, sending)
             changed.append(
-                await add_cancellation(session, sending, content_type=content_type, now=now)
+                await add_cancellation(
+                    session, sending, content_type=content_type, now=now, keyring=keyring
+                )
             )
         elif cancel_loaded(sending, now=now):
             changed.append(sending)

@@ -142,6 +142,16 @@ _ENTRIES: tuple[CauseInfo, ...] = (
         "Interrupted (worker stopped)",
         "Sending was interrupted on our side before it finished.",
     ),
+    _setup(
+        "document-unreadable",
+        "Stored document could not be decrypted",
+        "The invoice as stored here was altered or damaged, so it was not sent.",
+    ),
+    _temporary(
+        "document-key",
+        "Document key missing on a worker",
+        "A part of this service lacks the key to read the stored invoice; it will try again.",
+    ),
     _rejected(
         "no-document",
         "Document no longer stored",

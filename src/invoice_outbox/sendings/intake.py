@@ -9,11 +9,17 @@ Rules (each sending is one invoice x one system x type Invoice):
 - corrected document after delivery (Sent) or after cancellation → `IntakeConflict`.
 Nothing is ever delivered twice on purpose.  Functions never commit (`submit_idempotently`
 rolls back a transaction that lost an insert race, and only that).
+
+"Same document" is decided by keyed digests (see `sealing`): the resubmission's digest is
+computed under each stored document's own key, so it holds across key rotations; the stored
+ciphertext is not read.  A stored document under a key this process lacks makes the answer
+unknowable: `IntakeKeyMissing` (try again), never a replacement that could deliver twice.
 """
 
 from __future__ import annotations
 
-import hashlib
+import hmac
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,10 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.errors import Conflict, Invalid
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.sealing import digest, new_document
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.sendings.transitions import create_pending, requeue_loaded
 from invoice_outbox.systems.models import System, SystemPractice
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,19 @@ class IntakeConflict(Conflict):
     """The submission contradicts the current state: the invoice's, or which systems exist and
     serve the practice (the request is sound, the state refuses it), or an identical one is
     being submitted at the same moment."""
+
+
+class IntakeKeyMissing(DocumentKeyMissing):
+    """A stored document of the invoice is sealed under a key this process does not hold yet,
+    so whether the submission is the same document cannot be told: try again later (by then
+    the key has reached this process, or an operator has been told by the log)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The invoice's stored document cannot be compared now (this server lacks its "
+            "key); try again later.",
+            retry_after_seconds=30,
+        )
 
 
 async def _target_systems(session: AsyncSession, submission: Submission) -> list[str]:
@@ -77,20 +100,42 @@ async def _target_systems(session: AsyncSession, submission: Submission) -> list
     return names
 
 
-def _new_document(submission: Submission, digest: str, now: datetime) -> Document:
-    return Document(
-        id=uuid.uuid4(),
-        sha256=digest,
+def _new_document(keyring: Keyring, submission: Submission, now: datetime) -> Document:
+    return new_document(
+        keyring,
+        practice_id=submission.practice_id,
+        invoice_id=submission.invoice_id,
         content_type=submission.content_type,
         body=submission.document,
-        created_at=now,
+        now=now,
     )
 
 
-async def submit(session: AsyncSession, submission: Submission, *, now: datetime) -> list[Sending]:
-    """Create or update the invoice's sendings; return them in system order."""
+class _Digests:
+    """The submission's digest under each key asked for (computed once per key)."""
+
+    def __init__(self, keyring: Keyring, submission: Submission) -> None:
+        self.keyring = keyring
+        self.submission = submission
+        self.by_kid: dict[str, str] = {}
+
+    def matches(self, key_id: str, stored: str) -> bool:
+        mine = self.by_kid.get(key_id)
+        if mine is None:
+            s = self.submission
+            key = self.keyring.require(key_id)
+            mine = self.by_kid[key_id] = digest(key, s.practice_id, s.invoice_id, s.document)
+        return hmac.compare_digest(mine, stored)
+
+
+async def submit(
+    session: AsyncSession, submission: Submission, *, now: datetime, keyring: Keyring
+) -> list[Sending]:
+    """Create or update the invoice's sendings; return them in system order.
+
+    Raises `DocumentKeyMissing` when a stored document of the invoice is sealed under a key
+    this process does not hold (it cannot tell whether the document changed)."""
     systems = await _target_systems(session, submission)
-    digest = hashlib.sha256(submission.document).hexdigest()
     existing = {
         s.system: s
         for s in (
@@ -112,23 +157,29 @@ async def submit(session: AsyncSession, submission: Submission, *, now: datetime
             f"invoice {submission.invoice_id} was submitted for another encounter; "
             "an invoice bills exactly one encounter"
         )
-    documents = {
-        d.id: d
-        for d in (
-            await session.scalars(
-                select(Document).where(Document.id.in_([s.document_id for s in existing.values()]))
+    document_ids = [s.document_id for s in existing.values() if s.document_id is not None]
+    stored = (
+        {
+            row.id: (row.key_id, row.digest)
+            for row in await session.execute(
+                select(Document.id, Document.key_id, Document.digest).where(
+                    Document.id.in_(document_ids)
+                )
             )
-        ).all()
-    }
+        }
+        if document_ids
+        else {}
+    )
+    digests = _Digests(keyring, submission)
     shared: Document | None = None
     result = []
     for system in systems:
         sending = existing.get(system)
-        current = documents.get(sending.document_id) if sending and sending.document_id else None
-        if sending is not None and current is not None and current.sha256 == digest:
+        current = stored.get(sending.document_id) if sending and sending.document_id else None
+        if sending is not None and current is not None and digests.matches(*current):
             result.append(sending)
             continue
-        shared = shared or _new_document(submission, digest, now)
+        shared = shared or _new_document(keyring, submission, now)
         if sending is None:
             sending = _new_sending(submission, system, shared.id, now)
             session.add(shared)
@@ -142,20 +193,27 @@ async def submit(session: AsyncSession, submission: Submission, *, now: datetime
 
 
 async def submit_idempotently(
-    session: AsyncSession, submission: Submission, *, now: datetime
+    session: AsyncSession, submission: Submission, *, now: datetime, keyring: Keyring
 ) -> list[Sending]:
     """`submit`, flushed; if an identical submission won a race to insert first, its rows.
 
     The unique (invoice, system, type) key makes the loser's INSERT fail; the session's
     transaction is then rolled back (so it must hold nothing else yet) and the submission
     made once more, which finds the winner's sendings: the idempotent answer.  Losing twice
-    is an `IntakeConflict` (try again).
+    is an `IntakeConflict` (try again).  A stored document under a key not held is an
+    `IntakeKeyMissing` (logged for the operator with the key's id; the caller is told to retry).
     """
     for last_try in (False, True):
         try:
-            sendings = await submit(session, submission, now=now)
+            sendings = await submit(session, submission, now=now, keyring=keyring)
             await session.flush()
             return sendings
+        except DocumentKeyMissing as exc:
+            log.error(
+                "document key missing at intake",
+                extra={"action": "intake.key_missing", "detail": exc.message},
+            )
+            raise IntakeKeyMissing() from None
         except IntegrityError:
             await session.rollback()
             if last_try:

@@ -25,8 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from invoice_outbox.clock import Clock
 from invoice_outbox.metrics import DeliveryMetrics
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.sendings.retention import purge_documents
 from invoice_outbox.sendings.retry import RetryPolicy, sample_jitter
+from invoice_outbox.sendings.sealing import DocumentUnreadable, unseal
 from invoice_outbox.settings import Settings
 from invoice_outbox.systems.channels.base import (
     Delivery,
@@ -49,6 +51,8 @@ PROBE_INTERVAL = timedelta(seconds=30)
 SWEEP_INTERVAL = timedelta(seconds=1)
 TARGET_CHECK_TTL = 60.0
 MAINTENANCE_SECONDS = 3600.0
+#: A claimed sending's document as stored: (key id, nonce, sealed body, content type).
+StoredDocument = tuple[str, bytes, bytes, str]
 
 
 def worker_name() -> str:
@@ -65,6 +69,7 @@ class Worker:
         engine: AsyncEngine,
         settings: Settings,
         clock: Clock,
+        keyring: Keyring,
         waker: Waker | None = None,
         metrics: DeliveryMetrics | None = None,
         concurrency: int | None = None,
@@ -75,6 +80,7 @@ class Worker:
         self.engine = engine
         self.settings = settings
         self.clock = clock
+        self.keyring = keyring
         self.waker = waker or Waker()
         self.metrics = metrics
         self.concurrency = concurrency or settings.worker_concurrency
@@ -216,11 +222,17 @@ class Worker:
             configs = await load_system_configs(connection)
             ids = [c.document_id for c in taken if c.document_id is not None]
             rows = await connection.execute(
-                select(Document.id, Document.body, Document.content_type).where(
-                    Document.id.in_(ids)
-                )
+                select(
+                    Document.id,
+                    Document.key_id,
+                    Document.nonce,
+                    Document.body,
+                    Document.content_type,
+                ).where(Document.id.in_(ids))
             )
-            documents = {row.id: (row.body, row.content_type) for row in rows}
+            documents: dict[uuid.UUID, StoredDocument] = {
+                row.id: (row.key_id, row.nonce, row.body, row.content_type) for row in rows
+            }
         for claim in taken:
             document = documents.get(claim.document_id) if claim.document_id else None
             task = asyncio.create_task(self._deliver(claim, configs.get(claim.system), document))
@@ -254,8 +266,37 @@ class Worker:
         if cached[1] is not None:
             raise PermanentDeliveryError(f"{config.name} is refused: {cached[1]}", cause="config")
 
+    def _open(self, claim: claims.Claim, document: StoredDocument) -> bytes:
+        """The document's bytes, opened with the sending's own practice and invoice ids."""
+        assert claim.document_id is not None
+        key_id, nonce, body, content_type = document
+        try:
+            return unseal(
+                self.keyring,
+                key_id=key_id,
+                nonce=nonce,
+                body=body,
+                document_id=claim.document_id,
+                practice_id=claim.practice_id,
+                invoice_id=claim.invoice_id,
+                content_type=content_type,
+            )
+        except DocumentUnreadable as exc:
+            log.warning("document unreadable", extra=_event("delivery.document_unreadable", claim))
+            raise PermanentDeliveryError(
+                f"{exc.message[:1].upper()}{exc.message[1:]}; submit the invoice again",
+                cause="document-unreadable",
+            ) from None
+        except DocumentKeyMissing:
+            log.error("document key missing", extra=_event("delivery.document_key_missing", claim))
+            raise RetryableDeliveryError(
+                f"This worker does not hold the key the stored document is encrypted under "
+                f"({key_id!r}); it will be tried again (give every worker that key)",
+                cause="document-key",
+            ) from None
+
     async def _attempt(
-        self, claim: claims.Claim, config: SystemConfig | None, document: tuple[bytes, str] | None
+        self, claim: claims.Claim, config: SystemConfig | None, document: StoredDocument | None
     ) -> Outcome:
         started_at, started = self.clock.now(), time.monotonic()
         try:
@@ -268,6 +309,7 @@ class Worker:
                     "The invoice document is no longer stored; submit the invoice again",
                     cause="no-document",
                 )
+            plain = self._open(claim, document)
             await self._check_target(config)
             delivered = await self.channels.channel_for(config).deliver(
                 Delivery(
@@ -277,8 +319,8 @@ class Worker:
                     invoice_id=claim.invoice_id,
                     sending_type=claim.sending_type,
                     attempt=claim.attempt,
-                    document=document[0],
-                    content_type=document[1],
+                    document=plain,
+                    content_type=document[3],
                 )
             )
             return Outcome(claim, started_at, _ms(started), delivered=delivered)
@@ -295,7 +337,7 @@ class Worker:
             return Outcome(claim, started_at, _ms(started), error=error)
 
     async def _deliver(
-        self, claim: claims.Claim, config: SystemConfig | None, document: tuple[bytes, str] | None
+        self, claim: claims.Claim, config: SystemConfig | None, document: StoredDocument | None
     ) -> None:
         started_at = self.clock.now()
         try:
@@ -318,6 +360,7 @@ class Worker:
             jitter=lambda: sample_jitter(self.rng),
             threshold=self.settings.circuit_failure_threshold,
             probe_interval=self.probe_interval,
+            keyring=self.keyring,
         )
 
     async def _save(self, outcome: Outcome, config: SystemConfig | None) -> None:

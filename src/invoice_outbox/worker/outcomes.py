@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.cancellation import add_cancellation
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.retry import RetryPolicy, decide
 from invoice_outbox.sendings.status import SendingType, Status
@@ -114,12 +115,17 @@ async def record(
     jitter: float,
     threshold: int,
     probe_interval: timedelta,
+    keyring: Keyring | None = None,
 ) -> Recorded:
-    """Write the outcome (caller commits).  See the module docstring for the guarantees."""
+    """Write the outcome (caller commits).  See the module docstring for the guarantees.
+
+    `keyring` seals the Cancellation queued when a cancelled sending was delivered anyway."""
     claim = outcome.claim
     if outcome.delivered is not None:
         if not await _mark_sent(connection, [outcome], worker=worker, now=now):
-            return await _record_unowned(connection, outcome, now=now, worker=worker)
+            return await _record_unowned(
+                connection, outcome, now=now, worker=worker, keyring=keyring
+            )
         recovered = await note_reachable(connection, claim.system)
         return Recorded(Status.SENT.value, recovered_system=recovered)
     error = outcome.error
@@ -128,7 +134,7 @@ async def record(
         connection, outcome, error, worker=worker, now=now, policy=policy, jitter=jitter
     )
     if status is None:
-        return await _record_unowned(connection, outcome, now=now, worker=worker)
+        return await _record_unowned(connection, outcome, now=now, worker=worker, keyring=keyring)
     attempt_outcome = "Retryable" if error.kind == "retryable" else "Permanent"
     await _insert_attempt(connection, outcome, attempt_outcome, error.code, error.reason, worker)
     recovered = False
@@ -201,6 +207,7 @@ async def record_batch(
     jitter: Callable[[], float],
     threshold: int,
     probe_interval: timedelta,
+    keyring: Keyring,
 ) -> list[Recorded]:
     """Write many outcomes (caller commits); one `Recorded` per outcome, in order.
 
@@ -226,6 +233,7 @@ async def record_batch(
                     jitter=jitter(),
                     threshold=threshold,
                     probe_interval=probe_interval,
+                    keyring=keyring,
                 )
             )
             error = outcome.error
@@ -234,7 +242,9 @@ async def record_batch(
             else:
                 noted_reachable.add(system)
         elif outcome.claim.sending_id not in owned:
-            results.append(await _record_unowned(connection, outcome, now=now, worker=worker))
+            results.append(
+                await _record_unowned(connection, outcome, now=now, worker=worker, keyring=keyring)
+            )
         elif system in noted_reachable:
             results.append(Recorded(Status.SENT.value))
         else:
@@ -245,7 +255,12 @@ async def record_batch(
 
 
 async def _record_unowned(
-    connection: AsyncConnection, outcome: Outcome, *, now: datetime, worker: str
+    connection: AsyncConnection,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    worker: str,
+    keyring: Keyring | None = None,
 ) -> Recorded:
     """The claim no longer holds: cancelled in flight, or the lease was taken over."""
     claim = outcome.claim
@@ -273,13 +288,18 @@ async def _record_unowned(
         .values(lease_owner=None, lease_expires_at=None, updated_at=now)
     )
     if outcome.delivered is not None and claim.sending_type == SendingType.INVOICE.value:
+        assert keyring is not None, "a delivered outcome is recorded with the worker's keyring"
         session = AsyncSession(bind=connection)
         sending = await session.get_one(Sending, claim.sending_id)
         content_type = await session.scalar(
             select(Document.content_type).where(Document.id == claim.document_id)
         )
         await add_cancellation(
-            session, sending, content_type=content_type or "application/json", now=now
+            session,
+            sending,
+            content_type=content_type or "application/json",
+            now=now,
+            keyring=keyring,
         )
         await session.flush()
     return Recorded(Status.CANCELLED.value)
