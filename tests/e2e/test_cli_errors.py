@@ -128,3 +128,18 @@ def test_invalid_input_is_exit_2_in_one_line(tmp_path: Path, document: str, prob
     line = _one_line_error(_cli("system", "put", "X", "--json", document, cwd=tmp_path), 2)
     assert line.startswith("error: system 'X' not saved: ")
     assert problem in line
+
+
+@pytest.mark.parametrize("command", [("worker",), ("keys", "status"), ("keys", "new")])
+def test_the_document_key_file_needs_the_services_state_directory(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A document key made up in a new ./var would seal what the service cannot read."""
+    database = tmp_path / "outbox.db"
+    env = {"INVOICE_OUTBOX_DATABASE_URL": f"sqlite:///{database}"}
+    migrated = _cli("migrate", cwd=tmp_path, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    line = _one_line_error(_cli(*command, cwd=tmp_path, env=env), 1)
+    assert f"no state directory at {tmp_path}/var" in line
+    assert "document key file" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outbox.db"]

@@ -32,7 +32,7 @@ def demo(
 ) -> None:
     """Load demo systems, practices, a delivery history, live invoices and demo users."""
     settings = common.settings()
-    keyring = common.run(keys.check_document_keys(settings))
+    keyring = common.run(keys.check_document_keys(settings, may_create_var_dir=True))
     loaded, practices, credentials = common.run(
         _load_demo(settings, if_empty, sandbox_url, keyring)
     )

@@ -73,9 +73,16 @@ async def start_up_keyring(
         raise DocumentKeysInvalid(error.message) from None
 
 
-async def check_document_keys(settings: Settings, keyring: Keyring | None = None) -> Keyring:
-    """`start_up_keyring` on the configured database (checked first, see `common.open_engine`)."""
+async def check_document_keys(
+    settings: Settings, keyring: Keyring | None = None, *, may_create_var_dir: bool
+) -> Keyring:
+    """`start_up_keyring` on the configured database (checked first, see `common.open_engine`).
+
+    Only commands that create the state directory anyway (serve, demo) `may_create_var_dir`
+    for the key file; the others need it to exist (`require_key_file_dir`)."""
     async with common.open_engine(settings) as engine:
+        if not may_create_var_dir:
+            require_key_file_dir(settings)
         return await start_up_keyring(engine, settings, keyring)
 
 
@@ -139,8 +146,7 @@ def rotate_command(
     from invoice_outbox.sendings.rotation import pending, rotate
 
     settings = common.settings()
-    require_key_file_dir(settings)
-    keyring = common.run(check_document_keys(settings))
+    keyring = common.run(check_document_keys(settings, may_create_var_dir=False))
     with _sync_engine(settings) as engine:
         with engine.connect() as connection:
             total = pending(connection, keyring)
@@ -183,11 +189,11 @@ def new(
             err=True,
         )
         return
-    require_key_file_dir(settings)
-    current = common.run(check_document_keys(settings))
+    current = common.run(check_document_keys(settings, may_create_var_dir=False))
     [fresh] = keyring_from_entries(parse_entries(entry), source=current.source).keys
     trial = Keyring((fresh, *current.keys), source=current.source)
-    common.run(check_document_keys(settings, trial))  # registers its check value first
+    # Registers the new key's check value before the key file names it.
+    common.run(check_document_keys(settings, trial, may_create_var_dir=False))
     prepend_to_key_file(key_file_path(settings), entry)
     typer.echo(f"key {new_kid!r} added first to {key_file_path(settings)}")
     typer.echo(

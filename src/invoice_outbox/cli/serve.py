@@ -42,7 +42,7 @@ def serve(
 
     settings = common.settings()
     # The database's checks, then the document keys must open every stored document.
-    common.run(keys.check_document_keys(settings))
+    common.run(keys.check_document_keys(settings, may_create_var_dir=True))
     signing_key(settings)  # creates the key under var_dir on first start
     configure_logging()
     print_banner(settings, host, port)
