@@ -3,6 +3,7 @@ worker beside it.  Only entry points (the CLI, tests, benchmarks) import this mo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,13 +14,16 @@ from invoice_outbox.api import install_api
 from invoice_outbox.auth.keys import signing_key
 from invoice_outbox.clock import Clock, SystemClock
 from invoice_outbox.db.engine import make_async_engine
+from invoice_outbox.db.failures import as_unavailable
 from invoice_outbox.runner import run_background_worker
 from invoice_outbox.runtime import tune_garbage_collector
-from invoice_outbox.sendings.keyring import Keyring
+from invoice_outbox.sendings.keyring import Keyring, load_keyring
 from invoice_outbox.sendings.keystore import open_keyring
 from invoice_outbox.settings import Settings, get_settings
 from invoice_outbox.state import build_state
 from invoice_outbox.web import install_web
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Sends medical practices' invoices to the external systems that must receive them, retries when
@@ -58,6 +62,18 @@ def create_app(
         try:
             now = (clock or SystemClock()).now()
             keys = await open_keyring(engine, settings, now=now, keyring=keyring)
+        except Exception as exc:
+            if as_unavailable(exc) is None:
+                await engine.dispose()
+                raise
+            # The database cannot be reached now: serve anyway (requests answer 503 until it
+            # is back).  The keys are checked at the next start; until then a document under
+            # a key this process lacks fails its delivery as retryable, never as lost.
+            log.warning(
+                "document keys not checked: the database is unavailable",
+                extra={"action": "keys.check_deferred"},
+            )
+            keys = keyring or load_keyring(settings)
         except BaseException:
             await engine.dispose()
             raise
