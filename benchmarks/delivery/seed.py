@@ -32,7 +32,8 @@ import psycopg
 
 from benchmarks.database import BenchDatabase, bench_database
 from invoice_outbox.db.engine import make_async_engine, make_session_factory
-from invoice_outbox.sendings.intake import Submission, submit
+from invoice_outbox.sendings.intake import Submission, submit_all
+from invoice_outbox.systems.directory import SystemsDirectory
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system, validate_target
 
@@ -117,19 +118,21 @@ async def _configure_and_intake(
         async with sessions() as session:
             await put_system(session, SYSTEM, spec, now=datetime.now(UTC))
             await session.commit()
-        async with sessions() as session:
-            for n in range(1, sample + 1):
-                invoice, encounter = uuid.uuid4(), uuid.uuid4()
-                document = invoice_document(str(invoice), str(encounter), _number(n))
-                submission = Submission(
+        submissions = []
+        for n in range(1, sample + 1):
+            invoice, encounter = uuid.uuid4(), uuid.uuid4()
+            document = invoice_document(str(invoice), str(encounter), _number(n))
+            submissions.append(
+                Submission(
                     practice_id=PRACTICE,
                     invoice_id=invoice,
                     encounter_id=encounter,
                     document=document,
                     content_type="application/json",
                 )
-                await submit(session, submission, now=datetime.now(UTC))
-            await session.commit()
+            )
+        async with engine.begin() as connection:
+            await submit_all(connection, SystemsDirectory(), submissions, now=datetime.now(UTC))
     finally:
         await engine.dispose()
 

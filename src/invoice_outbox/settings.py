@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     token_lifetime_seconds: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
     var_dir: Path = Field(default=Path("./var"), description="Where generated local state lives.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_batch_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="The body limit of a batch submission (up to 1,000 invoices).",
+    )
     stream_batch_rows: int = Field(default=2000, gt=0, le=100_000)
     allow_private_targets: bool = Field(
         default=False,

@@ -1,4 +1,5 @@
-"""What a running process holds: settings, engine, sessions, signing key, clock, waker, metrics.
+"""What a running process holds: settings, engine, sessions, signing key, clock, waker, metrics,
+the systems directory.
 
 A plain record, built once by an entry point (`app.py` for `serve`, `runner.py` for `worker`)
 and handed to whatever needs it.  Nothing here knows about HTTP.
@@ -15,6 +16,7 @@ from invoice_outbox.clock import Clock, SystemClock
 from invoice_outbox.db.engine import make_session_factory
 from invoice_outbox.metrics import Metrics
 from invoice_outbox.settings import Settings
+from invoice_outbox.systems.directory import SystemsDirectory
 from invoice_outbox.worker.waker import Waker
 
 
@@ -29,6 +31,8 @@ class AppState:
     clock: Clock
     waker: Waker
     metrics: Metrics
+    #: The systems as intake sees them (cached; see `systems.directory`).
+    systems: SystemsDirectory
 
 
 def build_state(
@@ -47,4 +51,5 @@ def build_state(
         clock=clock or SystemClock(),
         waker=Waker(),
         metrics=Metrics(),
+        systems=SystemsDirectory(),
     )

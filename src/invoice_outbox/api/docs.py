@@ -101,7 +101,7 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """A pydantic JSON schema with its ``$defs`` inlined (OpenAPI cannot resolve them)."""
     defs = schema.pop("$defs", {})
 
@@ -122,7 +122,7 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
 def body_doc(model: type[BaseModel], example: Mapping[str, Any]) -> dict[str, Any]:
     """OpenAPI ``requestBody`` of a command read by `read_body`: `model`'s schema with an
     `example` in JSON, and XML (a string: DataContract XML of the same members)."""
-    schema = _inline(model.model_json_schema())
+    schema = inline_schema(model.model_json_schema())
     return {
         "requestBody": {
             "required": True,

@@ -21,6 +21,7 @@ from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -156,6 +157,22 @@ def install_error_handlers(app: FastAPI) -> None:
             message = str(exc.detail)
         return error_response(request.headers.get("accept"), exc.status_code, message, exc.headers)
 
+    async def on_database(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DBAPIError)
+        if exc.connection_invalidated or isinstance(exc, OperationalError):
+            # The pool has dropped the dead connection(s); the same request will work again.
+            log.warning(
+                "database connection lost",
+                extra={"action": "request.db_lost", "path": request.url.path},
+            )
+            return error_response(
+                request.headers.get("accept"),
+                503,
+                "The database connection was lost; try again.",
+                {"Retry-After": "1"},
+            )
+        return await on_unexpected(request, exc)
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception(
             "unhandled error", extra={"action": "request.error", "path": request.url.path}
@@ -166,4 +183,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OutboxError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(DBAPIError, on_database)
     app.add_exception_handler(Exception, on_unexpected)

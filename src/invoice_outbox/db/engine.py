@@ -47,6 +47,13 @@ def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
 
     The pool keeps `pool_size` connections open (the worker's concurrent claims, outcome
     writes and requests); bursts may open as many again, which are closed after use.
+
+    No ping before each checkout (it was a round trip per request, a fifth of a submission's
+    cost).  A connection the database dropped (a restart, an idle timeout) fails on first use
+    instead: SQLAlchemy sees the disconnect, discards that connection and every other one
+    opened before it (the whole pool after a restart), and the next checkout connects anew.
+    The failed statement's caller retries where that is safe (intake, which is idempotent) or
+    answers 503 "try again" (`api.errors`); ``tests/integration/test_reconnect.py`` proves it.
     """
     urls = normalise_database_url(database_url)
     _ensure_parent(urls)
@@ -55,7 +62,7 @@ def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
         _prepare_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(
-        urls.async_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        urls.async_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
     )
 
 

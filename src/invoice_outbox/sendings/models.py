@@ -141,6 +141,8 @@ class Attempt(Base):
     code: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(100))
+    #: SHA-256 (hex) of the document bytes this attempt handed to the receiver.
+    document_sha256: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("sending_id", "number"),

@@ -9,6 +9,7 @@ queue (recorded, budget not spent).  Outcomes are saved even while shutting down
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import random
@@ -258,6 +259,7 @@ class Worker:
         self, claim: claims.Claim, config: SystemConfig | None, document: tuple[bytes, str] | None
     ) -> Outcome:
         started_at, started = self.clock.now(), time.monotonic()
+        sha256: str | None = None
         try:
             if config is None:
                 raise PermanentDeliveryError(
@@ -269,6 +271,7 @@ class Worker:
                     cause="no-document",
                 )
             await self._check_target(config)
+            sha256 = hashlib.sha256(document[0]).hexdigest()
             delivered = await self.channels.channel_for(config).deliver(
                 Delivery(
                     sending_id=claim.sending_id,
@@ -281,9 +284,11 @@ class Worker:
                     content_type=document[1],
                 )
             )
-            return Outcome(claim, started_at, _ms(started), delivered=delivered)
+            return Outcome(
+                claim, started_at, _ms(started), delivered=delivered, document_sha256=sha256
+            )
         except DeliveryError as exc:
-            return Outcome(claim, started_at, _ms(started), error=exc)
+            return Outcome(claim, started_at, _ms(started), error=exc, document_sha256=sha256)
         except asyncio.CancelledError:
             raise
         except Exception:

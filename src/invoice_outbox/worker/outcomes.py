@@ -40,6 +40,8 @@ class Outcome:
     duration_ms: int
     delivered: Delivered | None = None
     error: DeliveryError | None = None
+    #: SHA-256 (hex) of the document bytes handed to the channel (None: none was).
+    document_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,7 @@ def _attempt_row(
         "code": code,
         "reason": reason,
         "worker": worker,
+        "document_sha256": outcome.document_sha256,
     }
 
 
@@ -187,6 +190,8 @@ async def _mark_sent(
         started=[o.started_at for o in delivered],
         durations=[o.duration_ms for o in delivered],
         codes=[o.delivered.code if o.delivered else None for o in delivered],
+        keys=[o.claim.idempotency_key for o in delivered],
+        hashes=[o.document_sha256 for o in delivered],
     )
     return await transitions.mark_sent(connection, columns, worker=worker, now=now)
 
