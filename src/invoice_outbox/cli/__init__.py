@@ -9,13 +9,14 @@ every command (its docstring lists the exit codes).
     tokens.py    token
     users.py     user add
     systems.py   system put, system list
+    import_cmd.py  import (import_files.py reads the files)
 """
 
 from __future__ import annotations
 
 import typer
 
-from invoice_outbox.cli import demo_cmd, serve, systems, tokens, users
+from invoice_outbox.cli import demo_cmd, import_cmd, serve, systems, tokens, users
 from invoice_outbox.cli.common import ErrorMappingGroup
 
 app = typer.Typer(
@@ -31,5 +32,6 @@ app.command()(demo_cmd.demo)
 app.command()(tokens.token)
 app.add_typer(users.user_app, name="user")
 app.add_typer(systems.system_app, name="system")
+app.command("import")(import_cmd.import_)
 
 __all__ = ["app"]

@@ -195,10 +195,13 @@ async def insert_pending(
         if connection.dialect.name == "postgresql"
         else sqlite_insert(Sending)
     )
+    # Many parameter sets: SQLAlchemy sends them as multi-row INSERTs ("insertmanyvalues")
+    # with the statement compiled once (cached), not once per number of rows.
     result = await connection.execute(
-        statement.values(list(rows))
-        .on_conflict_do_nothing(index_elements=["invoice_id", "system", "sending_type"])
-        .returning(*returning)
+        statement.on_conflict_do_nothing(
+            index_elements=["invoice_id", "system", "sending_type"]
+        ).returning(*returning),
+        list(rows),
     )
     return result.all()
 
