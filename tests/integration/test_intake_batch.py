@@ -82,12 +82,13 @@ async def test_each_item_gets_its_own_outcome_in_order(
     await submit(client, b_headers, theirs, practice=PRACTICE_B)
     before = {s.id: s.idempotency_key for s in await all_sendings(state)}
     new = invoice_body(document={"new": True})
-    items = [
+    unknown = invoice_body(systems=["NoSuchSwitch"])
+    items: list[Any] = [
         new,
         submitted,
         {**to_correct, "Document": {"v": 2}},
         {**theirs, "Document": {"practice": "A"}},
-        invoice_body(systems=["NoSuchSwitch"]),
+        unknown,
         {"InvoiceId": "not-a-guid", "EncounterId": str(uuid.uuid4()), "Document": {}},
         "not an invoice",
     ]
@@ -102,7 +103,7 @@ async def test_each_item_gets_its_own_outcome_in_order(
         (submitted["InvoiceId"], "Duplicate"),
         (to_correct["InvoiceId"], "Corrected"),
         (theirs["InvoiceId"], "Conflict"),
-        (items[4]["InvoiceId"], "Invalid"),
+        (unknown["InvoiceId"], "Invalid"),
         ("not-a-guid", "Invalid"),
         (None, "Invalid"),
     ]
@@ -117,7 +118,7 @@ async def test_each_item_gets_its_own_outcome_in_order(
     assert {after[i].invoice_id for i in changed} == {uuid.UUID(to_correct["InvoiceId"])}
     # The three first documents, the new invoice's, and v2 (v1 stays until retention purges it).
     assert await count(state, Document) == 5
-    assert not any(s.invoice_id == uuid.UUID(items[4]["InvoiceId"]) for s in after.values())
+    assert not any(s.invoice_id == uuid.UUID(unknown["InvoiceId"]) for s in after.values())
 
 
 async def test_a_corrected_item_is_delivered_as_corrected(
