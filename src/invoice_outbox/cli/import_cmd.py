@@ -50,7 +50,7 @@ from rich.text import Text
 
 from invoice_outbox.cli import common
 from invoice_outbox.cli.import_files import FORMATS, Line, Rejected, RejectedWriter, read_lines
-from invoice_outbox.clock import SystemClock
+from invoice_outbox.clock import Clock, SystemClock
 from invoice_outbox.errors import Invalid
 from invoice_outbox.settings import Settings
 
@@ -144,6 +144,7 @@ async def _import(
     console: Console,
     *,
     progress: bool,
+    clock: Clock | None = None,
 ) -> Counter[str]:
     from invoice_outbox.sendings.intake import submit_invoices
     from invoice_outbox.systems.directory import SystemsDirectory
@@ -161,7 +162,7 @@ async def _import(
         console=console,
         disable=not (progress and console.is_terminal),
     )
-    clock = SystemClock()
+    clock = clock or SystemClock()
     async with (
         common.open_engine(settings) as engine,
         _listening(settings, directory),
