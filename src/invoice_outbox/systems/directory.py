@@ -85,7 +85,13 @@ class SystemsDirectory:
 
     @property
     def listening(self) -> bool:
+        """Whether change notifications arrive now (PostgreSQL, listener connected)."""
         return self._listening
+
+    @property
+    def cached(self) -> bool:
+        """Whether a snapshot is held (a change notification drops it)."""
+        return self._snapshot is not None
 
     def invalidate(self) -> None:
         """Forget the snapshot: systems changed (a notification, or this process changed them)."""
