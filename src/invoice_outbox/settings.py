@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     token_lifetime_seconds: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
     var_dir: Path = Field(default=Path("./var"), description="Where generated local state lives.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    intake_concurrency: int = Field(
+        default=16,
+        gt=0,
+        le=256,
+        description="Submissions (single or batch) using a database connection at once; more "
+        "wait in line (the pool holds 20 connections: more would open and close connections).",
+    )
     max_batch_body_bytes: int = Field(
         default=32 * 1024 * 1024,
         gt=0,

@@ -7,6 +7,7 @@ and handed to whatever needs it.  Nothing here knows about HTTP.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -33,6 +34,8 @@ class AppState:
     metrics: Metrics
     #: The systems as intake sees them (cached; see `systems.directory`).
     systems: SystemsDirectory
+    #: Intake's turns at the database (`Settings.intake_concurrency`).
+    intake_slots: asyncio.Semaphore
 
 
 def build_state(
@@ -52,4 +55,5 @@ def build_state(
         waker=Waker(),
         metrics=Metrics(),
         systems=SystemsDirectory(),
+        intake_slots=asyncio.Semaphore(settings.intake_concurrency),
     )

@@ -142,7 +142,12 @@ async def submit_batch(
     results: list[ItemResult] = []
     if submissions:
         results = await submit_invoices(
-            state.engine, state.systems, submissions, now=state.clock.now(), waker=state.waker
+            state.engine,
+            state.systems,
+            submissions,
+            now=state.clock.now(),
+            waker=state.waker,
+            slots=state.intake_slots,
         )
     for index, result in zip(places, results, strict=True):
         answers[index] = _view(str(result.invoice_id), result.outcome, result.reason)

@@ -68,7 +68,12 @@ async def submit_invoice(
         systems=tuple(body.Systems) if body.Systems is not None else None,
     )
     [result] = await submit_invoices(
-        state.engine, state.systems, [submission], now=state.clock.now(), waker=state.waker
+        state.engine,
+        state.systems,
+        [submission],
+        now=state.clock.now(),
+        waker=state.waker,
+        slots=state.intake_slots,
     )
     result.raise_refusal()
     rows = [vo_row(s) for s in result.sendings]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import TextClause, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.sendings import transitions
@@ -214,10 +214,12 @@ _DOCUMENT_ARRAYS = ", ".join(
 )
 _DOCUMENT_NAMES = ", ".join(DOCUMENT_COLUMNS)
 
+
 #: PostgreSQL's first pass (see the module docstring).  Result rows: made (true: inserted now;
 #: false: found), the `SendingRow` columns, the found document's hash, and a count that makes
 #: the NOTIFY happen once when anything was inserted.
-FIRST_PASS_SQL: Final = text(f"""
+def _first_pass_sql(*, atomic: bool) -> TextClause:
+    return text(f"""
     WITH seen AS (
         SELECT s.{", s.".join(c.key for c in ROW_COLUMNS)}, d.sha256
         FROM sendings AS s LEFT JOIN documents AS d ON d.id = s.document_id
@@ -234,14 +236,15 @@ FIRST_PASS_SQL: Final = text(f"""
         WHERE d.id IN (SELECT document_id FROM fresh)
         RETURNING id
     ), made AS ({
-    transitions.intake_insert(
-        "unnest(CAST(:ids AS uuid[]), CAST(:practices AS uuid[]), CAST(:encounters AS uuid[]),"
-        " CAST(:targets AS uuid[]), CAST(:systems AS text[]), CAST(:keys AS text[]),"
-        " CAST(:target_documents AS uuid[]))"
-        " AS n(id, practice_id, encounter_id, invoice_id, system, key, document_id)"
-        " WHERE n.invoice_id IN (SELECT invoice_id FROM fresh)"
-    )
-}
+        transitions.intake_insert(
+            "unnest(CAST(:ids AS uuid[]), CAST(:practices AS uuid[]), CAST(:encounters AS uuid[]),"
+            " CAST(:targets AS uuid[]), CAST(:systems AS text[]), CAST(:keys AS text[]),"
+            " CAST(:target_documents AS uuid[]))"
+            " AS n(id, practice_id, encounter_id, invoice_id, system, key, document_id)"
+            " WHERE n.invoice_id IN (SELECT invoice_id FROM fresh)",
+            skip_existing=not atomic,
+        )
+    }
     ), woke AS (
         SELECT pg_notify('{DUE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM made)
     )
@@ -250,6 +253,12 @@ FIRST_PASS_SQL: Final = text(f"""
     UNION ALL
     SELECT false, seen.*, 0 FROM seen
 """)  # noqa: S608 -- only our own constants are formatted in; every datum is a parameter
+
+
+#: The first pass in a transaction (a race lost is skipped: see `first_pass`), and on its own
+#: in autocommit (a race lost fails the statement, so it writes all or nothing).
+FIRST_PASS_SQL: Final = _first_pass_sql(atomic=False)
+FIRST_PASS_ATOMIC_SQL: Final = _first_pass_sql(atomic=True)
 
 
 def _parameters(items: Sequence[FirstPassItem], now: datetime) -> dict[str, Any]:
@@ -276,16 +285,22 @@ def _parameters(items: Sequence[FirstPassItem], now: datetime) -> dict[str, Any]
 
 
 async def first_pass(
-    connection: AsyncConnection, items: Sequence[FirstPassItem], *, now: datetime
+    connection: AsyncConnection,
+    items: Sequence[FirstPassItem],
+    *,
+    now: datetime,
+    atomic: bool = False,
 ) -> FirstPass:
     """For each invoice of `items` (each at most once): its existing sendings; and, for those
-    that had none, its document and sendings written (skipping any a concurrent submission
-    made first: compare `made` with what was asked)."""
+    that had none, its document and sendings written -- skipping any a concurrent submission
+    made first (compare `made` with what was asked), or with `atomic` (PostgreSQL, in
+    autocommit) failing whole with an IntegrityError instead."""
     result = FirstPass(existing={}, made={})
     if not items:
         return result
     if connection.dialect.name == "postgresql":
-        rows = await connection.execute(FIRST_PASS_SQL, _parameters(items, now))
+        statement = FIRST_PASS_ATOMIC_SQL if atomic else FIRST_PASS_SQL
+        rows = await connection.execute(statement, _parameters(items, now))
         for values in rows:
             row = as_row(values[1:])
             if values[0]:

@@ -165,12 +165,13 @@ INTAKE_RETURNING: Final = (
 )
 
 
-def intake_insert(source: str) -> str:
+def intake_insert(source: str, *, skip_existing: bool) -> str:
     """PostgreSQL: INSERT the new Invoice sendings described by `source` -- a FROM clause
     whose rows have ``id, practice_id, encounter_id, invoice_id, system, key, document_id``
-    -- Pending and due at ``:now``, as `pending_values`; one that exists already (same
-    invoice, system and type: an identical submission won a race) is skipped.  Returns
-    `INTAKE_RETURNING` of each row made."""
+    -- Pending and due at ``:now``, as `pending_values`.  One that exists already (same
+    invoice, system and type: a concurrent submission won a race) is skipped with
+    `skip_existing`, else fails the statement.  Returns `INTAKE_RETURNING` of each row made."""
+    conflict = "ON CONFLICT (invoice_id, system, sending_type) DO NOTHING" if skip_existing else ""
     return f"""
         INSERT INTO sendings (id, practice_id, encounter_id, invoice_id, system, sending_type,
             status, attempts, round_attempts, sending_time, next_attempt_at, idempotency_key,
@@ -179,7 +180,7 @@ def intake_insert(source: str) -> str:
             '{SendingType.INVOICE.value}', '{S.PENDING.value}', 0, 0, :now, :now, n.key,
             n.document_id, :now, :now
         FROM {source}
-        ON CONFLICT (invoice_id, system, sending_type) DO NOTHING
+        {conflict}
         RETURNING {INTAKE_RETURNING}"""  # noqa: S608 -- `source` is our own SQL text
 
 
