@@ -51,9 +51,22 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_async_engine(settings.database_url)
-        state = build_state(settings, engine, signing_key=signing_key(settings), clock=clock)
-        app.state.runtime = state
         conninfo = libpq_conninfo(settings.database_url)
+        intake_engine = (
+            None
+            if conninfo is None
+            else make_async_engine(
+                settings.database_url, pool_size=settings.intake_concurrency, autocommit=True
+            )
+        )
+        state = build_state(
+            settings,
+            engine,
+            signing_key=signing_key(settings),
+            clock=clock,
+            intake_engine=intake_engine,
+        )
+        app.state.runtime = state
         # PostgreSQL: other processes' changes of systems reach intake's cache at once.
         listener = (
             asyncio.create_task(listen_for_changes(conninfo, state.systems), name="systems")
@@ -69,6 +82,8 @@ def create_app(
             if listener is not None:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
+            if intake_engine is not None:
+                await intake_engine.dispose()
             await engine.dispose()
 
     app = FastAPI(

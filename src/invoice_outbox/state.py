@@ -36,6 +36,9 @@ class AppState:
     systems: SystemsDirectory
     #: Intake's turns at the database (`Settings.intake_concurrency`).
     intake_slots: asyncio.Semaphore
+    #: PostgreSQL: connections in autocommit for intake's one-statement first pass (None:
+    #: intake switches a connection of `engine` for it).
+    intake_engine: AsyncEngine | None = None
 
 
 def build_state(
@@ -44,6 +47,7 @@ def build_state(
     *,
     signing_key: bytes = b"",
     clock: Clock | None = None,
+    intake_engine: AsyncEngine | None = None,
 ) -> AppState:
     """The state of one process.  A worker without the API signs no tokens (empty key)."""
     return AppState(
@@ -56,4 +60,5 @@ def build_state(
         metrics=Metrics(),
         systems=SystemsDirectory(),
         intake_slots=asyncio.Semaphore(settings.intake_concurrency),
+        intake_engine=intake_engine,
     )

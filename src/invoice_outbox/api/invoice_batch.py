@@ -148,6 +148,7 @@ async def submit_batch(
             now=state.clock.now(),
             waker=state.waker,
             slots=state.intake_slots,
+            autocommit=state.intake_engine,
         )
     for index, result in zip(places, results, strict=True):
         answers[index] = _view(str(result.invoice_id), result.outcome, result.reason)

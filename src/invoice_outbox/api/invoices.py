@@ -74,6 +74,7 @@ async def submit_invoice(
         now=state.clock.now(),
         waker=state.waker,
         slots=state.intake_slots,
+        autocommit=state.intake_engine,
     )
     result.raise_refusal()
     rows = [vo_row(s) for s in result.sendings]

@@ -42,7 +42,9 @@ def make_sync_engine(database_url: str) -> Engine:
     return engine
 
 
-def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
+def make_async_engine(
+    database_url: str, *, pool_size: int = 20, autocommit: bool = False
+) -> AsyncEngine:
     """The runtime engine: aiosqlite for SQLite files, psycopg 3 (async) for PostgreSQL.
 
     The pool keeps `pool_size` connections open (the worker's concurrent claims, outcome
@@ -54,6 +56,9 @@ def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
     opened before it (the whole pool after a restart), and the next checkout connects anew.
     The failed statement's caller retries where that is safe (intake, which is idempotent) or
     answers 503 "try again" (`api.errors`); ``tests/integration/test_reconnect.py`` proves it.
+
+    `autocommit` (PostgreSQL): every statement is its own transaction, set once per connection
+    (intake's single-statement first pass; switching a pooled connection per use costs more).
     """
     urls = normalise_database_url(database_url)
     _ensure_parent(urls)
@@ -61,8 +66,13 @@ def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
         engine = create_async_engine(urls.async_url)
         _prepare_sqlite(engine.sync_engine)
         return engine
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     return create_async_engine(
-        urls.async_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+        urls.async_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        **options,
     )
 
 

@@ -253,14 +253,16 @@ async def _retrying(attempt: Callable[[], Awaitable[T]]) -> T:
 
 async def _first_on_its_own(
     engine: AsyncEngine,
+    autocommit: AsyncEngine | None,
     directory: SystemsDirectory,
     submissions: Sequence[Submission],
     now: datetime,
 ) -> _Work | None:
     """PostgreSQL: the first pass as one autocommitted statement; None when a concurrent
     submission made one of the invoices first (nothing was written: go the careful way)."""
-    async with engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
+    async with (autocommit or engine).connect() as connection:
+        if autocommit is None:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
         work = _prepare(await directory.current(connection), submissions)
         try:
             await _first(connection, work, now=now, atomic=True)
@@ -292,19 +294,23 @@ async def submit_invoices(
     now: datetime,
     waker: Waker | None = None,
     slots: contextlib.AbstractAsyncContextManager[object] | None = None,
+    autocommit: AsyncEngine | None = None,
 ) -> list[ItemResult]:
     """Apply `submissions` and commit (see the module docstring); this process's workers are
     woken when something is due (other processes' by the NOTIFY the commit delivers).
 
     `slots` (a semaphore) bounds how many intakes use a connection at once, so a burst waits
-    in line instead of opening and closing connections beyond the pool.  A try that meets a
-    deadlock or a lost connection is redone, up to `TRIES` times; a database that stays
-    unreachable is `Unavailable`.
+    in line instead of opening and closing connections beyond the pool; `autocommit` is an
+    engine of the same database whose connections are in autocommit (PostgreSQL).  A try that
+    meets a deadlock or a lost connection is redone, up to `TRIES` times; a database that
+    stays unreachable is `Unavailable`.
     """
     async with slots or contextlib.nullcontext():
         results: list[ItemResult] | None = None
         if engine.dialect.name == "postgresql":
-            work = await _retrying(lambda: _first_on_its_own(engine, directory, submissions, now))
+            work = await _retrying(
+                lambda: _first_on_its_own(engine, autocommit, directory, submissions, now)
+            )
             if work is not None:
                 if work.later:
                     await _retrying(lambda: _rest_in_transaction(engine, work, now))
