@@ -41,6 +41,17 @@ class AppState:
     intake_engine: AsyncEngine | None = None
 
 
+#: SQLite has one writer at a time and a pool of 5 connections: more intakes at once would
+#: only open and close connections (each with its PRAGMAs) to wait for the same lock.
+SQLITE_INTAKE_SLOTS = 4
+
+
+def _intake_slots(settings: Settings, engine: AsyncEngine) -> int:
+    if engine.dialect.name == "sqlite":
+        return min(settings.intake_concurrency, SQLITE_INTAKE_SLOTS)
+    return settings.intake_concurrency
+
+
 def build_state(
     settings: Settings,
     engine: AsyncEngine,
@@ -59,6 +70,6 @@ def build_state(
         waker=Waker(),
         metrics=Metrics(),
         systems=SystemsDirectory(),
-        intake_slots=asyncio.Semaphore(settings.intake_concurrency),
+        intake_slots=asyncio.Semaphore(_intake_slots(settings, engine)),
         intake_engine=intake_engine,
     )

@@ -17,7 +17,7 @@ invoices take their locks in the same order.  SQLite does the same in three stat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -315,7 +315,3 @@ async def first_pass(
     for row in made:
         result.made.setdefault(row.invoice_id, []).append(row)
     return result
-
-
-def by_invoice(rows: Mapping[uuid.UUID, list[Any]], invoice_id: uuid.UUID) -> list[Any]:
-    return rows.get(invoice_id, [])
