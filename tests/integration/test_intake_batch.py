@@ -279,7 +279,9 @@ async def test_a_new_invoice_costs_one_statement_on_postgresql(
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    event.listen(state.engine.sync_engine, "before_cursor_execute", seen)
+    engines = [e.sync_engine for e in (state.engine, state.intake_engine) if e is not None]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
     try:
         repeat = invoice_body()
         await submit(client, practice_headers, repeat)
@@ -291,7 +293,8 @@ async def test_a_new_invoice_costs_one_statement_on_postgresql(
         await submit(client, practice_headers, repeat)
         again = list(statements)
     finally:
-        event.remove(state.engine.sync_engine, "before_cursor_execute", seen)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
     if engine_name == "postgres":
         assert len(single) == len(batch) == len(again) == 1, (single, batch, again)
     else:

@@ -52,17 +52,20 @@ async def test_intake_and_lists_work_after_the_database_dropped_every_connection
     assert database is not None
     assert _terminate_backends(database) >= 4  # the pool's, and intake's systems listener
 
-    # Intake meets a dead pooled connection, which invalidates the pool, and tries again.
+    # Intake meets a dead pooled connection, which invalidates its pool, and tries again.
     body = invoice_body()
     response = await submit(client, practice_headers, body, expect=None)
     assert response.status_code == 202, response.text
-    stored = await all_sendings(state, uuid.UUID(body["InvoiceId"]))
-    assert [s.status for s in stored] == ["Pending"]
 
-    # Every other pooled connection was discarded with it: other routes work at once.
+    # The other routes' pool learns of the restart from its first failure (at most one 503,
+    # "try again"), discards every connection it held, and works from then on.
+    codes = []
     for _ in range(4):
         listed = await client.get("/api/v1/billing/invoices/aborted", headers=admin_headers)
-        assert listed.status_code == 200, listed.text
+        codes.append(listed.status_code)
+    assert codes in ([200, 200, 200, 200], [503, 200, 200, 200]), codes
+    stored = await all_sendings(state, uuid.UUID(body["InvoiceId"]))
+    assert [s.status for s in stored] == ["Pending"]
 
 
 async def test_a_route_that_cannot_retry_answers_503_not_500(
