@@ -5,7 +5,7 @@ Contenders, all in the same run on the same machine (see benchmarks/intake/READM
 * OURS single: ``invoice-outbox serve --no-worker`` on PostgreSQL, one invoice per request
   from 32 concurrent clients (and the same on SQLite);
 * OURS batch: the same server, ``.../invoices/batch`` with 1,000 invoices per request;
-* BASELINE: the single submission written the obvious way (baseline_app.py), same rows;
+* BASELINE: the single submission written the obvious way (obvious_app.py), same rows;
 * FLOOR: pgbench running the same INSERTs per invoice as a prepared script, and as
   multi-row statements for the batch floor (floor.py).
 
@@ -232,7 +232,7 @@ def _postgres(args: argparse.Namespace, runner: asyncio.Runner, stack: ExitStack
             concurrency=args.batch_concurrency,
             batch=args.batch_size,
         )
-    baseline_command = [str(Path(BIN_DIR) / "python"), "-m", "benchmarks.intake.baseline_app"]
+    baseline_command = [str(Path(BIN_DIR) / "python"), "-m", "benchmarks.intake.obvious_app"]
     with serve("baseline", baseline_command, env, log_dir) as baseline:
         bench.http(
             "baseline single",

@@ -9,7 +9,7 @@ same rows (one document, one Pending sending per system, same columns).  Same da
 engine settings, the same token check (PyJWT HS256) and logging, the same single-worker
 uvicorn as the real service.
 
-Run as ``python -m benchmarks.intake.baseline_app --host 127.0.0.1 --port N``.
+Run as ``python -m benchmarks.intake.obvious_app --host 127.0.0.1 --port N``.
 """
 
 from __future__ import annotations
