@@ -19,6 +19,7 @@ from invoice_outbox.db.urls import normalise_database_url
 from invoice_outbox.runtime import tune_garbage_collector
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState, build_state
+from invoice_outbox.worker.health import WorkerHealth
 from invoice_outbox.worker.loop import Worker
 from invoice_outbox.worker.waker import listen
 
@@ -46,13 +47,15 @@ async def run_background_worker(
     if not enabled:
         yield None
         return
+    state.worker_health = WorkerHealth()
     worker = Worker(
         engine=state.engine,
         settings=state.settings,
         clock=state.clock,
         waker=state.waker,
         metrics=state.metrics.delivery,
-        concurrency=concurrency,
+        max_in_flight=concurrency,
+        health=state.worker_health,
     )
     services_stop = asyncio.Event()
     tasks = [

@@ -180,10 +180,11 @@ class Worker:
                 return True, False
         now = self.clock.now()
         if self._inflight:
-            timeout = min(
-                self.settings.poll_seconds,
-                self.book.seconds_to_next(now, self.in_flight) or self.settings.poll_seconds,
-            )
+            # Busy: a delivery finishing nudges the loop; the next sweep is due within a second
+            # (a system switched off meanwhile gets its deliveries back promptly).
+            waits = [self.settings.poll_seconds, self._seconds_to_sweep(now)]
+            timer = self.book.seconds_to_next(now, self.in_flight)
+            timeout = max(0.001, min([*waits, *([timer] if timer is not None else [])]))
         else:
             timeout = await self._idle_seconds(now)
             self.idle_waits += 1
@@ -197,6 +198,11 @@ class Worker:
             return True, not woken  # work arrived, or a timer fired (sweep: leases may be due)
         now = self.clock.now()
         return self.book.refill_due(self.in_flight) or self.book.reopened(now), False
+
+    def _seconds_to_sweep(self, now: datetime) -> float:
+        if self._next_sweep is None:
+            return 0.0
+        return max(0.0, (self._next_sweep - now).total_seconds())
 
     async def drain(self) -> int:
         """Deliver everything due now (at the clock's time), round after round; count attempts."""
