@@ -109,6 +109,8 @@ class Worker:
         self.sweeps = 0
         self.idle_waits = 0
         self.last_idle_wait: float | None = None
+        #: Set while the loop waits with nothing in flight (what tests synchronise on).
+        self.idle = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], claims.Claim] = {}
         self._switched_off: set[asyncio.Task[None]] = set()
         self._configs: dict[str, SystemConfig] = {}
@@ -189,7 +191,12 @@ class Worker:
             timeout = await self._idle_seconds(now)
             self.idle_waits += 1
             self.last_idle_wait = timeout
-        woken = await self.waker.wait(timeout)
+        if not self._inflight:
+            self.idle.set()
+        try:
+            woken = await self.waker.wait(timeout)
+        finally:
+            self.idle.clear()
         if self._stopping.is_set():
             return False, False
         news = self.waker.signals != self._signals_seen
