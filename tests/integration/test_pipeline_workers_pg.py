@@ -57,7 +57,8 @@ async def system(
     admin_headers: dict[str, str],
     receiver: HttpReceiver,
 ) -> str:
-    await configure_system(client, admin_headers, "MediSwitch", receiver.url)
+    # A lane wide enough for both workers' caps (16 each): they claim side by side.
+    await configure_system(client, admin_headers, "MediSwitch", receiver.url, MaxInFlight=64)
     return "MediSwitch"
 
 

@@ -9,14 +9,16 @@ Two distinct sendings failing in a row make the system Degraded; `threshold` of 
 Down: its queue is held (not claimed) and probed with one sending at a time, so an outage
 spends no invoice's attempts.
 
-Health is written once per system per batch of outcomes, systems in name order (the lane claim
-locks systems rows in name order too, so the two never deadlock).  A system that stays healthy
+Health is written once per batch of outcomes: systems with failures one by one in name order
+(the lane claim locks systems rows in name order too, so the two never deadlock), then every
+system with only good news in two statements (`note_reachable`).  A system that stays healthy
 is written at most about once a second (`SUCCESS_STAMP`), for its "last success" time.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -103,16 +105,23 @@ def after(
     return CircuitState(circuit, count, tuple(failing), None, None, reason)
 
 
-async def note_reachable(connection: AsyncConnection, system: str, *, now: datetime) -> bool:
-    """Mark `system` Healthy and stamp its last success.  Writes only when something changes
-    or the stamp is older than `SUCCESS_STAMP` (no contention when healthy).
-
-    Returns True when the system was Down or Degraded before (it recovered).
+async def note_reachable(
+    connection: AsyncConnection, systems: Sequence[str], *, now: datetime
+) -> set[str]:
+    """Mark `systems` Healthy and stamp their last success; returns those that were Down or
+    Degraded before (they recovered).  Two statements whatever the number of systems, and
+    rows are written only when something changes: a healthy system's row is not touched but
+    to refresh a stamp older than `SUCCESS_STAMP`, and on PostgreSQL not even then while a
+    claim holds it (``SKIP LOCKED``: the next batch stamps it), so outcomes never wait for
+    claims here.
     """
+    if not systems:
+        return set()
+    names = sorted(set(systems))
     recovered = await connection.execute(
         update(System)
         .where(
-            System.name == system,
+            System.name.in_(names),
             or_(System.circuit != "Healthy", System.consecutive_failures != 0),
         )
         .values(
@@ -123,18 +132,37 @@ async def note_reachable(connection: AsyncConnection, system: str, *, now: datet
             next_probe_at=None,
             last_success_at=now,
         )
+        .returning(System.name)
     )
-    if recovered.rowcount:
-        return True
+    found = set(recovered.scalars())
+    stale = or_(System.last_success_at.is_(None), System.last_success_at < now - SUCCESS_STAMP)
+    if connection.dialect.name == "postgresql":
+        free = (
+            select(System.name)
+            .where(System.name.in_(names), stale)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        await connection.execute(
+            update(System).where(System.name.in_(free)).values(last_success_at=now)
+        )
+    else:
+        await connection.execute(
+            update(System).where(System.name.in_(names), stale).values(last_success_at=now)
+        )
+    return found
+
+
+async def pause(connection: AsyncConnection, system: str, until: datetime) -> None:
+    """Hold `system`'s lane until `until` (never shortening a longer pause)."""
     await connection.execute(
         update(System)
         .where(
             System.name == system,
-            or_(System.last_success_at.is_(None), System.last_success_at < now - SUCCESS_STAMP),
+            or_(System.paused_until.is_(None), System.paused_until < until),
         )
-        .values(last_success_at=now)
+        .values(paused_until=until)
     )
-    return False
 
 
 async def apply_notes(
@@ -146,11 +174,10 @@ async def apply_notes(
     threshold: int,
     probe_interval: timedelta,
 ) -> bool:
-    """Write what `notes` say about `system`; True when it recovered (was Down or Degraded)."""
+    """Write what `notes` say about `system`, failures among them (a system whose notes are
+    all good news goes through `note_reachable`, many at once); True when it recovered."""
     recovered = False
-    if notes.reachable and not notes.failures:
-        recovered = await note_reachable(connection, system, now=now)
-    elif notes.failures:
+    if notes.failures:
         row = (
             await connection.execute(
                 select(
@@ -191,12 +218,5 @@ async def apply_notes(
                 values["last_success_at"] = now
             await connection.execute(update(System).where(System.name == system).values(values))
     if notes.pause_until is not None:
-        await connection.execute(
-            update(System)
-            .where(
-                System.name == system,
-                or_(System.paused_until.is_(None), System.paused_until < notes.pause_until),
-            )
-            .values(paused_until=notes.pause_until)
-        )
+        await pause(connection, system, notes.pause_until)
     return recovered

@@ -32,7 +32,8 @@ from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.retry import RetryPolicy, decide
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.systems.channels.base import Delivered, DeliveryError
-from invoice_outbox.worker.circuit import HealthNotes, apply_notes
+from invoice_outbox.worker import circuit
+from invoice_outbox.worker.circuit import HealthNotes, apply_notes, note_reachable
 from invoice_outbox.worker.claims import Claim
 from invoice_outbox.worker.lanes import DEFAULT_THROTTLE
 from invoice_outbox.worker.waker import notify_connection
@@ -266,11 +267,11 @@ async def record_batch(
             note.failure(outcome.claim.sending_id, error.reason)
         else:
             note.success()  # the system answered: it is up
-        pause = pause_of(error, now)
-        if pause is not None:
-            note.pause(pause)
+        until = pause_of(error, now)
+        if until is not None:
+            note.pause(until)
     recovered: set[str] = set()
-    for system in sorted(notes):
+    for system in sorted(name for name, note in notes.items() if note.failures):
         if await apply_notes(
             connection,
             system,
@@ -280,6 +281,12 @@ async def record_batch(
             probe_interval=probe_interval,
         ):
             recovered.add(system)
+    good = sorted(name for name, note in notes.items() if not note.failures)
+    recovered |= await note_reachable(connection, good, now=now)
+    for system in good:
+        until = notes[system].pause_until
+        if until is not None:
+            await circuit.pause(connection, system, until)
     if any(o.claim.probe and o.claim.system in recovered for o in outcomes):
         await notify_connection(connection)
     results: list[Recorded] = []
