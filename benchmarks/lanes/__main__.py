@@ -58,6 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--held-count", type=int, default=10_000)
     parser.add_argument("--held-seconds", type=float, default=60.0)
     parser.add_argument("--limit-s", type=float, default=600.0, help="time limit per drain")
+    parser.add_argument(
+        "--today-src",
+        type=Path,
+        default=None,
+        help="a source tree (its src/) whose worker is the TODAY baseline of CPU per delivery",
+    )
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "lanes-latest.json")
     return parser.parse_args(argv)
@@ -98,7 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with run_receiver(free_port(), log_dir / "lanes-receiver.log", REPO_ROOT) as receiver:
             if "throughput" in only:
-                log(f"fast lane (baseline): {args.fast_count:,} sendings, one worker")
+                today = None
+                if args.today_src is not None:
+                    log(f"today: {args.today_src}'s worker, fast lane, {args.fast_count:,}")
+                    today = fast_lane(
+                        receiver, args.fast_count, log_dir, args.limit_s, args.today_src
+                    )
+                    log(f"  => {today.rate or 0:,.0f}/s, {today.worker_cpu_ms:.3f} ms CPU each")
+                    results["today_fast_lane"] = today.as_dict()
+                log(f"fast lane: {args.fast_count:,} sendings, one worker")
                 fast = fast_lane(receiver, args.fast_count, log_dir, args.limit_s)
                 log(f"  => {fast.rate or 0:,.0f}/s, worker {fast.worker_cpu_ms:.3f} ms CPU each")
                 log(f"slow lanes: 20 x 200 ms, {args.slow_count:,} sendings, one worker")
@@ -119,20 +133,25 @@ def main(argv: list[str] | None = None) -> int:
                         f"{slow.rate or 0:,.0f}/s vs min(256, 20x8)/0.2 s = {slow.ideal:,.0f}/s",
                     )
                 )
-                cpu = (
-                    slow.worker_cpu_ms / fast.worker_cpu_ms
-                    if slow.worker_cpu_ms and fast.worker_cpu_ms
-                    else None
-                )
-                ratios.append(
-                    _ratio(
-                        "slow lanes CPU per delivery / fast lane's",
-                        cpu,
-                        "<= 1.0",
-                        cpu is not None and cpu <= 1.0,
-                        f"{slow.worker_cpu_ms:.3f} vs {fast.worker_cpu_ms:.3f} ms (worker)",
+                base = today or fast
+                label = "today's" if today else "the fast lane's"
+                for what, drained in (("slow lanes", slow), ("fast lane", fast)):
+                    if drained is base:
+                        continue
+                    cpu = (
+                        drained.worker_cpu_ms / base.worker_cpu_ms
+                        if drained.worker_cpu_ms and base.worker_cpu_ms
+                        else None
                     )
-                )
+                    ratios.append(
+                        _ratio(
+                            f"{what} CPU per delivery / {label} (fast lane)",
+                            cpu,
+                            "<= 1.0",
+                            cpu is not None and cpu <= 1.0,
+                            f"{drained.worker_cpu_ms:.3f} vs {base.worker_cpu_ms:.3f} ms (worker)",
+                        )
+                    )
             if "mixed" in only:
                 log(f"fast lane alone: {args.mixed_rate:.0f}/s for {args.mixed_seconds:.0f} s")
                 alone = steady(

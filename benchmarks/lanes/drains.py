@@ -3,8 +3,13 @@
 * SLOW LANES: 20 systems whose receiver answers after 200 ms, 1,000 sendings each, default
   lanes (MaxInFlight 8) and the default worker cap (256): the ideal is
   min(256, 20 x 8) / 0.2 s = 800 deliveries/s.
-* FAST LANE (the named baseline of CPU per delivery): one system whose receiver answers at
-  once (MaxInFlight 64), as `benchmarks.delivery` measures it.
+* FAST LANE: one system whose receiver answers at once (MaxInFlight 64, 64 in flight), as
+  `benchmarks.delivery` measures it;
+* TODAY (the named baseline of CPU per delivery): the fast lane drained by the worker of
+  another source tree (``--today-src``, e.g. the commit before lanes, unpacked with
+  ``git archive <commit> src | tar -x -C DIR``), ``--concurrency 64``.  Its process runs with
+  ``PYTHONPATH`` pointing at that tree, and the database's ``alembic_version`` is set to that
+  tree's head (the columns lanes added are left in place; that worker does not read them).
 
 The systems are created switched off, so the worker starts, connects and LISTENs first; "go"
 is one transaction that switches them all on and sends the NOTIFY intake sends.  Every run
@@ -15,7 +20,9 @@ once (`benchmarks.delivery.drain.verify`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +82,22 @@ def _go(conninfo: str) -> float:
         return time.perf_counter()
 
 
+def _head_of(src: Path) -> str:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from invoice_outbox.db.migrate import head_revision as h; print(h())",
+        ],
+        env={**os.environ, "PYTHONPATH": str(src)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
 def drain(
     name: str,
     receiver: Receiver,
@@ -84,18 +107,26 @@ def drain(
     ideal: float | None,
     log_dir: Path,
     limit_s: float,
+    worker_args: tuple[str, ...] = (),
+    src: Path | None = None,
 ) -> Drain:
-    """Queue `count` sendings over `lanes` (switched off), start a worker, go, watch, verify."""
+    """Queue `count` sendings over `lanes` (switched off), start a worker (of `src`, when
+    given), go, watch, verify."""
     with bench_database() as database:
         off = [dataclasses.replace(lane, enabled=False) for lane in lanes]
         seed_lanes(database, off, {})
         queue(database, [lane.name for lane in lanes], count)
         analyse(database)
         env = worker_env(database.sqlalchemy_url, log_dir)
+        if src is not None:
+            env["PYTHONPATH"] = str(src)
+            with psycopg.connect(database.conninfo) as connection:
+                connection.execute("UPDATE alembic_version SET version_num = %s", (_head_of(src),))
+                connection.commit()
         log = log_dir / f"lanes-{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [str(BIN_DIR / "invoice-outbox"), "worker"],
+                [str(BIN_DIR / "invoice-outbox"), "worker", *worker_args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -146,6 +177,19 @@ def slow_lanes(receiver: Receiver, count: int, log_dir: Path, limit_s: float) ->
     )
 
 
-def fast_lane(receiver: Receiver, count: int, log_dir: Path, limit_s: float) -> Drain:
+def fast_lane(
+    receiver: Receiver, count: int, log_dir: Path, limit_s: float, src: Path | None = None
+) -> Drain:
+    """One lane answering at once, 64 in flight; with `src`, that tree's worker drains it."""
     lanes = [Lane("Receiver", receiver.url, max_in_flight=64)]
-    return drain("fast-lane", receiver, lanes, count, ideal=None, log_dir=log_dir, limit_s=limit_s)
+    return drain(
+        "today" if src else "fast-lane",
+        receiver,
+        lanes,
+        count,
+        ideal=None,
+        log_dir=log_dir,
+        limit_s=limit_s,
+        worker_args=("--concurrency", "64"),
+        src=src,
+    )
