@@ -65,8 +65,10 @@ def test_the_book_claims_again_once_enough_slots_freed_in_lanes_with_work() -> N
     assert not book.refill_due(in_flight=11)
     book.finished("slow")
     assert book.claimable(in_flight=10) == 1
-    assert book.threshold() == 1  # 8 // 8
-    assert book.refill_due(in_flight=10)
+    assert book.threshold() == 8 // lanes.REFILL_SHARE
+    book.finished("slow")
+    assert book.claimable(in_flight=9) == 2
+    assert book.refill_due(in_flight=9)
 
 
 def test_a_lane_full_of_another_workers_deliveries_does_not_make_the_book_poll() -> None:

@@ -106,14 +106,19 @@ def after(
 
 
 async def note_reachable(
-    connection: AsyncConnection, systems: Sequence[str], *, now: datetime
+    connection: AsyncConnection,
+    systems: Sequence[str],
+    *,
+    now: datetime,
+    stamped: dict[str, datetime] | None = None,
 ) -> set[str]:
     """Mark `systems` Healthy and stamp their last success; returns those that were Down or
     Degraded before (they recovered).  Two statements whatever the number of systems, and
     rows are written only when something changes: a healthy system's row is not touched but
     to refresh a stamp older than `SUCCESS_STAMP`, and on PostgreSQL not even then while a
     claim holds it (``SKIP LOCKED``: the next batch stamps it), so outcomes never wait for
-    claims here.
+    claims here.  `stamped` (the caller's memo: system -> when it last stamped it) saves the
+    stamp's statement while every system's stamp is fresh.
     """
     if not systems:
         return set()
@@ -135,6 +140,11 @@ async def note_reachable(
         .returning(System.name)
     )
     found = set(recovered.scalars())
+    if stamped is not None:
+        names = [n for n in names if n not in stamped or now - stamped[n] >= SUCCESS_STAMP]
+        if not names:
+            return found
+        stamped.update((name, now) for name in names)
     stale = or_(System.last_success_at.is_(None), System.last_success_at < now - SUCCESS_STAMP)
     if connection.dialect.name == "postgresql":
         free = (

@@ -32,10 +32,12 @@ DEFAULT_MAX_IN_FLIGHT: Final = 8
 #: How long a lane waits after an HTTP 429 that named no Retry-After.
 DEFAULT_THROTTLE: Final = timedelta(seconds=5)
 #: Slots freed in lanes with work waiting are claimed in rounds of at least 1/REFILL_SHARE of
-#: those lanes' limits (a round costs about the same for one sending as for twenty) ...
-REFILL_SHARE: Final = 8
-#: ... or once the first of them has waited this long (seconds), whichever comes first.
-REFILL_DELAY: Final = 0.02
+#: those lanes' limits (a round costs about the same for one sending as for twenty: where
+#: receivers answer at once, the worker's CPU is the limit and rounds should be large) ...
+REFILL_SHARE: Final = 4
+#: ... or once the first of them has waited this long (seconds), whichever comes first (where
+#: receivers are slow, slots are the limit: one idle for 10 ms of a 200 ms answer is 5 %).
+REFILL_DELAY: Final = 0.01
 
 
 def burst(rate: float) -> int:

@@ -114,6 +114,7 @@ class Worker:
         self._inflight: dict[asyncio.Task[None], claims.Claim] = {}
         self._switched_off: set[asyncio.Task[None]] = set()
         self._configs: dict[str, SystemConfig] = {}
+        self._stamped: dict[str, datetime] = {}
         self._stopping = asyncio.Event()
         self._next_maintenance = 0.0
         self._next_sweep: datetime | None = None
@@ -392,6 +393,7 @@ class Worker:
             jitter=lambda: sample_jitter(self.rng),
             threshold=self.settings.circuit_failure_threshold,
             probe_interval=self.probe_interval,
+            stamped=self._stamped,
         )
 
     async def _save(self, outcome: Outcome, config: SystemConfig | None) -> None:

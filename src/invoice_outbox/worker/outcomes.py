@@ -216,6 +216,7 @@ async def record_batch(
     jitter: Callable[[], float],
     threshold: int,
     probe_interval: timedelta,
+    stamped: dict[str, datetime] | None = None,
 ) -> list[Recorded]:
     """Write many outcomes (caller commits); one `Recorded` per outcome, in order.
 
@@ -282,7 +283,7 @@ async def record_batch(
         ):
             recovered.add(system)
     good = sorted(name for name, note in notes.items() if not note.failures)
-    recovered |= await note_reachable(connection, good, now=now)
+    recovered |= await note_reachable(connection, good, now=now, stamped=stamped)
     for system in good:
         until = notes[system].pause_until
         if until is not None:
