@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -39,6 +40,8 @@ from benchmarks.servers import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 SCENARIOS = ("throughput", "mixed", "latency", "held")
+#: The last commit before lanes (issue 11): its worker is TODAY's.
+TODAY_COMMIT = "5d269bd"
 
 
 def log(message: str) -> None:
@@ -64,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="a source tree (its src/) whose worker is the TODAY baseline of CPU per delivery",
     )
+    parser.add_argument(
+        "--today-commit",
+        default=TODAY_COMMIT,
+        help="else the commit whose src/ is unpacked (git archive) for the TODAY baseline; "
+        "'' for none (the fast lane is the baseline then)",
+    )
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "lanes-latest.json")
     return parser.parse_args(argv)
@@ -77,6 +86,24 @@ def _ratio(
     name: str, value: float | None, target: str, met: bool | None, detail: str
 ) -> dict[str, Any]:
     return {"name": name, "value": value, "target": target, "met": met, "detail": detail}
+
+
+def _unpack(commit: str, log_dir: Path) -> Path | None:
+    """`commit`'s src/ unpacked under `log_dir` (git archive), or None (said why)."""
+    if not commit:
+        return None
+    target = log_dir / f"today-{commit}"
+    if (target / "src" / "invoice_outbox").is_dir():
+        return target / "src"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", commit, "src"], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        log(f"no TODAY baseline: git archive {commit} failed ({archive.stderr.decode()[:200]})")
+        return None
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "src"
 
 
 def _show_latency(result: Latency) -> None:
@@ -105,11 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         with run_receiver(free_port(), log_dir / "lanes-receiver.log", REPO_ROOT) as receiver:
             if "throughput" in only:
                 today = None
-                if args.today_src is not None:
-                    log(f"today: {args.today_src}'s worker, fast lane, {args.fast_count:,}")
-                    today = fast_lane(
-                        receiver, args.fast_count, log_dir, args.limit_s, args.today_src
-                    )
+                today_src = args.today_src or _unpack(args.today_commit, log_dir)
+                if today_src is not None:
+                    log(f"today: {today_src}'s worker, fast lane, {args.fast_count:,}")
+                    today = fast_lane(receiver, args.fast_count, log_dir, args.limit_s, today_src)
                     log(f"  => {today.rate or 0:,.0f}/s, {today.worker_cpu_ms:.3f} ms CPU each")
                     results["today_fast_lane"] = today.as_dict()
                 log(f"fast lane: {args.fast_count:,} sendings, one worker")
@@ -119,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                 slow = slow_lanes(receiver, args.slow_count, log_dir, args.limit_s)
                 log(
                     f"  => {slow.rate or 0:,.0f}/s of ideal {slow.ideal:,.0f}/s, worker "
-                    f"{slow.worker_cpu_ms:.3f} ms CPU each ({slow.stopped_because})"
+                    f"{slow.worker_cpu_ms:.3f} ms CPU each ({slow.stopped_because}); attempts "
+                    f"took {slow.mean_attempt_ms} ms on average; lane slots "
+                    f"{slow.slot_occupancy:.1%} occupied; machine "
+                    f"{slow.cpu.get('machine_busy_share', 0):.0%} busy"
                 )
                 results["fast_lane"] = fast.as_dict()
                 results["slow_lanes"] = slow.as_dict()
@@ -131,6 +160,15 @@ def main(argv: list[str] | None = None) -> int:
                         ">= 0.9",
                         share is not None and share >= 0.9,
                         f"{slow.rate or 0:,.0f}/s vs min(256, 20x8)/0.2 s = {slow.ideal:,.0f}/s",
+                    )
+                )
+                ratios.append(
+                    _ratio(
+                        "slow lanes: slots occupied (the scheduler's share)",
+                        slow.slot_occupancy,
+                        "(info)",
+                        None,
+                        f"attempts took {slow.mean_attempt_ms} ms on average (200 ms asked)",
                     )
                 )
                 base = today or fast
@@ -238,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             log("\nRatios")
             for r in ratios:
                 shown = "-" if r["value"] is None else f"{r['value']:.3f}"
-                state = "met" if r["met"] else "NOT met"
+                state = {True: "met", False: "NOT met", None: ""}[r["met"]]
                 line = f"  {r['name']:<52} {shown:>9}  target {r['target']:<7} {state}"
                 log(f"{line}  ({r['detail']})")
         args.output.parent.mkdir(parents=True, exist_ok=True)

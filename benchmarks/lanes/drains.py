@@ -54,6 +54,12 @@ class Drain:
     count: int
     rate: float | None
     ideal: float | None
+    #: Mean attempt duration (ms), as the worker measured it: the receiver's answer time
+    #: plus whatever a busy machine adds.
+    mean_attempt_ms: float | None
+    #: Share of the lanes' slots that held a delivery over the drain (sum of attempt
+    #: durations / (slots x span)): how well the scheduler kept the lanes full.
+    slot_occupancy: float | None
     worker_cpu_ms: float | None
     postgres_cpu_ms: float | None
     verified: dict[str, Any]
@@ -66,6 +72,8 @@ class Drain:
             "count": self.count,
             "rate_per_s": self.rate,
             "ideal_per_s": self.ideal,
+            "mean_attempt_ms": self.mean_attempt_ms,
+            "slot_occupancy": self.slot_occupancy,
             "worker_cpu_ms_per_delivery": self.worker_cpu_ms,
             "postgres_cpu_ms_per_delivery": self.postgres_cpu_ms,
             "stopped_because": self.stopped_because,
@@ -151,6 +159,10 @@ def drain(
                 pg_cpu.close()
             stop_processes(process, timeout=30)
         verified = verify(database.conninfo, count, receiver)
+        with psycopg.connect(database.conninfo) as connection:
+            row = connection.execute("SELECT avg(duration_ms), sum(duration_ms) FROM attempts")
+            mean_ms, total_ms = row.fetchone() or (None, None)
+    slots = sum(lane.max_in_flight for lane in lanes)
     usage = meter.usage(before, after, pg_cpu.seconds if pg_cpu else 0.0)
     sent = int(verified.get("sent") or 0)
     span = verified.get("span_s")
@@ -159,6 +171,10 @@ def drain(
         count=count,
         rate=sent / span if span else None,
         ideal=ideal,
+        mean_attempt_ms=round(float(mean_ms), 1) if mean_ms is not None else None,
+        slot_occupancy=(
+            round(float(total_ms) / (slots * 1000 * span), 3) if total_ms and span else None
+        ),
         worker_cpu_ms=1000 * usage.contender_s / sent if sent else None,
         postgres_cpu_ms=1000 * usage.postgres_s / sent if sent else None,
         verified=verified,
