@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, and_, func, or_, select, update
+from sqlalchemy import Insert, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -162,7 +162,7 @@ async def claim_probes(
 async def next_due_time(connection: AsyncConnection, now: datetime) -> datetime | None:
     """When a claim round next has something to do: a deliverable lane's next due sending
     (once the lane may start it: not full, not paused, a token in its bucket), an expiring
-    lease, or a down system's probe.  None when nothing is scheduled.
+    lease, or a down system's probe.  None when nothing is scheduled.  One statement.
 
     Held systems' queues are no reason to wake, and neither is a lane full of deliveries in
     flight (one of them finishing wakes the worker that holds it).
@@ -177,30 +177,38 @@ async def next_due_time(connection: AsyncConnection, now: datetime) -> datetime 
         .where(Sending.system == System.name, Sending.status == Status.SENDING.value)
         .scalar_subquery()
     )
+    lease = (
+        select(func.min(Sending.lease_expires_at))
+        .where(Sending.status == Status.SENDING.value)
+        .scalar_subquery()
+    )
     lanes = await connection.execute(
         select(
+            System.enabled,
+            System.circuit,
+            System.next_probe_at,
             System.max_in_flight,
             System.rate_per_second,
             System.next_slot_at,
             System.paused_until,
             due.label("due"),
             in_flight.label("in_flight"),
-        ).where(System.enabled.is_(True), System.circuit != "Down")
+            lease.label("lease"),
+        )
     )
     times: list[datetime] = []
     for lane in lanes:
+        if lane.lease is not None:
+            times.append(lane.lease)
+        if not lane.enabled:
+            continue
+        if lane.circuit == "Down":
+            if lane.next_probe_at is not None:
+                times.append(lane.next_probe_at)
+            continue
         when = _lane_opens(lane, now)
         if when is not None:
             times.append(when)
-    lease = await connection.scalar(
-        select(func.min(Sending.lease_expires_at)).where(Sending.status == Status.SENDING.value)
-    )
-    probe = await connection.scalar(
-        select(func.min(System.next_probe_at)).where(
-            and_(System.circuit == "Down", System.enabled.is_(True))
-        )
-    )
-    times += [t for t in (lease, probe) if t is not None]
     return min(times) if times else None
 
 
