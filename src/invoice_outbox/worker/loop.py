@@ -87,6 +87,13 @@ class Worker:
         health: WorkerHealth | None = None,
     ) -> None:
         self.engine = engine
+        # PostgreSQL: the lane claim and the idle look-ahead are one statement each, so they
+        # run without BEGIN/COMMIT round trips (a statement is its own transaction).
+        self._single: AsyncEngine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
         self.settings = settings
         self.clock = clock
         self.waker = waker or Waker()
@@ -266,7 +273,7 @@ class Worker:
     async def _idle_seconds(self, now: datetime) -> float:
         """How long to wait with nothing in flight: until the next thing falls due (at most the
         poll interval)."""
-        async with self.engine.connect() as connection:
+        async with self._single.connect() as connection:
             due = await sweeps.next_due_time(connection, now)
         waits = [self.settings.poll_seconds]
         if due is not None:
@@ -291,7 +298,7 @@ class Worker:
         free = self.cap - self.in_flight - len(taken)
         if free > 0:
             self.claim_rounds += 1
-            async with self.engine.begin() as connection:
+            async with self._single.begin() as connection:
                 lane_round = await claims.claim_lanes(
                     connection, worker=self.name, now=now, lease=self.lease, limit=free
                 )
