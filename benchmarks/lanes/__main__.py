@@ -23,6 +23,7 @@ import argparse
 import json
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -88,11 +89,12 @@ def _ratio(
     return {"name": name, "value": value, "target": target, "met": met, "detail": detail}
 
 
-def _unpack(commit: str, log_dir: Path) -> Path | None:
-    """`commit`'s src/ unpacked under `log_dir` (git archive), or None (said why)."""
+def _unpack(commit: str) -> Path | None:
+    """`commit`'s src/ unpacked in the temp directory (git archive; outside the repository,
+    where linters would find it), or None (said why)."""
     if not commit:
         return None
-    target = log_dir / f"today-{commit}"
+    target = Path(tempfile.gettempdir()) / f"invoice-outbox-today-{commit}"
     if (target / "src" / "invoice_outbox").is_dir():
         return target / "src"
     target.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         with run_receiver(free_port(), log_dir / "lanes-receiver.log", REPO_ROOT) as receiver:
             if "throughput" in only:
                 today = None
-                today_src = args.today_src or _unpack(args.today_commit, log_dir)
+                today_src = args.today_src or _unpack(args.today_commit)
                 if today_src is not None:
                     log(f"today: {today_src}'s worker, fast lane, {args.fast_count:,}")
                     today = fast_lane(receiver, args.fast_count, log_dir, args.limit_s, today_src)

@@ -25,34 +25,24 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from invoice_outbox.clock import Clock
 from invoice_outbox.metrics import DeliveryMetrics
 from invoice_outbox.sendings.retention import purge_documents
-from invoice_outbox.sendings.retry import RetryPolicy, sample_jitter
 from invoice_outbox.settings import Settings
 from invoice_outbox.systems.factory import SystemConfig, load_system_configs
 from invoice_outbox.worker import claims, sweeps
-from invoice_outbox.worker.attempts import Attempts, event
+from invoice_outbox.worker.attempts import Attempts
 from invoice_outbox.worker.health import WorkerHealth
 from invoice_outbox.worker.lanes import LaneBook
-from invoice_outbox.worker.outcomes import (
-    INTERRUPTED_REASON,
-    Outcome,
-    Recorded,
-    record_batch,
-    release,
-    switched_off_reason,
-)
-from invoice_outbox.worker.recorder import BatchRecorder
+from invoice_outbox.worker.outcomes import INTERRUPTED_REASON, Outcome, switched_off_reason
+from invoice_outbox.worker.recording import Recording
 from invoice_outbox.worker.waker import Waker
 
 log = logging.getLogger(__name__)
-DEFAULT_POLICY = RetryPolicy()
 PROBE_INTERVAL = timedelta(seconds=30)
 #: Expired leases, down systems' probes and switched-off systems are looked for at most this
 #: often while busy (by the worker's clock): minutes-scale events, each look a transaction.
@@ -121,13 +111,18 @@ class Worker:
         self._inflight: dict[asyncio.Task[None], claims.Claim] = {}
         self._switched_off: set[asyncio.Task[None]] = set()
         self._configs: dict[str, SystemConfig] = {}
-        self._stamped: dict[str, datetime] = {}
         self._stopping = asyncio.Event()
         self._next_maintenance = 0.0
         self._next_sweep: datetime | None = None
         self._signals_seen = self.waker.signals
-        self._recorder: BatchRecorder[tuple[Outcome, SystemConfig | None], Recorded] = (
-            BatchRecorder(engine, self._write_outcomes)
+        self.recording = Recording(
+            engine,
+            worker=self.name,
+            clock=clock,
+            rng=self.rng,
+            threshold=settings.circuit_failure_threshold,
+            probe_interval=probe_interval,
+            metrics=metrics,
         )
 
     @property
@@ -231,7 +226,7 @@ class Worker:
                 return total
 
     async def aclose(self) -> None:
-        await self._recorder.aclose()
+        await self.recording.aclose()
         await self.attempts.aclose()
 
     async def _shutdown(self) -> None:
@@ -241,15 +236,15 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._recorder.aclose()
+        await self.recording.aclose()
         await self.attempts.aclose()
         log.info(
             "worker stopped",
             extra={
                 "action": "worker.stop",
                 "worker": self.name,
-                "outcomes": self._recorder.items,
-                "outcome_batches": self._recorder.batches,
+                "outcomes": self.recording.items,
+                "outcome_batches": self.recording.batches,
                 "claim_rounds": self.claim_rounds,
                 "sweeps": self.sweeps,
                 "idle_waits": self.idle_waits,
@@ -387,68 +382,15 @@ class Worker:
             raise
         await self._save(outcome, config)
 
-    async def _write_outcomes(
-        self, connection: AsyncConnection, items: Sequence[tuple[Outcome, SystemConfig | None]]
-    ) -> list[Recorded]:
-        policies = {id(outcome): config.retry for outcome, config in items if config is not None}
-        return await record_batch(
-            connection,
-            [outcome for outcome, _ in items],
-            worker=self.name,
-            now=self.clock.now(),
-            policy_of=lambda outcome: policies.get(id(outcome), DEFAULT_POLICY),
-            jitter=lambda: sample_jitter(self.rng),
-            threshold=self.settings.circuit_failure_threshold,
-            probe_interval=self.probe_interval,
-            stamped=self._stamped,
-        )
-
     async def _save(self, outcome: Outcome, config: SystemConfig | None) -> None:
+        recorded = await self.recording.save(outcome, config)
+        if recorded is None:
+            return
         claim = outcome.claim
-        for attempt in range(3):
-            try:
-                recorded = await self._recorder.record((outcome, config))
-                break
-            except Exception:
-                log.exception(
-                    "could not record outcome",
-                    extra={"action": "delivery.record_error", "sending_id": str(claim.sending_id)},
-                )
-                if attempt == 2:
-                    return  # the lease expires and another worker takes over, visibly
-                await asyncio.sleep(0.5 * (attempt + 1))
-        cause = outcome.error.cause if outcome.error else None
-        if self.metrics is not None:
-            self.metrics.observe(claim.system, recorded.status, outcome.duration_ms / 1000)
-        log.info(
-            "attempt recorded",
-            extra={
-                "action": "delivery.recorded",
-                "sending_id": str(claim.sending_id),
-                "system": claim.system,
-                "attempt": claim.attempt,
-                "status": recorded.status,
-                "cause": cause,
-                "duration_ms": outcome.duration_ms,
-                "probe": claim.probe,
-            },
-        )
         if recorded.paused_until is not None:
             self.book.paused(claim.system, recorded.paused_until)
         if recorded.recovered_system and claim.probe:
             self.waker.wake()  # its held queue is claimable again
 
     async def _release(self, claim: claims.Claim, started_at: datetime, reason: str) -> None:
-        try:
-            async with self.engine.begin() as connection:
-                await release(
-                    connection,
-                    claim,
-                    worker=self.name,
-                    now=self.clock.now(),
-                    started_at=started_at,
-                    reason=reason,
-                )
-            log.info("released", extra=event("delivery.released", claim))
-        except Exception:
-            log.exception("could not release", extra=event("delivery.release_error", claim))
+        await self.recording.release(claim, started_at, reason)
