@@ -112,6 +112,8 @@ async def test_a_slow_lane_takes_only_its_own_slots_and_a_fast_lane_keeps_flowin
             assert view["Lane"]["MaxInFlight"] == 8
             assert view["Lane"]["State"] == "Full"
             assert view["Lane"]["Due"] == 32
+            metrics = (await client.get("/metrics")).text
+            assert 'invoice_outbox_lane_in_flight{system="SlowSwitch"} 8.0' in metrics
             gate.set()
             await asyncio.to_thread(slow.wait_for_requests, 40, 20)
         assert worker.claim_rounds >= 2
