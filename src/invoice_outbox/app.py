@@ -48,7 +48,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_async_engine(settings.database_url)
+        engine = make_async_engine(
+            settings.database_url, peer_timeout_seconds=settings.database_peer_timeout_seconds
+        )
         state = build_state(settings, engine, signing_key=signing_key(settings), clock=clock)
         app.state.runtime = state
         async with run_background_worker(state, enabled=run_worker):

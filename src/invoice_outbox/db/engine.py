@@ -8,6 +8,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
+from invoice_outbox.db.liveness import peer_timeout_args
 from invoice_outbox.db.urls import DatabaseUrls, normalise_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -42,11 +43,15 @@ def make_sync_engine(database_url: str) -> Engine:
     return engine
 
 
-def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
+def make_async_engine(
+    database_url: str, *, pool_size: int = 20, peer_timeout_seconds: float = 0.0
+) -> AsyncEngine:
     """The runtime engine: aiosqlite for SQLite files, psycopg 3 (async) for PostgreSQL.
 
     The pool keeps `pool_size` connections open (the worker's concurrent claims, outcome
     writes and requests); bursts may open as many again, which are closed after use.
+    PostgreSQL connections give up a vanished peer after `peer_timeout_seconds` (0: never;
+    see `invoice_outbox.db.liveness`).
     """
     urls = normalise_database_url(database_url)
     _ensure_parent(urls)
@@ -55,7 +60,11 @@ def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
         _prepare_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(
-        urls.async_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        urls.async_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=peer_timeout_args(peer_timeout_seconds, database_url),
     )
 
 
