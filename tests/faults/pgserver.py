@@ -7,8 +7,8 @@ directory that user owns.  Where that is impossible the run skips with the reaso
 under CI=true, where it fails.
 
 `listen` is the address list the server binds (``listen_addresses``): loopback by default, the
-root-side veth addresses in the several-hosts run.  Clients connect with `url`/`admin_url`
-through `host` (the first address).
+root-side veth addresses in the several-hosts run, whose network is then trusted too
+(`clients`).  Clients connect with `url`/`admin_url` through `host` (the first address).
 """
 
 from __future__ import annotations
@@ -61,7 +61,15 @@ def unavailable(reason: str) -> None:
 class PostgresServer:
     """One cluster the run owns; `start`, `stop` (fast: sessions are cut), `restart`."""
 
-    def __init__(self, bin_dir: Path, root: Path, prefix: list[str], listen: Sequence[str]):
+    def __init__(
+        self,
+        bin_dir: Path,
+        root: Path,
+        prefix: list[str],
+        listen: Sequence[str],
+        clients: Sequence[str] = (),
+    ) -> None:
+        self.clients = list(clients)
         self.bin_dir = bin_dir
         self.root = root
         self.data = root / "data"
@@ -81,6 +89,8 @@ class PostgresServer:
     def init(self) -> None:
         options = ["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]
         self._run("initdb", "-D", str(self.data), *options)
+        with (self.data / "pg_hba.conf").open("a") as hba:  # the run's own networks only
+            hba.writelines(f"host all all {network} trust\n" for network in self.clients)
 
     def start(self) -> None:
         # Durability settings off: the run tests the service's behaviour, not the disk's.
@@ -112,8 +122,11 @@ class PostgresServer:
 
 
 @contextmanager
-def postgres_server(listen: Sequence[str] = ("127.0.0.1",)) -> Iterator[PostgresServer]:
-    """A started server of the run's own, stopped and deleted afterwards."""
+def postgres_server(
+    listen: Sequence[str] = ("127.0.0.1",), clients: Sequence[str] = ()
+) -> Iterator[PostgresServer]:
+    """A started server of the run's own, stopped and deleted afterwards.  `clients`: networks
+    (CIDR) trusted besides loopback, e.g. the namespaces' links."""
     bin_dir = _bin_dir()
     if bin_dir is None:
         unavailable("no PostgreSQL server binaries (initdb, pg_ctl) are installed")
@@ -133,7 +146,7 @@ def postgres_server(listen: Sequence[str] = ("127.0.0.1",)) -> Iterator[Postgres
     root = Path(tempfile.mkdtemp(prefix="io-faults-pg-"))
     if owner is not None:
         os.chown(root, owner.pw_uid, owner.pw_gid)
-    server = PostgresServer(bin_dir, root, prefix, listen)
+    server = PostgresServer(bin_dir, root, prefix, listen, clients)
     try:
         server.init()
         server.start()
