@@ -120,6 +120,7 @@ class Submitter:
     accepted: set[uuid.UUID] = field(default_factory=set)
     codes: collections.Counter[int | str] = field(default_factory=collections.Counter)
     retry_after: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -180,8 +181,17 @@ class Submitter:
         return ids
 
     def submit_in_background(self, count: int, *, within: float = 600) -> threading.Thread:
-        """`submit` in a thread of its own (started); join it to wait."""
-        thread = threading.Thread(target=self.submit, args=(count,), kwargs={"within": within})
+        """`submit` in a thread of its own (started); join it to wait.  What went wrong is
+        kept in `failures`."""
+
+        def run() -> None:
+            try:
+                self.submit(count, within=within)
+            except Exception as exc:  # the run's assertions report it
+                with self._lock:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+
+        thread = threading.Thread(target=run, name="submitter-background")
         thread.start()
         return thread
 

@@ -196,6 +196,7 @@ def test_a_worker_host_cut_off_mid_delivery_is_taken_over_and_fenced(tmp_path: P
     )
     assert statuses == {"Sent": total}
     assert ledger.invoices == total == invoices
+    assert submitter.failures == []
     assert ledger.lost == []
     assert ledger.problems == []
     assert set(late.values()) == {"lost"}, "every late outcome of the cut host was fenced"

@@ -213,6 +213,7 @@ def test_postgres_restarted_during_delivery_loses_nothing_and_recovers(tmp_path:
     )
     assert statuses == {"Sent": total}
     assert ledger.invoices == total == invoices
+    assert submitter.failures == []
     assert ledger.lost == []
     assert ledger.problems == []
     assert waited_for_lease == [], "no in-flight sending waited for its lease to expire"
