@@ -11,6 +11,7 @@ Sizes: FAULTS_KILL_INVOICES / FAULTS_KILLS (default 2,000 / 10; `make chaos` 10,
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -38,7 +39,15 @@ CONCURRENCY = 8
 #: Invoices kept waiting while the killed worker restarts, so it finds some to claim.
 BACKLOG = 4 * CONCURRENCY
 #: The receiver takes this long to answer: deliveries are in flight when the kill comes.
-ANSWER_DELAY = 0.2
+ANSWER_DELAY = 0.1
+
+
+def outcomes_recorded(database: Database, worker: Service) -> int:
+    """Outcomes `worker` has recorded so far."""
+    rows = database.rows(
+        "SELECT count(*) FROM attempts WHERE worker LIKE %s", (worker.lease_pattern,)
+    )
+    return 0 if rows is None else int(rows[0][0])
 
 
 class Recovery(threading.Thread):
@@ -83,6 +92,8 @@ def test_a_worker_killed_again_and_again_while_holding_leases_loses_nothing(
         poll_seconds="0.5",
     )
     port = free_port()
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
     recovery = Recovery(database_url)
     with ThreadedHttpReceiver(default=Reply(200, delay=ANSWER_DELAY)) as receiver:
         api = start_api("api", environment, tmp_path, host="127.0.0.1", port=port)
@@ -100,10 +111,18 @@ def test_a_worker_killed_again_and_again_while_holding_leases_loses_nothing(
                 victim = victims[-1]
                 kills_left = kills - len(killed)
 
-                def holding(victim: Service = victim, kills_left: int = kills_left) -> bool | None:
+                # It works a while first (a random number of outcomes), so that kills land
+                # anywhere in a worker's life, not only on its first claim.
+                works = rng.randint(0, 3 * CONCURRENCY)
+
+                def holding(
+                    victim: Service = victim, kills_left: int = kills_left, works: int = works
+                ) -> bool | None:
                     nonlocal remaining, topping_up
                     assert victim.alive(), f"{victim.name} died:\n{victim.log_tail()}"
-                    if database.held_by(victim.lease_pattern):
+                    if outcomes_recorded(database, victim) >= works and database.held_by(
+                        victim.lease_pattern
+                    ):
                         return True
                     statuses = database.statuses() or {}
                     backlog = statuses.get("Pending", 0) + statuses.get("Failed", 0)
@@ -117,7 +136,7 @@ def test_a_worker_killed_again_and_again_while_holding_leases_loses_nothing(
                         remaining -= batch
                     return None
 
-                until(f"{victim.name} holds leases", holding, within=120, every=0.02)
+                until(f"{victim.name} working, holding leases", holding, within=120, every=0.02)
                 victim.kill()
                 killed_at = time.monotonic()
                 held = database.held_by(victim.lease_pattern) or {}
@@ -157,6 +176,7 @@ def test_a_worker_killed_again_and_again_while_holding_leases_loses_nothing(
             "sendings delivered more than once": ledger.repeated_sendings,
             "kills with nothing held (not counted)": len(victims) - 1 - len(killed),
             "API answers": dict(submitter.codes),
+            "seed": seed,
         },
     )
     report(figures)
