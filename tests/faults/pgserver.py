@@ -1,6 +1,7 @@
 """A PostgreSQL server of the fault run's own: initdb + pg_ctl in a temp dir, on a free port.
 
-Never the machine's shared server (restarting that would break every other test).  The binaries
+Never the machine's shared server (restarting that would break every other test).  A server
+left behind by a run that was killed is stopped and deleted by the next run.  The binaries
 are the newest under ``/usr/lib/postgresql/*/bin`` (or on PATH).  PostgreSQL refuses to run as
 root, so as root the server runs as the ``postgres`` OS user (``runuser -u postgres --``) in a
 directory that user owns.  Where that is impossible the run skips with the reason -- except
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -29,6 +31,8 @@ import pytest
 from tests.databases import IN_CI
 
 _TIMEOUT = 120
+#: A server's directory: this prefix, the pid of the run that owns it, a random part.
+DIR_PREFIX = "io-faults-pg-"
 
 
 def _bin_dir() -> Path | None:
@@ -121,6 +125,28 @@ class PostgresServer:
         return self.url(name)
 
 
+def _remove_stale(bin_dir: Path, prefix: list[str]) -> None:
+    """Stop and delete the servers of runs that were killed before they could (pid gone)."""
+    for root in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        match = re.fullmatch(rf"{DIR_PREFIX}(\d+)-\w+", root.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            stop = [*prefix, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate"]
+            subprocess.run([*stop, "-w", "stop"], capture_output=True, timeout=_TIMEOUT)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def postgres_server(
     listen: Sequence[str] = ("127.0.0.1",), clients: Sequence[str] = ()
@@ -143,7 +169,8 @@ def postgres_server(
             unavailable("running as root without runuser or a postgres OS user for the server")
             raise AssertionError("unreachable")
         prefix = [runuser, "-u", "postgres", "--"]
-    root = Path(tempfile.mkdtemp(prefix="io-faults-pg-"))
+    _remove_stale(bin_dir, prefix)
+    root = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
     if owner is not None:
         os.chown(root, owner.pw_uid, owner.pw_gid)
     server = PostgresServer(bin_dir, root, prefix, listen, clients)

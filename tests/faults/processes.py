@@ -5,6 +5,7 @@ namespace (`ip netns exec NAME ...`, which execs the command: the pid is the ser
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,13 @@ def service_environment(database_url: str, var_dir: Path, **settings: str) -> di
     return environment
 
 
+def _die_with_the_run() -> list[str]:
+    """A command prefix that SIGKILLs the process when the run's process ends, however it
+    ends (util-linux `setpriv --pdeathsig`; kept across the exec of `ip netns exec`)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
 class Service:
     """One running process of the service, started at construction."""
 
@@ -52,7 +60,7 @@ class Service:
     ) -> None:
         self.name = name
         self.log = log_dir / f"{name}.log"
-        prefix = ["ip", "netns", "exec", netns] if netns else []
+        prefix = _die_with_the_run() + (["ip", "netns", "exec", netns] if netns else [])
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [*prefix, str(BIN), *args],
