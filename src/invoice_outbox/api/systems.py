@@ -24,6 +24,7 @@ from invoice_outbox.systems.service import (
     get_system,
     list_systems,
     put_system,
+    secrets_of,
     system_view,
     validate_target,
 )
@@ -43,6 +44,7 @@ def _configuration(system: System | None) -> dict[str, Any]:
         "RetryPolicy": system.retry_policy,
         "Enabled": system.enabled,
         "Practices": sorted(str(link.practice_id) for link in system.practices),
+        "Acceptance": system.acceptance or {},
     }
 
 
@@ -103,9 +105,10 @@ async def put(
     now = state.clock.now()
     await validate_target(spec, allow_private=state.settings.allow_private_targets)
     existing = await get_system(session, name)
-    before, old_secret = _configuration(existing), existing.secret if existing else None
+    before, old_secrets = _configuration(existing), secrets_of(existing)
     system, created = await put_system(session, name, spec, now=now)
-    details = _changes(before, _configuration(system), system.secret != old_secret, created)
+    changed_secret = secrets_of(system) != old_secrets
+    details = _changes(before, _configuration(system), changed_secret, created)
     await audit.record(
         session,
         principal=caller,

@@ -27,8 +27,10 @@ from typing import Final
 from invoice_outbox.sendings.queries import (
     UNKNOWN_CAUSE,
 )
-from invoice_outbox.sendings.status import Status
+from invoice_outbox.sendings.status import Acceptance, Status
 from invoice_outbox.systems.holds import SystemHold
+from invoice_outbox.systems.rejections import PREFIX as REJECTION_PREFIX
+from invoice_outbox.systems.rejections import Catalogue, file_catalogue
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -80,6 +82,20 @@ class CauseInfo:
     next_step: str
     retryable: bool
     known: bool = True
+    #: Rejections by the recipient (catalogue entries): who must act, and whether sending the
+    #: same invoice again unchanged can help (False: a correction is needed, so a cause group
+    #: offers no blind "resend all").  None for other causes.
+    who: str | None = None
+    resend_helps: bool | None = None
+
+    @property
+    def rejection(self) -> bool:
+        return self.slug.startswith(REJECTION_PREFIX)
+
+    @property
+    def needs_correction(self) -> bool:
+        """Sending it again unchanged cannot help: something must be corrected first."""
+        return self.resend_helps is False
 
     def next_step_for(self, status: str) -> str:
         """The next step for a sending in `status` failed with this cause."""
@@ -219,6 +235,12 @@ _ENTRIES: tuple[CauseInfo, ...] = (
     _setup("smtp-554", "Message refused (SMTP 554)", _MAIL_REFUSED),
     # Receivers' own rejections (named by what was wrong).
     _rejected("rejected", "Rejected by the receiver", "The receiver rejected the invoice."),
+    _setup(
+        "no-verdict",
+        "No verdict in the answer",
+        "The system the invoice is sent to answered, but not in the form it is set up to "
+        "answer in, so we cannot tell whether it accepted the invoice.",
+    ),
     _rejected(
         "rejected-member-number",
         "Rejected: invalid member number",
@@ -258,10 +280,40 @@ def _family(slug: str, kind: str, code: int) -> CauseInfo:
     return _temporary(slug, label, "The mail server gave an answer we could not understand.")
 
 
-def describe(slug: str | None) -> CauseInfo:
-    """What `slug` means; None is the `UNKNOWN` group.  Never raises."""
+def _rejection(slug: str, catalogue: Catalogue | None) -> CauseInfo:
+    entry = (catalogue or file_catalogue()).by_slug(slug)
+    if entry is None:
+        return CauseInfo(
+            slug,
+            f"Unknown rejection code ({slug[len(REJECTION_PREFIX) + 2 :]})",
+            "The recipient rejected the invoice with a code we have no explanation for yet.",
+            "Your administrator can see the recipient's code and find out what it means; "
+            "contact them if it is urgent.",
+            retryable=False,
+            known=False,
+            who="administrator",
+        )
+    return CauseInfo(
+        slug,
+        entry.label,
+        entry.meaning,
+        entry.fix,
+        retryable=False,
+        who=entry.who,
+        resend_helps=entry.resend_helps,
+    )
+
+
+def describe(slug: str | None, catalogue: Catalogue | None = None) -> CauseInfo:
+    """What `slug` means; None is the `UNKNOWN` group.  Never raises.
+
+    A recipient's rejection (a ``code-...`` slug) reads from `catalogue` (the file's alone
+    when None: pass `systems.rejections.load_catalogue`'s to include administrators'
+    overrides)."""
     if slug is None:
         return KNOWN[UNKNOWN]
+    if slug.startswith(REJECTION_PREFIX):
+        return _rejection(slug, catalogue)
     entry = KNOWN.get(slug)
     if entry is not None:
         return entry
@@ -287,6 +339,8 @@ def group_key(status: str, cause: str | None) -> str | None:
 
 
 # Practice view ---------------------------------------------------------------------------------
+
+_FOLLOWED_UP = "Nothing to do yet; your administrator is told and follows it up."
 
 _MONTHS = (
     "January",
@@ -330,6 +384,26 @@ def _held_words(hold: SystemHold, zone: tzinfo) -> tuple[str, str]:
     )
 
 
+def _delivered_words(
+    sent_at: datetime | None, zone: tzinfo, acceptance: str | None, system: str
+) -> tuple[str, str]:
+    when = ""
+    if sent_at is not None:
+        clock, day = _local(sent_at, zone)
+        when = f" on {day} at {clock}"
+    if acceptance == Acceptance.AWAITING.value:
+        return f"Delivered{when}; waiting for {system} to accept it.", "Nothing to do."
+    if acceptance == Acceptance.OVERDUE.value:
+        return (
+            f"Delivered{when}, but {system} has not said whether it accepts it, "
+            "and it is past the time it should have.",
+            _FOLLOWED_UP,
+        )
+    if acceptance == Acceptance.ACCEPTED.value:
+        return f"Delivered{when} and accepted by {system}.", "Nothing to do."
+    return f"Delivered{when}.", "Nothing to do."
+
+
 def practice_explanation(
     *,
     status: str,
@@ -339,6 +413,9 @@ def practice_explanation(
     zone: tzinfo,
     now: datetime | None = None,
     hold: SystemHold | None = None,
+    acceptance: str | None = None,
+    system: str | None = None,
+    catalogue: Catalogue | None = None,
 ) -> tuple[str, str]:
     """(Explanation, NextStep) of a sending's state for a practice user, in plain words.
 
@@ -350,17 +427,14 @@ def practice_explanation(
     if hold is not None and status in (Status.PENDING.value, Status.FAILED.value):
         return _held_words(hold, zone)
     if status == Status.SENT.value:
-        if sent_at is None:
-            return "Delivered.", "Nothing to do."
-        clock, day = _local(sent_at, zone)
-        return f"Delivered on {day} at {clock}.", "Nothing to do."
+        return _delivered_words(sent_at, zone, acceptance, system or "the recipient")
     if status == Status.PENDING.value:
         return "Waiting to be sent.", "Nothing to do; it will be sent shortly."
     if status == Status.SENDING.value:
         return "Being sent now.", "Nothing to do."
     if status == Status.CANCELLED.value:
         return "The invoice was cancelled, so this will not be sent.", "Nothing to do."
-    info = describe(cause)
+    info = describe(cause, catalogue)
     if status == Status.DISCARDED.value:
         return f"{info.explanation} {_DISCARDED}", _ASK_TO_RESEND
     if status == Status.FAILED.value:
