@@ -107,7 +107,8 @@ async def test_json_verdict_pending_awaits_an_acknowledgement_until_its_deadline
     )
     assert (sending["Status"], sending["Acceptance"]) == ("Sent", "Awaiting")
     due = sending["AcceptanceDueAt"]
-    assert due is not None and due > sending["SentAt"]
+    assert due is not None
+    assert due > sending["SentAt"]
 
 
 @pytest.mark.parametrize("status", [200, 422])
@@ -144,9 +145,7 @@ async def test_json_rejection_is_aborted_with_the_catalogue_words_and_the_raw_wo
     assert "Thandi" not in practice.text
     assert "RecipientMessage" not in practice.json()["Sendings"][0]["Attempts"][0]
     # Legacy: the aborted list shows it, its Reason naming the rejection.
-    rows = (
-        await client.get("/api/v1/billing/invoices/aborted", headers=admin_headers)
-    ).json()
+    rows = (await client.get("/api/v1/billing/invoices/aborted", headers=admin_headers)).json()
     assert [(r["InvoiceId"], r["Status"], r["Reason"]) for r in rows] == [
         (sending["InvoiceId"], "Aborted", sending["Reason"])
     ]

@@ -9,9 +9,9 @@ import pytest
 from invoice_outbox.sendings.status import (
     ACCEPTANCE_TRANSITIONS,
     CLAIMABLE,
-    Acceptance,
     RETRYABLE,
     SHOWN_BY_DEFAULT,
+    Acceptance,
     InvalidTransition,
     Status,
     can_transition,

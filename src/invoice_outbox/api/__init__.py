@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from invoice_outbox.api import (
+    acknowledgements,
     audit_routes,
     health,
     invoices,
@@ -48,6 +49,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         audit_routes.router,
         invoices.router,
         systems.router,
+        acknowledgements.router,
     ]
     if settings.sandbox:
         routers.append(sandbox.router)

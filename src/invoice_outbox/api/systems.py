@@ -44,7 +44,7 @@ def _configuration(system: System | None) -> dict[str, Any]:
         "RetryPolicy": system.retry_policy,
         "Enabled": system.enabled,
         "Practices": sorted(str(link.practice_id) for link in system.practices),
-        "Acceptance": system.acceptance or {},
+        "Acceptance": system.acceptance_settings or {},
     }
 
 

@@ -51,7 +51,7 @@ class System(Base):
     #: How the system tells its verdict: ``{"Mode": "Transport" | "Response" |
     #: "Acknowledgement", "Within": seconds, "Kind": ..., pointers/paths and code lists}``
     #: (see `systems.acceptance.AcceptanceConfig`); empty means Transport.
-    acceptance: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
+    acceptance_settings: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
     #: Standard Webhooks secrets (``whsec_<base64>``), write-only.  Deliveries are signed with
     #: `signing_secret` (and with the previous one too until `signing_secret_previous_until`:
     #: rotation with an overlap); acknowledgements verify against `acceptance_secret` (or the

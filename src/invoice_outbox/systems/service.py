@@ -112,7 +112,7 @@ def _rotate(system: System, name: str, new: str | None, spec: SystemIn, now: dat
 def _put_acceptance(system: System, spec: SystemIn, now: datetime) -> None:
     """Acceptance mode, signing and acknowledgement secrets, client certificate."""
     acceptance = spec.Acceptance
-    system.acceptance = acceptance.stored() if acceptance is not None else {}
+    system.acceptance_settings = acceptance.stored() if acceptance is not None else {}
     signing = spec.SigningSecret.get_secret_value() if spec.SigningSecret is not None else None
     _rotate(system, "signing_secret", signing, spec, now)
     _rotate(system, "acceptance_secret", acceptance.Secret if acceptance else None, spec, now)
@@ -144,7 +144,7 @@ def _put_acceptance(system: System, spec: SystemIn, now: datetime) -> None:
 
 
 def acceptance_config(system: System) -> AcceptanceConfig:
-    return AcceptanceConfig.from_stored(system.acceptance)
+    return AcceptanceConfig.from_stored(system.acceptance_settings)
 
 
 def acknowledgement_keys(system: System, now: datetime) -> list[str]:
@@ -193,7 +193,7 @@ def system_view(system: System) -> dict[str, Any]:
     )
     view["HasSecret"] = system.secret is not None
     view["HasCaCertificate"] = bool(system.settings.get("CaCertificate"))
-    acceptance = dict(system.acceptance or {"Mode": AcceptanceMode.TRANSPORT.value})
+    acceptance = dict(system.acceptance_settings or {"Mode": AcceptanceMode.TRANSPORT.value})
     acceptance["HasSecret"] = system.acceptance_secret is not None
     acceptance["PreviousSecretValidUntil"] = (
         system.acceptance_secret_previous_until if system.acceptance_secret_previous else None

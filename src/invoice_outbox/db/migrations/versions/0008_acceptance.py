@@ -71,7 +71,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("systems", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("acceptance", _JSON, nullable=False, server_default=sa.text("'{}'"))
+            sa.Column("acceptance_settings", _JSON, nullable=False, server_default=sa.text("'{}'"))
         )
         for name in (
             "signing_secret",
@@ -165,7 +165,7 @@ def downgrade() -> None:
             "acceptance_secret",
             "signing_secret_previous",
             "signing_secret",
-            "acceptance",
+            "acceptance_settings",
         ):
             batch_op.drop_column(name)
 
