@@ -21,6 +21,7 @@ from invoice_outbox.api import (
     legacy_lists,
     listing_routes,
     metrics_route,
+    rejection_routes,
     resend_routes,
     sandbox,
     sending_routes,
@@ -50,6 +51,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         invoices.router,
         systems.router,
         acknowledgements.router,
+        rejection_routes.router,
     ]
     if settings.sandbox:
         routers.append(sandbox.router)

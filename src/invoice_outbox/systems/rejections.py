@@ -21,6 +21,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Any, Final
 
@@ -34,8 +35,10 @@ __all__ = [
     "WHO",
     "Catalogue",
     "Entry",
+    "delete_override",
     "file_catalogue",
     "load_catalogue",
+    "put_override",
     "rejection_reason",
     "rejection_slug",
 ]
@@ -186,7 +189,7 @@ def file_catalogue() -> Catalogue:
     return _parse(text)
 
 
-def _override_entry(row: RejectionOverride) -> Entry:
+def override_entry(row: RejectionOverride) -> Entry:
     return Entry(
         code=row.code,
         label=row.label,
@@ -203,7 +206,7 @@ async def load_catalogue(executor: AsyncConnection | AsyncSession) -> Catalogue:
     """The file's catalogue with every administrator's override (one small read)."""
     if isinstance(executor, AsyncSession):
         rows = (await executor.scalars(select(RejectionOverride))).all()
-        return file_catalogue().with_overrides(_override_entry(r) for r in rows)
+        return file_catalogue().with_overrides(override_entry(r) for r in rows)
     result = await executor.execute(select(*RejectionOverride.__table__.columns))
     overrides = [
         Entry(
@@ -219,3 +222,33 @@ async def load_catalogue(executor: AsyncConnection | AsyncSession) -> Catalogue:
         for r in result
     ]
     return file_catalogue().with_overrides(overrides)
+
+
+# Administrators' overrides -----------------------------------------------------------------
+
+
+async def put_override(
+    session: AsyncSession, system: str, entry: Entry, *, actor: str, now: datetime
+) -> tuple[RejectionOverride, bool]:
+    """Add or replace the override of (`system`, `entry.code`).  Returns it and whether it
+    was created.  The caller checks the system exists and commits."""
+    row = await session.get(RejectionOverride, (system, entry.code))
+    created = row is None
+    if row is None:
+        row = RejectionOverride(system=system, code=entry.code)
+        session.add(row)
+    row.label, row.meaning, row.fix = entry.label, entry.meaning, entry.fix
+    row.who, row.resend_helps = entry.who, entry.resend_helps
+    row.updated_at, row.updated_by = now, actor[:200]
+    await session.flush()
+    return row, created
+
+
+async def delete_override(session: AsyncSession, system: str, code: str) -> bool:
+    """Remove the override of (`system`, `code`); False when there was none."""
+    row = await session.get(RejectionOverride, (system, code))
+    if row is None:
+        return False
+    await session.delete(row)
+    await session.flush()
+    return True
