@@ -6,25 +6,34 @@ a rejected member number, a mailbox refusing a message) and carry no patient dat
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.intake import Submission, submit
 from invoice_outbox.sendings.models import Attempt, Sending
-from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.status import AcceptanceMode, SendingType, Status
 from invoice_outbox.sendings.transitions import demo_sending
+from invoice_outbox.systems.acceptance import AcceptanceIn
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system
 
 SEED = 20260205
+
+
+def _secret() -> SecretStr:
+    """A fresh Standard Webhooks secret (the demo's own; never printed)."""
+    return SecretStr("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +137,24 @@ async def configure_demo_systems(
     base = sandbox_url.rstrip("/")
     specs = {
         "MediSwitch": SystemIn(
-            Channel="Http", Url=f"{base}/mediswitch", TimeoutSeconds=5, Practices=practice_ids
+            Channel="Http",
+            Url=f"{base}/mediswitch",
+            TimeoutSeconds=5,
+            Practices=practice_ids,
+            # Every delivery signed; the sandbox answers like a switch: a verdict in the body,
+            # or "pending" and a signed acknowledgement later (or never: Overdue after 30 s).
+            SigningSecret=_secret(),
+            Acceptance=AcceptanceIn(
+                Mode=AcceptanceMode.RESPONSE,
+                Kind="switch",
+                Secret=_secret(),
+                Within=30,
+                CodePointer="/result/code",
+                MessagePointer="/result/message",
+                ReferencePointer="/claimRef",
+                Accepted=["00"],
+                Pending=["P1"],
+            ),
         ),
         "PracticeLedger": SystemIn(
             Channel="Http",

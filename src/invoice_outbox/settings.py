@@ -130,7 +130,7 @@ class Settings(BaseSettings):
         description="An acknowledgement's webhook-timestamp may be this far from our clock.",
     )
     acceptance_check_seconds: float = Field(
-        default=30.0,
+        default=10.0,
         gt=0,
         description="How often sendings awaiting a verdict past their deadline become Overdue.",
     )

@@ -249,3 +249,46 @@ async def test_acknowledgement_by_the_recipients_reference(
         "99",
     )
     assert "code 99" in sending["Reason"]
+
+
+async def test_overdue_and_rejected_join_the_admins_notice_and_the_overview(
+    client: httpx.AsyncClient,
+    clock: FrozenClock,
+    state: AppState,
+    receiver: HttpReceiver,
+    delivered: dict[str, Any],
+) -> None:
+    from invoice_outbox.admin.notifications import build_summary
+    from invoice_outbox.admin.notify_message import render_text
+    from invoice_outbox.web import overview_data
+
+    start = clock.now()
+    body = invoice_body()
+    await submit(client, long_lived(), body)
+    async with running_worker(state) as worker:
+        assert await worker.drain() == 1
+    second = await _detail(client, body["InvoiceId"])
+    rejected = await _ack(
+        client,
+        clock,
+        {"IdempotencyKey": second["IdempotencyKey"], "Accepted": False, "Code": "04"},
+    )
+    assert rejected.status_code == 200, rejected.text
+    clock.advance(timedelta(hours=1, minutes=1))
+    assert await check_acceptance(state) == 1  # the first one; the second was rejected
+    async with state.engine.connect() as connection:
+        summary = await build_summary(connection, since=start, until=clock.now())
+        verdicts = await overview_data.acceptance_counts(connection)
+    assert (summary.aborted_count, summary.overdue_count) == (1, 1)
+    text = render_text(summary, state.settings)
+    assert "Rejected by the recipient" in text
+    assert "Invalid member number at MediSwitch: 1" in text
+    assert "no acknowledgement by the deadline:\n  MediSwitch: 1" in text
+    assert "1 still without the recipient's verdict past its deadline" in text
+    assert verdicts == {"Awaiting": 0, "Accepted": 0, "Rejected": 1, "Overdue": 1}
+
+
+def long_lived() -> dict[str, str]:
+    from invoice_outbox.auth.principal import Role
+
+    return long_lived_headers(Role.ADMIN)

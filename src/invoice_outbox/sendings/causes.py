@@ -35,6 +35,7 @@ from invoice_outbox.systems.rejections import Catalogue, file_catalogue
 __all__ = [
     "FAILURE_STATUSES",
     "KNOWN",
+    "OVERDUE",
     "UNKNOWN",
     "CauseInfo",
     "describe",
@@ -44,6 +45,8 @@ __all__ = [
 
 #: The group of failures recorded without a cause (older rows, manual changes).
 UNKNOWN: Final = UNKNOWN_CAUSE
+#: Delivered sendings whose acknowledgement is past its deadline (notices, overview).
+OVERDUE: Final = "acknowledgement-overdue"
 #: The statuses cause groups are made of (discarded sendings were given up on: not a worklist).
 FAILURE_STATUSES: Final = (Status.FAILED, Status.ABORTED)
 #: Statuses whose sendings' last attempt failed (a failure without a cause is `UNKNOWN`).
@@ -235,6 +238,14 @@ _ENTRIES: tuple[CauseInfo, ...] = (
     _setup("smtp-554", "Message refused (SMTP 554)", _MAIL_REFUSED),
     # Receivers' own rejections (named by what was wrong).
     _rejected("rejected", "Rejected by the receiver", "The receiver rejected the invoice."),
+    CauseInfo(
+        OVERDUE,
+        "No acknowledgement yet (overdue)",
+        "The invoice was delivered, but the system it was sent to has not said whether it "
+        "accepts it, and it is past the time it should have.",
+        "Nothing to do yet; your administrator is told and follows it up.",
+        retryable=False,
+    ),
     _setup(
         "no-verdict",
         "No verdict in the answer",

@@ -32,6 +32,7 @@ _DUE = text("status IN ('Pending', 'Failed')")
 _IN_FLIGHT = text("status = 'Sending'")
 _ABORTED = text("aborted_at IS NOT NULL")
 _AWAITING = text("acceptance = 'Awaiting'")
+_JUDGED = text("acceptance IS NOT NULL")
 _REFERENCED = text("acceptance_reference IS NOT NULL")
 _FOLLOWS = text("follows_id IS NOT NULL")
 
@@ -140,6 +141,10 @@ class Sending(Base):
         # Notifications: what aborted in a period (only rows that ever aborted).
         Index(
             "ix_sendings_aborted_at", "aborted_at", sqlite_where=_ABORTED, postgresql_where=_ABORTED
+        ),
+        # The overview's verdict counts: only sendings of systems that tell acceptance.
+        Index(
+            "ix_sendings_acceptance", "acceptance", sqlite_where=_JUDGED, postgresql_where=_JUDGED
         ),
         # The overdue check: sendings awaiting a verdict, by deadline.
         Index(

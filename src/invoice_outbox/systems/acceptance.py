@@ -24,10 +24,11 @@ from xml.etree.ElementTree import Element
 
 import orjson
 from defusedxml import ElementTree as SafeElementTree
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from invoice_outbox.sendings.status import AcceptanceMode
 from invoice_outbox.systems.channels.base import Verdict, VerdictOutcome
+from invoice_outbox.systems.signing import check_secret
 
 __all__ = [
     "MAX_CODE",
@@ -74,8 +75,8 @@ class AcceptanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     Mode: AcceptanceMode = AcceptanceMode.TRANSPORT
-    Secret: str | None = Field(default=None, max_length=200)
-    Within: int | None = Field(default=None, ge=60, le=90 * 86_400)
+    Secret: SecretStr | None = Field(default=None, max_length=200)
+    Within: int | None = Field(default=None, ge=30, le=90 * 86_400)
     Kind: str | None = Field(default=None, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$")
     CodePointer: Locator | None = Field(default=None, max_length=300)
     MessagePointer: Locator | None = Field(default=None, max_length=300)
@@ -108,10 +109,8 @@ class AcceptanceIn(BaseModel):
         lists = [set(self.Accepted), set(self.Rejected), set(self.Pending)]
         if lists[0] & lists[1] or lists[0] & lists[2] or lists[1] & lists[2]:
             raise ValueError("a code may be in only one of Accepted, Rejected and Pending")
-        if self.Secret:
-            from invoice_outbox.systems.signing import check_secret
-
-            check_secret(self.Secret, "Acceptance.Secret")
+        if self.Secret is not None and self.Secret.get_secret_value():
+            check_secret(self.Secret.get_secret_value(), "Acceptance.Secret")
         return self
 
     def stored(self) -> dict[str, Any]:

@@ -115,7 +115,14 @@ def _put_acceptance(system: System, spec: SystemIn, now: datetime) -> None:
     system.acceptance_settings = acceptance.stored() if acceptance is not None else {}
     signing = spec.SigningSecret.get_secret_value() if spec.SigningSecret is not None else None
     _rotate(system, "signing_secret", signing, spec, now)
-    _rotate(system, "acceptance_secret", acceptance.Secret if acceptance else None, spec, now)
+    ack_secret = acceptance.Secret if acceptance is not None else None
+    _rotate(
+        system,
+        "acceptance_secret",
+        ack_secret.get_secret_value() if ack_secret is not None else None,
+        spec,
+        now,
+    )
     certificate, key = spec.ClientCertificate, spec.ClientKey
     if certificate is not None:
         system.client_certificate = certificate.get_secret_value() or None

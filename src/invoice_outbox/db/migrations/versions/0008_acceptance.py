@@ -52,6 +52,9 @@ def upgrade() -> None:
             ["invoice_id", "system", "sending_type", "revision"],
         )
         batch_op.create_index(
+            "ix_sendings_acceptance", ["acceptance"], **_partial("acceptance IS NOT NULL")
+        )
+        batch_op.create_index(
             "ix_sendings_awaiting", ["acceptance_due_at"], **_partial("acceptance = 'Awaiting'")
         )
         batch_op.create_index(
@@ -182,6 +185,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_sendings_follows")
         batch_op.drop_index("ix_sendings_reference")
         batch_op.drop_index("ix_sendings_awaiting")
+        batch_op.drop_index("ix_sendings_acceptance")
         batch_op.drop_constraint(
             op.f("uq_sendings_invoice_id_system_sending_type_revision"), type_="unique"
         )
