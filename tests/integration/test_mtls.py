@@ -97,7 +97,7 @@ async def test_without_a_client_certificate_the_server_refuses(
 async def test_a_certificate_without_its_key_or_garbage_is_refused(
     client: httpx.AsyncClient, admin_headers: dict[str, str], ca: trustme.CA
 ) -> None:
-    certificate, key = _client_pem(ca)
+    certificate, _key = _client_pem(ca)
     for extra in (
         {"ClientCertificate": certificate},
         {"ClientCertificate": "not a pem", "ClientKey": "nor this"},
