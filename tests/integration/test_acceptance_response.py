@@ -263,3 +263,31 @@ async def test_response_mode_needs_where_the_code_is(
     )
     assert response.status_code == 400
     assert "CodePointer" in response.json()["Message"]
+
+
+async def test_acceptance_is_configured_in_xml_too_and_the_secret_never_answered(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], receiver: HttpReceiver
+) -> None:
+    from tests.webhook_signing import ACK_SECRET
+
+    body = (
+        "<System><Channel>Http</Channel><Url>" + receiver.url + "</Url><Practices/>"
+        "<Acceptance><Mode>Response</Mode><Secret>" + ACK_SECRET + "</Secret>"
+        "<CodePath>/R/@code</CodePath><Accepted><string>A</string><string>AA</string></Accepted>"
+        "<Pending><string>P</string></Pending></Acceptance></System>"
+    )
+    response = await client.put(
+        "/api/v1/billing/systems/XmlSwitch",
+        content=body,
+        headers={**admin_headers, "Content-Type": "application/xml"},
+    )
+    assert response.status_code == 201, response.text
+    view = (await client.get("/api/v1/billing/systems/XmlSwitch", headers=admin_headers)).json()
+    acceptance = view["Acceptance"]
+    assert (acceptance["Mode"], acceptance["Accepted"], acceptance["Pending"]) == (
+        "Response",
+        ["A", "AA"],
+        ["P"],
+    )
+    assert acceptance["HasSecret"] is True
+    assert ACK_SECRET.removeprefix("whsec_") not in str(view)

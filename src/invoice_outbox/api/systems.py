@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from invoice_outbox.admin import audit
-from invoice_outbox.api.bodies import answer, read_body, xml_children
+from invoice_outbox.api.bodies import answer, read_body, xml_flat
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.security import Admin
 from invoice_outbox.errors import InvalidParameter
@@ -66,10 +66,18 @@ def _changes(
     }
 
 
+def _as_list(values: dict[str, Any], key: str) -> None:
+    if isinstance(values.get(key), str):
+        values[key] = [values[key]] if values[key] else []
+
+
 def _xml_system(root: Any) -> dict[str, Any]:
-    values = xml_children(root)
-    if isinstance(values.get("Practices"), str):
-        values["Practices"] = [values["Practices"]] if values["Practices"] else []
+    values = xml_flat(root, nested=frozenset({"Acceptance"}))
+    _as_list(values, "Practices")
+    acceptance = values.get("Acceptance")
+    if isinstance(acceptance, dict):
+        for key in ("Accepted", "Rejected", "Pending"):
+            _as_list(acceptance, key)
     return values
 
 
@@ -81,6 +89,14 @@ def _xml_system(root: Any) -> dict[str, Any]:
         "`Email` (`Host`, `Port`, `Sender`, `Recipient`, `StartTls`/`UseTls`, `Username`/"
         "`Password`); `Practices` it serves by default; `TimeoutSeconds`; `RetryPolicy` "
         '(`{"Schedule": ["0s","5s","5m",...], "MaxAttempts": 8, "Jitter": 0.1}`); `Enabled`. '
+        "Acceptance beyond transport: `Acceptance` `{Mode: Transport|Response|Acknowledgement, "
+        "Secret (whsec_..., verifies acknowledgements), Within (seconds before Overdue), Kind "
+        "(the rejection catalogue's family of codes), CodePointer/MessagePointer/"
+        "ReferencePointer (JSON pointers) or CodePath/MessagePath/ReferencePath (XPath), "
+        "Accepted/Rejected/Pending (code lists)}`. `SigningSecret` (whsec_...): every HTTP "
+        "delivery carries Standard Webhooks headers; a new one rotates, the previous staying "
+        "valid for `SecretOverlapSeconds` (default 86400). `ClientCertificate`/`ClientKey` "
+        "(PEM): mTLS; `CaCertificate` (PEM) trusts a private CA. "
         "Secrets are write-only: omit them to keep the stored value. Targets on loopback, "
         "link-local or private addresses are refused unless "
         "`INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true`. Answers the system (201 when created). "

@@ -12,8 +12,8 @@ Every text is fixed in this module: nothing from a request, a reason or a docume
 put into one, so no patient data can appear in them.  Unknown slugs get a generic entry
 (``http-418`` → "HTTP 418"); `describe` never fails.
 
-Besides the fixed texts, a practice's explanation may name the system an invoice goes to (an
-administrator's configuration, never patient data).  Counting by cause is `cause_groups`.
+What a practice is told about a sending (with these words) is `practice_words`; counting by
+cause is `cause_groups`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
 from typing import Final
 
 from invoice_outbox.sendings.queries import (
     UNKNOWN_CAUSE,
 )
-from invoice_outbox.sendings.status import Acceptance, Status
-from invoice_outbox.systems.holds import SystemHold
+from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.rejections import PREFIX as REJECTION_PREFIX
 from invoice_outbox.systems.rejections import Catalogue, file_catalogue
 
@@ -40,7 +38,6 @@ __all__ = [
     "CauseInfo",
     "describe",
     "group_key",
-    "practice_explanation",
 ]
 
 #: The group of failures recorded without a cause (older rows, manual changes).
@@ -347,116 +344,3 @@ def group_key(status: str, cause: str | None) -> str | None:
     if cause is not None:
         return cause
     return UNKNOWN if status in _FAILED_ONCE else None
-
-
-# Practice view ---------------------------------------------------------------------------------
-
-_FOLLOWED_UP = "Nothing to do yet; your administrator is told and follows it up."
-
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
-
-def _local(moment: datetime, zone: tzinfo) -> tuple[str, str]:
-    """(``18:06 SAST``, ``5 February 2026``): the service's zone, words a practice can read."""
-    local = moment.astimezone(zone)
-    name = local.tzname() or ""
-    clock = f"{local:%H:%M} {name}" if name.isalpha() else f"{local:%H:%M}"
-    return clock, f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
-
-
-def _held_words(hold: SystemHold, zone: tzinfo) -> tuple[str, str]:
-    system = hold.system
-    if hold.disabled:
-        return (
-            f"{system} is switched off for now, so the invoice is waiting.",
-            f"Nothing to do: it is sent when an administrator switches {system} on again.",
-        )
-    since = ""
-    if hold.down_since is not None:
-        clock, day = _local(hold.down_since, zone)
-        since = f" since {clock} on {day}"
-    return (
-        f"{system} has not been answering{since}, so the invoice is waiting; "
-        "this does not use up its attempts.",
-        f"Nothing to do: it is sent as soon as {system} answers again.",
-    )
-
-
-def _delivered_words(
-    sent_at: datetime | None, zone: tzinfo, acceptance: str | None, system: str
-) -> tuple[str, str]:
-    when = ""
-    if sent_at is not None:
-        clock, day = _local(sent_at, zone)
-        when = f" on {day} at {clock}"
-    if acceptance == Acceptance.AWAITING.value:
-        return f"Delivered{when}; waiting for {system} to accept it.", "Nothing to do."
-    if acceptance == Acceptance.OVERDUE.value:
-        return (
-            f"Delivered{when}, but {system} has not said whether it accepts it, "
-            "and it is past the time it should have.",
-            _FOLLOWED_UP,
-        )
-    if acceptance == Acceptance.ACCEPTED.value:
-        return f"Delivered{when} and accepted by {system}.", "Nothing to do."
-    return f"Delivered{when}.", "Nothing to do."
-
-
-def practice_explanation(
-    *,
-    status: str,
-    cause: str | None,
-    next_attempt_at: datetime | None,
-    sent_at: datetime | None,
-    zone: tzinfo,
-    now: datetime | None = None,
-    hold: SystemHold | None = None,
-    acceptance: str | None = None,
-    system: str | None = None,
-    catalogue: Catalogue | None = None,
-) -> tuple[str, str]:
-    """(Explanation, NextStep) of a sending's state for a practice user, in plain words.
-
-    A Failed sending whose next attempt is already due at `now` (its system is held while it
-    is down, or the worker is busy) is promised an attempt "shortly", not at a past time.
-    `hold`: the sending's system holds its queue (down or switched off); a Pending or Failed
-    sending then says so, instead of promising an attempt that is not coming yet.
-    """
-    if hold is not None and status in (Status.PENDING.value, Status.FAILED.value):
-        return _held_words(hold, zone)
-    if status == Status.SENT.value:
-        return _delivered_words(sent_at, zone, acceptance, system or "the recipient")
-    if status == Status.PENDING.value:
-        return "Waiting to be sent.", "Nothing to do; it will be sent shortly."
-    if status == Status.SENDING.value:
-        return "Being sent now.", "Nothing to do."
-    if status == Status.CANCELLED.value:
-        return "The invoice was cancelled, so this will not be sent.", "Nothing to do."
-    info = describe(cause, catalogue)
-    if status == Status.DISCARDED.value:
-        return f"{info.explanation} {_DISCARDED}", _ASK_TO_RESEND
-    if status == Status.FAILED.value:
-        if next_attempt_at is None:
-            return info.explanation, _KEEP_TRYING
-        if now is not None and next_attempt_at <= now:
-            step = "We will try again shortly."
-        else:
-            clock, day = _local(next_attempt_at, zone)
-            step = f"We will try again at {clock} on {day}."
-        if not info.retryable:
-            step = f"{step} {info.next_step}"
-        return info.explanation, step
-    return info.explanation, info.next_step_for(status)

@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Final
 
-from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
+from invoice_outbox.sendings.causes import describe, group_key
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.practice_words import practice_explanation
 from invoice_outbox.systems.holds import SystemHold
 from invoice_outbox.systems.rejections import Catalogue
 

@@ -14,10 +14,11 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
+from invoice_outbox.sendings.causes import describe, group_key
 from invoice_outbox.sendings.commands import resend_sources
 from invoice_outbox.sendings.invoice_history import acknowledgements_of, attempts_of
 from invoice_outbox.sendings.models import Acknowledgement, Attempt, Sending
+from invoice_outbox.sendings.practice_words import practice_explanation
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.holds import SystemHold, held_systems
 from invoice_outbox.systems.rejections import Catalogue, load_catalogue
