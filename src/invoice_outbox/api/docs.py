@@ -12,8 +12,8 @@ STATUS_VALUES = (
     "flight), `Sent` (delivered: the system took it; one whose recipient's verdict is still to "
     "come is Sent too), `Failed` (the last attempt failed; another is "
     "scheduled), `Aborted` (no more automatic attempts; also a sending the recipient rejected "
-    "after receiving it, its Reason naming the rejection: \"MediSwitch rejected the invoice: "
-    "code 04, Invalid member number\"), `Cancelled` (the invoice was cancelled), "
+    'after receiving it, its Reason naming the rejection: "MediSwitch rejected the invoice: '
+    'code 04, Invalid member number"), `Cancelled` (the invoice was cancelled), '
     "`Discarded` (an admin or the practice gave up on it for good; never on the legacy "
     "`aborted` and `failed` lists). "
     "`System`: the name of a configured external system (e.g. a billing system, a medical-aid "
