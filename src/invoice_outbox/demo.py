@@ -177,6 +177,37 @@ async def configure_demo_systems(
         await put_system(session, name, spec, now=now)
 
 
+def behaviour(idempotency_key: str) -> str:
+    """Which behaviour of the demo switch (`api.sandbox`) a sending meets: accept, blip, down,
+    slow, reject, later (acknowledged later) or never (never acknowledged); stable across its
+    attempts, since it is read from a hash of its idempotency key."""
+    bucket = hashlib.sha256(idempotency_key.encode()).digest()[0] % 20
+    for limit, kind in (
+        (10, "accept"),
+        (12, "blip"),
+        (13, "down"),
+        (14, "slow"),
+        (16, "reject"),
+        (19, "later"),
+    ):
+        if bucket < limit:
+            return kind
+    return "never"
+
+
+#: What the demo's live invoices to MediSwitch meet, in turn: every verdict shows within a
+#: minute of `make run`, whatever keys chance would have drawn.
+SWITCH_PLAN = ("accept", "later", "reject", "accept", "never", "blip", "accept", "later", "reject")
+
+
+def key_for(kind: str, rng: random.Random) -> str:
+    """An idempotency key (32 hex digits, as intake makes them) that meets `kind`."""
+    while True:
+        key = f"{rng.getrandbits(128):032x}"
+        if behaviour(key) == kind:
+            return key
+
+
 async def submit_live_invoices(
     session: AsyncSession, practice_ids: list[uuid.UUID], now: datetime, per_practice: int
 ) -> int:
@@ -193,8 +224,12 @@ async def submit_live_invoices(
                 document=demo_document(rng, invoice_id),
                 content_type="application/json",
             )
-            await submit(session, submission, now=now)
+            for sending in await submit(session, submission, now=now):
+                if sending.system == "MediSwitch":
+                    plan = SWITCH_PLAN[count % len(SWITCH_PLAN)]
+                    sending.idempotency_key = key_for(plan, rng)
             count += 1
+    await session.flush()
     return count
 
 

@@ -8,7 +8,7 @@ get the same kind of answer (401), so the route tells nothing to whoever cannot 
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,7 +46,7 @@ class AcknowledgementIn(BaseModel):
     Message: str | None = Field(default=None, max_length=100_000)
 
 
-def _keys(system: System | None, now: Any) -> list[bytes]:
+def _keys(system: System | None, now: datetime) -> list[bytes]:
     if system is None:
         return []
     if acceptance_config(system).mode is AcceptanceMode.TRANSPORT:

@@ -18,8 +18,10 @@ in Acceptance mode Response):
  5 %  202, code P1, and never acknowledged: the sending goes Overdue at its deadline
 ====  ===========================================================================
 
-The acknowledgements are sent by a background task of the serving process to its own
-``POST api/v1/billing/acknowledgements/{system}``, as a real switch would call us.
+The demo picks its live invoices' idempotency keys so that every behaviour is met (see
+`invoice_outbox.demo.behaviour`).  The acknowledgements are sent by a background task of the
+serving process to its own ``POST api/v1/billing/acknowledgements/{system}``, as a real
+switch would call us.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sqlalchemy import select
 from starlette.responses import JSONResponse, Response
 
 from invoice_outbox.api.deps import State
+from invoice_outbox.demo import behaviour
 from invoice_outbox.state import AppState
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.signing import secret_key, signature_header
@@ -56,22 +59,6 @@ _TASKS: set[asyncio.Task[None]] = set()
 
 def _digest(idempotency_key: str) -> bytes:
     return hashlib.sha256(idempotency_key.encode()).digest()
-
-
-def behaviour(idempotency_key: str) -> str:
-    """Which of the table's behaviours a sending meets (stable across its attempts)."""
-    bucket = _digest(idempotency_key)[0] % 20
-    for limit, kind in (
-        (10, "accept"),
-        (12, "blip"),
-        (13, "down"),
-        (14, "slow"),
-        (16, "reject"),
-        (19, "later"),
-    ):
-        if bucket < limit:
-            return kind
-    return "never"
 
 
 def _verdict(code: str, message: str, key: str, status: int = 200) -> JSONResponse:
