@@ -130,7 +130,7 @@ async def test_resend_all_starts_the_apis_job_and_its_progress_is_readable(
     }
     page = await client.get(f"/admin/jobs/{job_id}")
     assert f'data-poll-url="/admin/jobs/{job_id}.json"' in page.text
-    assert 'href="/admin/causes" aria-current="page"' in page.text  # jobs belong to Causes
+    assert 'href="/admin/jobs" aria-current="page"' in page.text  # jobs have their own item
     assert 'aria-live="polite">0 of 9 handled\u2026</p>' in page.text
     assert await status_of_cause(state, "http-503") == {"Aborted": 9}  # not done inline
 
@@ -144,7 +144,7 @@ async def test_resend_all_starts_the_apis_job_and_its_progress_is_readable(
     assert "data-poll-url" not in page.text
     listed = await client.get("/admin/jobs")
     assert f'href="/admin/jobs/{job_id}"' in listed.text
-    assert 'href="/admin/causes" aria-current="page"' in listed.text
+    assert 'href="/admin/jobs" aria-current="page"' in listed.text
     assert "MediSwitch is back up" in listed.text
     assert [a for a in await actions(state) if a.startswith("resend_job.")] == [
         "resend_job.start",
@@ -236,7 +236,8 @@ async def test_signed_out_browsers_are_sent_to_sign_in(client: httpx.AsyncClient
         ("GET", "/admin/causes?status=Bogus", 400),
         ("GET", "/admin/causes?system=%3Cscript%3E", 400),
         ("GET", "/admin/causes?system=A&system=B", 400),
-        ("GET", "/admin/causes/Not%20a%20cause", 400),
+        ("GET", "/admin/causes/Not%20a%20cause", 404),
+        ("GET", "/admin/causes/no-such-cause", 404),
         ("GET", "/admin/causes/http-503?status=Pending", 400),
         ("GET", "/admin/jobs/not-a-uuid", 400),
         ("GET", "/admin/jobs/not-a-uuid.json", 400),

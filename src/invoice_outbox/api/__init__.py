@@ -20,12 +20,14 @@ from invoice_outbox.api import (
     legacy_lists,
     listing_routes,
     metrics_route,
+    practice_routes,
     resend_routes,
     sandbox,
     sending_routes,
     systems,
     token_route,
 )
+from invoice_outbox.api.access_log import AccessLog
 from invoice_outbox.api.errors import install_error_handlers
 from invoice_outbox.api.limits import BodySizeLimit
 from invoice_outbox.api.paths import AspNetPaths
@@ -48,6 +50,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         audit_routes.router,
         invoices.router,
         systems.router,
+        practice_routes.router,
     ]
     if settings.sandbox:
         routers.append(sandbox.router)
@@ -59,4 +62,6 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         for route in router.routes
         if isinstance(route, APIRoute) and route.path.startswith("/api/")
     ]
+    # Inside AspNetPaths: the access log sees the scope the router fills in (the route).
+    app.add_middleware(AccessLog, log_sandbox=settings.log_sandbox_requests)
     app.add_middleware(AspNetPaths, templates=api_paths)

@@ -42,7 +42,7 @@ def serve(
     settings = common.settings()
     common.run(common.check_database(settings))
     signing_key(settings)  # creates the key under var_dir on first start
-    configure_logging()
+    configure_logging(fmt=settings.log_format)
     print_banner(settings, host, port)
     uvicorn.run(
         create_app(settings, run_worker=worker, tune_gc=True),
@@ -51,6 +51,7 @@ def serve(
         host=host,
         port=port,
         log_config=None,
+        access_log=False,  # invoice_outbox.api.access_log writes structured access lines
         proxy_headers=False,
         server_header=False,
     )
@@ -92,5 +93,5 @@ async def _run_worker(settings: Settings, concurrency: int | None) -> None:
     from invoice_outbox.runner import run_worker_until_signalled, worker_state
 
     async with common.open_engine(settings) as engine:
-        configure_logging()
+        configure_logging(fmt=settings.log_format)
         await run_worker_until_signalled(worker_state(settings, engine), concurrency=concurrency)

@@ -44,6 +44,11 @@ def _t(value: object) -> str:
     return escape(str(value), quote=False)
 
 
+def counted(value: int, unit: str) -> str:
+    """``1 invoice``, ``3 invoices``: `unit` is the singular noun."""
+    return f"{value} {unit if value == 1 else unit + 's'}"
+
+
 def shorten(label: str, limit: int = _LABEL_CHARS) -> str:
     """`label` cut to `limit` characters with an ellipsis (the full text goes in a title)."""
     return label if len(label) <= limit else label[: limit - 1].rstrip() + "\u2026"
@@ -99,7 +104,7 @@ def stacked_bars(
     series: Sequence[Series],
     *,
     title: str,
-    unit: str = "failures",
+    unit: str = "failure",
     empty_message: str = "Nothing to show for this period.",
     width: int = 720,
     height: int = 280,
@@ -147,8 +152,8 @@ def stacked_bars(
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{_colour(index)}"><title>{_t(f"{one.name}, {category}: {value} {unit}")}'
-                "</title></rect>"
+                f'fill="{_colour(index)}"><title>'
+                f"{_t(f'{one.name}, {category}: {counted(value, unit)}')}</title></rect>"
             )
         if i % every == 0:
             parts.append(
@@ -188,7 +193,7 @@ def _stacked_summary(
     by_series = sorted((-sum(s.values), s.name) for s in series)
     named = ", ".join(f"{name} {-negative}" for negative, name in by_series if negative)
     return (
-        f"{title}: {sum(totals)} {unit} from {categories[0]} to {categories[-1]}, "
+        f"{title}: {counted(sum(totals), unit)} from {categories[0]} to {categories[-1]}, "
         f"most on {categories[peak]} ({totals[peak]}). By series: {named}."
     )
 
@@ -206,7 +211,7 @@ def horizontal_bars(
     bars: Sequence[Bar],
     *,
     title: str,
-    unit: str = "failures",
+    unit: str = "failure",
     empty_message: str = "Nothing to show.",
     width: int = 720,
     bar_height: int = 26,
@@ -231,7 +236,8 @@ def horizontal_bars(
             f'<text x="{label_w - 8}" y="{y + bar_height * 0.68:.1f}" text-anchor="end" {_FONT} '
             f'fill="#222222">{_t(shorten(bar.label))}</text>'
             f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_height}" '
-            f'fill="{PALETTE[0]}"><title>{_t(f"{bar.label}: {bar.value} {unit}")}</title></rect>'
+            f'fill="{PALETTE[0]}"><title>'
+            f"{_t(f'{bar.label}: {counted(bar.value, unit)}')}</title></rect>"
             f'<text x="{label_w + w + 6:.1f}" y="{y + bar_height * 0.68:.1f}" {_FONT} '
             f'fill="#222222">{bar.value}</text>'
         )

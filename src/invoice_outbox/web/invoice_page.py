@@ -22,6 +22,7 @@ Who may call:
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, Final
 
@@ -42,6 +43,8 @@ from invoice_outbox.web.invoice_view import MAX_REASON, invoice_view
 from invoice_outbox.web.sessions import AdminPage, PagePrincipal
 from invoice_outbox.web.templating import render
 from invoice_outbox.worker.waker import commit_and_wake
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
@@ -172,6 +175,15 @@ async def _act(
         refused = page_error_of(exc)
         return await again(refused.status, refused.message)
     done = "resent" if action == "resend" else "discarded"
+    log.info(
+        f"dashboard {action}",
+        extra={
+            "action": f"web.{action}",
+            "actor": principal.subject,
+            "sending_id": str(sending_id),
+            "invoice_id": str(invoice_id),
+        },
+    )
     return RedirectResponse(
         f"/admin/invoices/{invoice_id}?done={done}#sending-{sending_id}", status_code=303
     )

@@ -84,8 +84,7 @@ async def jobs_page(request: Request, principal: AdminPage, db: Session) -> Resp
     """Admins: the most recent resend jobs and dry runs."""
     views = [job_view(job) for job in await recent_jobs(db, limit=RECENT)]
     rows = [{**v, "what": selection_words(v), "progress": progress_text(v)} for v in views]
-    # Resend jobs start from the cause groups: keep that item highlighted.
-    return render(request, "jobs.html", {"rows": rows, "recent": RECENT, "nav": "causes"})
+    return render(request, "jobs.html", {"rows": rows, "recent": RECENT})
 
 
 # Declared before ``/admin/jobs/{job_id}``, which would otherwise take "<id>.json" as its id.
@@ -115,7 +114,6 @@ async def job_page(
             "cause_href": f"/admin/causes/{quote(cause, safe='')}" if cause else None,
             "list_href": f"/admin/aborted?cause={quote(cause, safe='')}" if cause else None,
             "poll_url": f"/admin/jobs/{view['JobId']}.json",
-            "nav": "causes",
         },
     )
 

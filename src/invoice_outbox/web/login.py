@@ -11,6 +11,7 @@ Sign-ins, sign-outs and lock-outs are written to the audit log.  Passwords are n
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from typing import Final
@@ -50,6 +51,8 @@ from invoice_outbox.web.sessions import (
     start_session,
 )
 from invoice_outbox.web.templating import render
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
@@ -150,6 +153,15 @@ async def login(request: Request, state: State, db: Session) -> Response:
                 target=name if known is not None else None,
                 details={"Client": client},
                 now=now,
+            )
+            log.warning(
+                "sign-in paused after too many failures",
+                extra={
+                    "action": "web.lockout",
+                    "actor": "anonymous",
+                    "user": name if known is not None else None,
+                    "client": client,
+                },
             )
         await db.commit()
         return _form_page(request, next_path=next_path, error=WRONG, status=401, user_name=name)

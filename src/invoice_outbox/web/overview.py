@@ -43,13 +43,13 @@ async def overview(request: Request, principal: PagePrincipal, state: State) -> 
         labels,
         series_from(labels, by_label, daily.systems),
         title=f"Failed and aborted invoices per day by system, last {data.DAYS} days",
-        unit="invoices",
+        unit="invoice",
         empty_message=f"No failures in the last {data.DAYS} days.",
     )
     causes_chart = horizontal_bars(
         [Bar(c.label, c.count, f"/admin/causes/{c.cause}") for c in causes],
         title="Largest groups of failures by cause",
-        unit="invoices",
+        unit="invoice",
         empty_message="No failed or aborted invoices.",
     )
     return render(
