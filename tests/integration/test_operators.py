@@ -40,7 +40,9 @@ async def test_access_lines_are_structured_and_carry_the_request_id(
     assert probe.levelno == logging.DEBUG  # quiet at the default INFO level
     entry = orjson.loads(JsonFormatter().format(detail))
     assert entry["request_id"] == "req-42"
-    assert "\x1b[" not in JsonFormatter().format(logging.makeLogRecord({"msg": "\x1b[32mok\x1b[0m"}))
+    assert "\x1b[" not in JsonFormatter().format(
+        logging.makeLogRecord({"msg": "\x1b[32mok\x1b[0m"})
+    )
 
 
 async def test_practices_are_named_through_the_api(
