@@ -169,8 +169,9 @@ async def test_a_dry_run_changes_nothing_and_can_then_be_run(
     )
     assert answer.status_code == 303
     preview = await client.get(answer.headers["location"])
-    assert "Dry run: 6 would be sent again" in preview.text
-    assert "Timed out on PracticeLedger (Failed)" in preview.text
+    assert "Dry run: 6 invoices would be sent again" in preview.text
+    assert "What would be sent again" in preview.text  # the first page of them, listed
+    assert "Timed out on PracticeLedger (failed)" in preview.text
     assert await status_of_cause(state, "timeout") == {"Failed": 6}
     assert not [a for a in await actions(state) if a.startswith("resend_job.")]
     preview_id = answer.headers["location"].rsplit("/", 1)[1]

@@ -215,3 +215,33 @@ def entry_view(entry: AuditEntry) -> dict[str, Any]:
         "AffectedCount": entry.affected_count,
         "Details": dict(entry.details or {}),
     }
+
+
+#: The audit actions an invoice's timeline shows between its attempts.
+TIMELINE_ACTIONS = (
+    "sendings.resend",
+    "sendings.discard",
+    "sendings.retry_all",
+    "resend_job.batch",
+    "discard_job.batch",
+    "invoice.cancel",
+)
+
+
+async def actions_on(
+    session: AsyncSession, sending_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[AuditEntry]]:
+    """The `TIMELINE_ACTIONS` entries that affected each sending, oldest first (by the
+    entries' links: one indexed read).  Every id is a key."""
+    found: dict[uuid.UUID, list[AuditEntry]] = {i: [] for i in sending_ids}
+    if not found:
+        return found
+    rows = await session.execute(
+        select(AuditLink.sending_id, AuditEntry)
+        .join(AuditEntry, AuditEntry.id == AuditLink.entry_id)
+        .where(AuditLink.sending_id.in_(sorted(found)), AuditEntry.action.in_(TIMELINE_ACTIONS))
+        .order_by(AuditEntry.time, AuditEntry.id)
+    )
+    for sending_id, entry in rows:
+        found[sending_id].append(entry)
+    return found

@@ -10,7 +10,7 @@ job never undoes what happened after the preview.  Functions never commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.admin import audit
-from invoice_outbox.admin.models import ResendJob
+from invoice_outbox.admin.models import AuditEntry, AuditLink, ResendJob
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.errors import Conflict, Forbidden, Invalid, NotFound, OutboxError
 from invoice_outbox.sendings.commands import resend_sources
@@ -552,3 +552,43 @@ async def recent_jobs(
         statement = statement.where(ResendJob.status == status)
     statement = statement.order_by(ResendJob.created_at.desc(), ResendJob.id).limit(limit)
     return list((await session.scalars(statement)).all())
+
+
+# What a job did, and what a dry run would do -------------------------------------------------
+
+#: Rows a job's page lists (the counts cover every member).
+SHOWN_MEMBERS = 50
+
+
+async def job_members(
+    session: AsyncSession, job: ResendJob, columns: Sequence[Any], *, limit: int = SHOWN_MEMBERS
+) -> tuple[list[Any], dict[str, int]]:
+    """For a job that ran: the first `limit` sendings it changed (`columns` of each, by
+    SendingTime) and how many of all it changed are in each status now (delivered, failed
+    again, still waiting...).  For a dry run: the first sendings it would change, and the
+    counts by status now.  Reads the job's audit links (batches) or its plan's selection."""
+    if job.dry_run:
+        clauses = job_plan(job).member_clauses()
+    else:
+        changed = (
+            select(AuditLink.sending_id)
+            .join(AuditEntry, AuditEntry.id == AuditLink.entry_id)
+            .where(
+                AuditEntry.action == f"{job.action}_job.batch",
+                AuditEntry.time >= job.created_at,
+                AuditEntry.target == str(job.id),
+            )
+        )
+        clauses = [Sending.id.in_(changed)]
+    counts = {
+        status: int(n)
+        for status, n in await session.execute(
+            select(Sending.status, func.count()).where(*clauses).group_by(Sending.status)
+        )
+    }
+    rows = (
+        await session.execute(
+            select(*columns).where(*clauses).order_by(Sending.sending_time, Sending.id).limit(limit)
+        )
+    ).all()
+    return list(rows), counts

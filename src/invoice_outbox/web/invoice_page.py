@@ -35,6 +35,7 @@ from invoice_outbox.admin.sending_actions import discard_one, resend_one
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.errors import NotFound
+from invoice_outbox.practices.service import label, practice_names
 from invoice_outbox.sendings.invoice_history import invoice_sendings
 from invoice_outbox.state import AppState
 from invoice_outbox.web.csrf import CsrfForm
@@ -93,8 +94,10 @@ async def _page(
         session, sendings, zone=state.settings.zone, now=state.clock.now(), admin=principal.is_admin
     )
     done = request.query_params.get("done", "")
+    names = await practice_names(session, view.practice_ids)
     context: dict[str, Any] = {
         "invoice": view,
+        "practice_labels": {p: label(p, names.get(p)) for p in view.practice_ids},
         "done": DONE.get(done) if status == 200 else None,
         "error": None,
         "error_for": None,
