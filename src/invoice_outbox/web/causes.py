@@ -29,6 +29,7 @@ from invoice_outbox.admin.resends import ResendRefused, create_job
 from invoice_outbox.admin.schemas import BulkResendIn, FilterIn
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.errors import InvalidParameter
+from invoice_outbox.practices.service import label, practice_names
 from invoice_outbox.sendings.cause_groups import CauseGroup, cause_groups, failure_statuses
 from invoice_outbox.sendings.causes import describe
 from invoice_outbox.sendings.filters import SendingFilter
@@ -184,8 +185,23 @@ async def cause_page(request: Request, cause: str, principal: AdminPage, state: 
             "system": next(iter(selection.systems), ""),
             "status_filter": statuses[0] if len(statuses) == 1 else "",
             "back": "/admin/causes" + (f"?{query}" if query else ""),
+            "practice_links": await _practice_links(state, group, slug),
         },
     )
+
+
+async def _practice_links(state: State, group: CauseGroup, slug: str) -> list[tuple[str, str]]:
+    """(label, link to what the practice is told about this cause) for each practice affected."""
+    async with state.engine.connect() as connection:
+        names = await practice_names(connection, group.practices)
+    ordered = sorted(group.practices, key=lambda p: label(p, names.get(p)).lower())
+    return [
+        (
+            label(p, names.get(p)),
+            f"/admin/invoices?{urlencode({'practiceId': str(p), 'cause': slug})}",
+        )
+        for p in ordered[:20]
+    ]
 
 
 def _resend_body(slug: str, form: Any, reason: str) -> BulkResendIn:

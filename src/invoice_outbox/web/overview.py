@@ -11,7 +11,12 @@ from starlette.responses import RedirectResponse, Response
 
 from invoice_outbox.api.deps import State
 from invoice_outbox.web import overview_data as data
-from invoice_outbox.web.charts import Bar, horizontal_bars, series_from, stacked_bars
+from invoice_outbox.web.charts import (
+    Bar,
+    horizontal_bars,
+    series_from,
+    stacked_bars,
+)
 from invoice_outbox.web.sessions import PagePrincipal
 from invoice_outbox.web.templating import day_label, render
 
