@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 from playwright.sync_api import Browser, Page, Route, expect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -106,7 +107,7 @@ def test_sorting_previous_page_csv_prefix_search_and_field_errors(
     expect(page.locator("table.rows tbody tr").first).to_contain_text("INV-0029")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
-    text = open(download.value.path(), encoding="utf-8").read()
+    text = Path(download.value.path()).read_text(encoding="utf-8")
     assert text.splitlines()[0].startswith("InvoiceId,InvoiceNumber,Practice")
     assert len(text.splitlines()) == 31
     page.goto("/admin/aborted")
