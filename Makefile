@@ -7,7 +7,7 @@ DEV_STAMP  := $(VENV)/.dev-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: $(DEV_STAMP)
 ## test: lint, then the whole suite (PostgreSQL tests run when CI=true, else skip if unreachable)
 test: lint
 	$(BIN)/pytest
+
+## chaos: the fault runs of issue #10 at full size (10k invoices and 30 kills, two PostgreSQL
+## restarts, several hosts with a cut link; PostgreSQL, root for the namespaces); prints the figures
+chaos: $(DEV_STAMP)
+	FAULTS_SCALE=chaos $(BIN)/pytest -p no:cacheprovider -m faults tests/faults
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff format .

@@ -178,14 +178,20 @@ class HttpReceiver:
     """An HTTP/1.1 server on 127.0.0.1 (ephemeral port) in the running event loop.
 
     `default` answers every request the script does not cover: a `Reply`, or a function
-    of the request.  `tls_context` (a server context) makes it HTTPS.
+    of the request.  `tls_context` (a server context) makes it HTTPS.  `host` is the address
+    to listen on: loopback, or an address the test made itself (a veth end of its own).
     """
 
     def __init__(
-        self, *, default: Reply | Responder = Reply(200), tls_context: ssl.SSLContext | None = None
+        self,
+        *,
+        default: Reply | Responder = Reply(200),
+        tls_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self._journal = _Journal(default)
         self._tls = tls_context
+        self.host = host
         self._server: asyncio.Server | None = None
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -196,7 +202,7 @@ class HttpReceiver:
     @property
     def url(self) -> str:
         """The base URL, e.g. `http://127.0.0.1:40123/`; any path is accepted."""
-        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}/"
+        return f"{'https' if self._tls else 'http'}://{self.host}:{self.port}/"
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -218,7 +224,7 @@ class HttpReceiver:
 
     async def start(self) -> None:
         self._stopping = asyncio.Event()
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._tls)
+        self._server = await asyncio.start_server(self._serve, self.host, 0, ssl=self._tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -283,9 +289,17 @@ class ThreadedHttpReceiver:
     """
 
     def __init__(
-        self, *, default: Reply | Responder = Reply(200), tls_context: ssl.SSLContext | None = None
+        self,
+        *,
+        default: Reply | Responder = Reply(200),
+        tls_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        self._kwargs: dict[str, Any] = {"default": default, "tls_context": tls_context}
+        self._kwargs: dict[str, Any] = {
+            "default": default,
+            "tls_context": tls_context,
+            "host": host,
+        }
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._receiver: HttpReceiver | None = None

@@ -58,7 +58,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_async_engine(settings.database_url)
+        engine = make_async_engine(
+            settings.database_url, peer_timeout_seconds=settings.database_peer_timeout_seconds
+        )
         try:
             now = (clock or SystemClock()).now()
             keys = await open_keyring(engine, settings, now=now, keyring=keyring)

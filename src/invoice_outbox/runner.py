@@ -17,6 +17,7 @@ from invoice_outbox import schema  # noqa: F401  (every table known before the f
 from invoice_outbox.admin.notify_loop import run_notifications
 from invoice_outbox.admin.resend_loop import run_resend_jobs
 from invoice_outbox.clock import SystemClock
+from invoice_outbox.db.liveness import peer_timeout_args
 from invoice_outbox.db.urls import normalise_database_url
 from invoice_outbox.runtime import tune_garbage_collector
 from invoice_outbox.sendings.keyring import Keyring
@@ -75,7 +76,10 @@ async def run_background_worker(
     ]
     conninfo = libpq_conninfo(state.settings.database_url)
     if conninfo is not None:
-        tasks.append(asyncio.create_task(listen(conninfo, state.waker), name="listen"))
+        liveness = peer_timeout_args(state.settings.database_peer_timeout_seconds, conninfo)
+        tasks.append(
+            asyncio.create_task(listen(conninfo, state.waker, connect_args=liveness), name="listen")
+        )
     try:
         yield worker
     finally:

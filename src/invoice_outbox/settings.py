@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=8, gt=0, le=512)
     lease_seconds: float = Field(default=120.0, gt=0, description="How long a claim lasts.")
     poll_seconds: float = Field(default=5.0, gt=0, description="Longest idle wait between checks.")
+    database_peer_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "PostgreSQL: a connection whose other end stays silent this long is given up, and "
+            "a session idle inside a transaction this long is ended (its locks freed); 0: never."
+        ),
+    )
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     document_retention_days: float = Field(
         default=30, gt=0, description="Keep delivered or cancelled invoices' documents this long."

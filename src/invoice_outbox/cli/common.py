@@ -168,7 +168,9 @@ async def open_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     from invoice_outbox.db.engine import make_async_engine
 
     require_database_file(settings)
-    engine = make_async_engine(settings.database_url)
+    engine = make_async_engine(
+        settings.database_url, peer_timeout_seconds=settings.database_peer_timeout_seconds
+    )
     try:
         await _require_current_schema(engine, settings.database_url)
         yield engine

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 from invoice_outbox.db.failures import scrub_error
+from invoice_outbox.db.liveness import peer_timeout_args
 from invoice_outbox.db.urls import DatabaseUrls, normalise_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -53,11 +54,15 @@ def make_sync_engine(database_url: str) -> Engine:
     return engine
 
 
-def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
+def make_async_engine(
+    database_url: str, *, pool_size: int = 20, peer_timeout_seconds: float = 0.0
+) -> AsyncEngine:
     """The runtime engine: aiosqlite for SQLite files, psycopg 3 (async) for PostgreSQL.
 
     The pool keeps `pool_size` connections open (the worker's concurrent claims, outcome
     writes and requests); bursts may open as many again, which are closed after use.
+    PostgreSQL connections give up a vanished peer after `peer_timeout_seconds` (0: never;
+    see `invoice_outbox.db.liveness`).
     """
     urls = normalise_database_url(database_url)
     _ensure_parent(urls)
@@ -73,6 +78,7 @@ def make_async_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
             max_overflow=pool_size,
             pool_pre_ping=True,
             hide_parameters=True,
+            connect_args=peer_timeout_args(peer_timeout_seconds, database_url),
         )
     _scrub_errors(engine.sync_engine)
     return engine

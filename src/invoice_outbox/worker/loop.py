@@ -53,6 +53,11 @@ TARGET_CHECK_TTL = 60.0
 MAINTENANCE_SECONDS = 3600.0
 #: A claimed sending's document as stored: (key id, nonce, sealed body, content type).
 StoredDocument = tuple[str, bytes, bytes, str]
+#: Recording an outcome the database refused: first wait, longest wait, tries before giving up
+#: is considered (see `Worker._save`).
+RECORD_RETRY_FIRST = 0.5
+RECORD_RETRY_MAX = 5.0
+RECORD_TRIES_AT_LEAST = 3
 
 
 def worker_name() -> str:
@@ -339,13 +344,13 @@ class Worker:
     async def _deliver(
         self, claim: claims.Claim, config: SystemConfig | None, document: StoredDocument | None
     ) -> None:
-        started_at = self.clock.now()
+        started_at, claimed = self.clock.now(), time.monotonic()
         try:
             outcome = await self._attempt(claim, config, document)
         except asyncio.CancelledError:
             await self._release(claim, started_at)
             raise
-        await self._save(outcome, config)
+        await self._save(outcome, config, lease_ends=claimed + self.lease.total_seconds())
 
     async def _write_outcomes(
         self, connection: AsyncConnection, items: Sequence[tuple[Outcome, SystemConfig | None]]
@@ -363,20 +368,38 @@ class Worker:
             keyring=self.keyring,
         )
 
-    async def _save(self, outcome: Outcome, config: SystemConfig | None) -> None:
+    async def _save(
+        self, outcome: Outcome, config: SystemConfig | None, *, lease_ends: float
+    ) -> None:
+        """Record `outcome`.  While the database is away (a restart, a failover), keep trying,
+        backing off, until the claim's lease runs out (`lease_ends`, monotonic): the receiver
+        has the document, and giving up early would leave the sending in flight until the
+        lease expires, then deliver it again.  After the lease another worker may take the
+        sending over; the fence in `outcomes` then decides whose outcome stands."""
         claim = outcome.claim
-        for attempt in range(3):
+        delay, tries = RECORD_RETRY_FIRST, 0
+        while True:
+            tries += 1
             try:
                 recorded = await self._recorder.record((outcome, config))
                 break
-            except Exception:
-                log.exception(
-                    "could not record outcome",
-                    extra={"action": "delivery.record_error", "sending_id": str(claim.sending_id)},
+            except Exception as exc:
+                if tries >= RECORD_TRIES_AT_LEAST and time.monotonic() + delay > lease_ends:
+                    log.exception(
+                        "could not record outcome; its lease runs out and it is sent again",
+                        extra=_event("delivery.record_error", claim),
+                    )
+                    return
+                log.warning(
+                    "could not record outcome yet; trying again",
+                    extra={
+                        **_event("delivery.record_retry", claim),
+                        "error": type(exc).__name__,
+                        "retry_in": delay,
+                    },
                 )
-                if attempt == 2:
-                    return  # the lease expires and another worker takes over, visibly
-                await asyncio.sleep(0.5 * (attempt + 1))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX)
         cause = outcome.error.cause if outcome.error else None
         if self.metrics is not None:
             self.metrics.observe(claim.system, recorded.status, outcome.duration_ms / 1000)

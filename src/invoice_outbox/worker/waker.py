@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 from sqlalchemy import text
@@ -58,14 +60,23 @@ async def commit_and_wake(session: AsyncSession, waker: Waker) -> None:
     waker.wake()
 
 
-async def listen(conninfo: str, waker: Waker, *, retry_seconds: float = 5.0) -> None:
+async def listen(
+    conninfo: str,
+    waker: Waker,
+    *,
+    retry_seconds: float = 5.0,
+    connect_args: Mapping[str, Any] | None = None,
+) -> None:
     """Forward PostgreSQL notifications on `CHANNEL` to `waker` until cancelled.
 
     A lost connection is re-opened; the worker's own periodic check covers the gap.
+    `connect_args`: further libpq parameters (`invoice_outbox.db.liveness`).
     """
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, **(connect_args or {})
+            ) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
                 waker.wake()  # anything queued while we were not listening
                 async for _ in conn.notifies():
