@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from invoice_outbox.db.migrate import upgrade
+from invoice_outbox.migrate import upgrade
 
 ADMIN_CONNINFO = os.environ.get(
     "INVOICE_OUTBOX_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"

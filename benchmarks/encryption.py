@@ -53,7 +53,7 @@ from benchmarks.servers import free_port
 from invoice_outbox.app import create_app
 from invoice_outbox.auth.principal import Principal, Role
 from invoice_outbox.auth.tokens import issue_token
-from invoice_outbox.db.migrate import upgrade
+from invoice_outbox.migrate import upgrade
 from invoice_outbox.sendings.keyring import (
     KEYS_SETTING,
     DocumentKey,

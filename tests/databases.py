@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from invoice_outbox.db.migrate import upgrade
+from invoice_outbox.migrate import upgrade
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "INVOICE_OUTBOX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"

@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from invoice_outbox.key_entries import parse_entries
+
 DEFAULT_DATABASE_URL = "sqlite:///./var/invoice-outbox.db"
 
 
@@ -218,8 +220,6 @@ class Settings(BaseSettings):
     @field_validator("document_keys")
     @classmethod
     def _check_document_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        from invoice_outbox.sendings.keyring import parse_entries
-
         if value is not None:
             parse_entries(value.get_secret_value())  # ValueError names the entry, not the key
         return value

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from invoice_outbox.db.migrate import upgrade
+from invoice_outbox.migrate import upgrade
 from invoice_outbox.worker.claims import LOST_REASON
 from tests.faults.figures import Figures, report, size
 from tests.faults.ledger import Database, Submitter, configure_receiver, reconcile, until

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from invoice_outbox.auth.principal import Role
-from invoice_outbox.db.migrate import upgrade
+from invoice_outbox.migrate import upgrade
 from tests.conftest import PRACTICE_A, make_token
 from tests.faults.figures import Figures, report, size
 from tests.faults.ledger import (

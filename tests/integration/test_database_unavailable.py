@@ -22,7 +22,7 @@ from sqlalchemy import exc as sa_exc
 from invoice_outbox.app import create_app
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.db.failures import UNREACHABLE, as_unavailable
-from invoice_outbox.db.migrate import upgrade
+from invoice_outbox.migrate import upgrade
 from tests.conftest import PRACTICE_A, build_settings
 from tests.pipeline_helpers import configure_system, invoice_body, submit
 from tests.private_postgres import PrivateServer, private_postgres

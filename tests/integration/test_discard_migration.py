@@ -16,7 +16,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from invoice_outbox.db.engine import make_sync_engine
-from invoice_outbox.db.migrate import alembic_config, upgrade
+from invoice_outbox.migrate import alembic_config, upgrade
 from tests.databases import PostgresDatabases, SqliteDatabases
 
 CREATED = datetime(2026, 2, 5, 10, 0, tzinfo=UTC)

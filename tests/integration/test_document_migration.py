@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from invoice_outbox.db.engine import make_sync_engine
-from invoice_outbox.db.migrate import current_revision, downgrade, upgrade
+from invoice_outbox.migrate import current_revision, downgrade, upgrade
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.keyring import DocumentKeyMissing
 from invoice_outbox.sendings.models import Sending

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from invoice_outbox.clock import FrozenClock
-from invoice_outbox.sendings.retry import RetryPolicy
 from invoice_outbox.state import AppState
 from invoice_outbox.systems.channels.base import Delivered, RetryableDeliveryError
 from invoice_outbox.systems.models import System
+from invoice_outbox.systems.retry import RetryPolicy
 from invoice_outbox.worker import claims
 from invoice_outbox.worker.outcomes import Outcome, Recorded, record_batch
 from tests.pipeline_helpers import all_sendings, attempts_of, configure_system, invoice_body, submit

@@ -17,9 +17,9 @@ import pytest
 
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.clock import FrozenClock
-from invoice_outbox.sendings.retry import DEFAULT_SCHEDULE
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
+from invoice_outbox.systems.retry import DEFAULT_SCHEDULE
 from tests.conftest import PRACTICE_A, PRACTICE_B
 from tests.pipeline_helpers import (
     all_sendings,

@@ -20,10 +20,10 @@ from invoice_outbox.clock import FrozenClock
 from invoice_outbox.db.engine import make_async_engine
 from invoice_outbox.sendings.intake import Submission, submit
 from invoice_outbox.sendings.models import Attempt
-from invoice_outbox.sendings.retry import RetryPolicy
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
 from invoice_outbox.systems.channels.base import Delivered
+from invoice_outbox.systems.retry import RetryPolicy
 from invoice_outbox.worker import claims
 from invoice_outbox.worker.loop import Worker
 from invoice_outbox.worker.outcomes import Outcome, record

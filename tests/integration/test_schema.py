@@ -9,7 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from invoice_outbox.db.engine import make_sync_engine
-from invoice_outbox.db.migrate import alembic_config, current_revision, head_revision, upgrade
+from invoice_outbox.migrate import alembic_config, current_revision, head_revision, upgrade
 from invoice_outbox.schema import target_metadata
 from tests.databases import PostgresDatabases, SqliteDatabases
 

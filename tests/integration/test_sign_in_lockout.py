@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from invoice_outbox.admin.models import AuditEntry
+from invoice_outbox.admin.sign_in import LOCKED
 from invoice_outbox.app import create_app
 from invoice_outbox.auth import passwords, users
-from invoice_outbox.auth.sign_in import LOCKED
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
 from tests.conftest import NOW

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from invoice_outbox.sendings.retry import (
+from invoice_outbox.systems.retry import (
     DEFAULT_SCHEDULE,
     RetryDecision,
     RetryPolicy,

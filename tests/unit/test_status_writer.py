@@ -34,7 +34,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "invoice_outbox"
 WRITER = SRC / "sendings" / "transitions.py"
-MIGRATIONS = SRC / "db" / "migrations" / "versions"
+MIGRATIONS = SRC / "migrations" / "versions"
 
 _STATEMENT_MAKERS = {"update", "insert", "postgresql_insert", "sqlite_insert"}
 _STATUS_MEMBERS = {"PENDING", "SENDING", "SENT", "FAILED", "ABORTED", "CANCELLED", "DISCARDED"}

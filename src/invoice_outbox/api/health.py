@@ -7,7 +7,7 @@ from sqlalchemy import text
 from starlette.responses import JSONResponse
 
 from invoice_outbox.api.deps import State
-from invoice_outbox.db.migrate import current_revision, head_revision
+from invoice_outbox.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
 

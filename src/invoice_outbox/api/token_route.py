@@ -9,9 +9,9 @@ import orjson
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
+from invoice_outbox.admin.sign_in import LOCKED, Outcome, check_password
 from invoice_outbox.api.deps import State
 from invoice_outbox.auth.lockout import LockoutPolicy
-from invoice_outbox.auth.sign_in import LOCKED, Outcome, check_password
 from invoice_outbox.auth.tokens import issue_token
 
 router = APIRouter(tags=["authentication"])

@@ -12,7 +12,7 @@ holds across restarts and processes; times come from the injected clock.
 Concurrent attempts on one key are serialized (`serialize_keys`: PostgreSQL advisory locks for
 the transaction; on SQLite the first write takes the database's single write lock), so that an
 attempt's failure is recorded before the next attempt looks at the count
-(`invoice_outbox.auth.sign_in` does this for every password check).
+(`invoice_outbox.admin.sign_in` does this for every password check).
 
 Functions take a session and never commit.
 """

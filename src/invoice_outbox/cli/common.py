@@ -141,7 +141,7 @@ def require_var_dir(settings: Settings, *, needed_for: str) -> None:
 
 
 async def _require_current_schema(engine: AsyncEngine, database_url: str) -> None:
-    from invoice_outbox.db.migrate import current_revision, head_revision
+    from invoice_outbox.migrate import current_revision, head_revision
 
     try:
         async with engine.connect() as connection:

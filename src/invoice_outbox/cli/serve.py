@@ -16,7 +16,7 @@ from invoice_outbox.settings import Settings
 
 def migrate() -> None:
     """Create or upgrade the database schema to the newest version."""
-    from invoice_outbox.db.migrate import upgrade
+    from invoice_outbox.migrate import upgrade
 
     settings = common.settings()
     try:

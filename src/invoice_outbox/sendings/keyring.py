@@ -21,11 +21,9 @@ Key material never appears in a message, a log line or a repr.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -39,14 +37,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from invoice_outbox.errors import Invalid, Unavailable
+from invoice_outbox.key_entries import KEY_BYTES, KID_PATTERN
+from invoice_outbox.key_entries import parse_entries as parse_entries
 
 if TYPE_CHECKING:
     from invoice_outbox.settings import Settings
 
 KEYS_SETTING = "INVOICE_OUTBOX_DOCUMENT_KEYS"
 KEY_FILE_NAME = "document-keys"
-KEY_BYTES = 32
-KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 #: How often (at most) a process re-reads its key file to find a key it does not hold.
 RELOAD_INTERVAL_SECONDS = 1.0
 _CHECK_MESSAGE = b"invoice-outbox document key check v1"
@@ -99,46 +97,6 @@ class DocumentKey:
 
     def __repr__(self) -> str:
         return f"DocumentKey({self.kid!r})"
-
-
-def _decode_key(kid: str, text: str) -> bytes:
-    text = text.strip()
-    padded = text + "=" * (-len(text) % 4)
-    try:
-        if "-" in text or "_" in text:
-            return base64.urlsafe_b64decode(padded.encode("ascii"))
-        return base64.b64decode(padded.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise ValueError(f"the key of {kid!r} is not base64") from None
-
-
-def parse_entries(text: str, *, separator: str = ",") -> list[tuple[str, bytes]]:
-    """``kid:base64key`` entries (the format above) as (kid, 32 bytes); ValueError names the
-    problem and the entry's position or key id, never the key."""
-    entries: list[tuple[str, bytes]] = []
-    parts = [p.strip() for p in text.split(separator)]
-    parts = [p for p in parts if p and not p.startswith("#")]
-    if not parts:
-        raise ValueError("no key given; expected kid:base64key[,kid:base64key...]")
-    for position, part in enumerate(parts, start=1):
-        kid, colon, encoded = part.partition(":")
-        kid = kid.strip()
-        if not colon:
-            raise ValueError(f"entry {position} is not kid:base64key")
-        if not KID_PATTERN.fullmatch(kid):
-            raise ValueError(
-                f"entry {position}: the key id must be 1-32 letters, digits, '-' or '_'"
-            )
-        material = _decode_key(kid, encoded)
-        if len(material) != KEY_BYTES:
-            raise ValueError(
-                f"key {kid!r} is {len(material)} bytes; a document key is {KEY_BYTES} random "
-                "bytes in base64 (invoice-outbox keys new makes one)"
-            )
-        if any(kid == seen for seen, _ in entries):
-            raise ValueError(f"key id {kid!r} appears twice")
-        entries.append((kid, material))
-    return entries
 
 
 def new_entry(kid: str | None = None) -> str:

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.clock import Clock
-from invoice_outbox.sendings.retry import RetryPolicy
 from invoice_outbox.systems.channels.base import DeliveryChannel
 from invoice_outbox.systems.channels.email import EmailChannel
 from invoice_outbox.systems.channels.http import HttpChannel, new_http_client
 from invoice_outbox.systems.models import System
+from invoice_outbox.systems.retry import RetryPolicy
 from invoice_outbox.systems.targets import TargetRefused, http_target_host
 
 

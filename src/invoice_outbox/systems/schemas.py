@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from invoice_outbox.systems.retry import MAX_DELAY
 from invoice_outbox.text_patterns import NOT_BLANK
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
@@ -50,11 +51,11 @@ def _system_rules(schema: dict[str, Any]) -> None:
             ],
         },
     ]
-    seconds = 1000 * 86400
+    seconds = int(MAX_DELAY.total_seconds())
     schema["properties"]["RetryPolicy"] = {
         "description": 'e.g. {"Schedule": ["0s", "5s", "5m"], "MaxAttempts": 3, "Jitter": 0.1}; '
         "every key optional. Delays: seconds, or text such as 5s, 5m, 2h, 250ms (at most "
-        "1000 days).",
+        f"{MAX_DELAY.days} days).",
         "anyOf": [
             {"type": "null"},
             {

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.errors import Conflict, Invalid, NotFound
-from invoice_outbox.sendings.retry import RetryPolicy
 from invoice_outbox.systems.models import System, SystemPractice
+from invoice_outbox.systems.retry import RetryPolicy
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.targets import TargetRefused, check_target, http_target_host
 

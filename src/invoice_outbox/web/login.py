@@ -21,10 +21,10 @@ from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
 from invoice_outbox.admin import audit
+from invoice_outbox.admin.sign_in import LOCKED, Outcome, check_password
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.auth.lockout import LockoutPolicy
 from invoice_outbox.auth.models import User
-from invoice_outbox.auth.sign_in import LOCKED, Outcome, check_password
 from invoice_outbox.web.csrf import (
     LOGIN_CSRF_COOKIE,
     CsrfForm,

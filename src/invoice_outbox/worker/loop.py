@@ -27,7 +27,6 @@ from invoice_outbox.metrics import DeliveryMetrics
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.sendings.retention import purge_documents
-from invoice_outbox.sendings.retry import RetryPolicy, sample_jitter
 from invoice_outbox.sendings.sealing import DocumentUnreadable, unseal
 from invoice_outbox.settings import Settings
 from invoice_outbox.systems.channels.base import (
@@ -37,6 +36,7 @@ from invoice_outbox.systems.channels.base import (
     RetryableDeliveryError,
 )
 from invoice_outbox.systems.factory import ChannelPool, SystemConfig, load_system_configs
+from invoice_outbox.systems.retry import RetryPolicy, sample_jitter
 from invoice_outbox.systems.targets import TargetRefused, check_target
 from invoice_outbox.worker import claims
 from invoice_outbox.worker.outcomes import Outcome, Recorded, record_batch, release

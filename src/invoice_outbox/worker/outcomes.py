@@ -23,9 +23,9 @@ from invoice_outbox.sendings.cancellation import add_cancellation
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
-from invoice_outbox.sendings.retry import RetryPolicy, decide
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.systems.channels.base import Delivered, DeliveryError
+from invoice_outbox.systems.retry import RetryPolicy, decide
 from invoice_outbox.worker.circuit import note_failure, note_reachable
 from invoice_outbox.worker.claims import Claim
 

@@ -97,7 +97,7 @@ class DeliveryError(Exception):
             `smtp-550`, `smtp-auth`, `config`, ...
         code: the HTTP status or SMTP reply code when the receiver answered, else None.
         retry_after: how long the receiver asked us to wait (HTTP Retry-After), else None.
-        kind: "retryable" or "permanent"; what `invoice_outbox.sendings.retry.decide` takes.
+        kind: "retryable" or "permanent"; what `invoice_outbox.systems.retry.decide` takes.
     """
 
     # Raising the base class directly is a bug; if it happens anyway, retrying is the safe

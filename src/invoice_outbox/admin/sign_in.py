@@ -1,8 +1,8 @@
 """One password check for every way in: the token route (``POST /token``) and the dashboard.
 
-`check_password` applies the lock-out (auth/lockout.py) to each attempt, whoever asks, so a
-name or client locked out of one front end is locked out of the other, and the limit holds
-under any number of concurrent attempts:
+`check_password` applies the lock-out (`invoice_outbox.auth.lockout`) to each attempt,
+whoever asks, so a name or client locked out of one front end is locked out of the other, and
+the limit holds under any number of concurrent attempts:
 
 1. In one short transaction, serialized per name and per client (`serialize_keys`), the
    attempt is recorded as a failure *before* the password is checked, and the failures before

@@ -9,7 +9,7 @@ Upgrade: the ``document_keys`` table (a check value per key); on ``documents`` t
 the current key, in batches of 500 in the migration's transaction, with progress lines.  A crash
 rolls the whole step back; running ``invoice-outbox migrate`` again starts it afresh.
 Documents no sending points at (replaced ones, which retention would purge) are deleted: there
-is no invoice to bind them to.  Afterwards `db.migrate.upgrade` compacts the table so the plain
+is no invoice to bind them to.  Afterwards `migrate.upgrade` compacts the table so the plain
 text does not linger in free pages.
 
 Downgrade decrypts every document back to plain text: it needs the keys (from the caller or
@@ -42,7 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import context, op
 
-from invoice_outbox.db.migrate import COMPACT, KEYRING, PROGRESS
+from invoice_outbox.migrate import COMPACT, KEYRING, PROGRESS
 from invoice_outbox.sendings.keyring import Keyring, load_keyring
 from invoice_outbox.sendings.sealing import DocumentUnreadable, seal, unseal
 
