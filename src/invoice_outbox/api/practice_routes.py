@@ -12,6 +12,7 @@ from starlette.responses import Response
 from invoice_outbox.admin import audit
 from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.deps import Session, State
+from invoice_outbox.api.docs import body_doc
 from invoice_outbox.api.security import Admin
 from invoice_outbox.practices.service import MAX_NAME, known_practices, set_name
 
@@ -36,6 +37,12 @@ class PracticeIn(BaseModel):
         "`{PracticeId, Name}`. Recorded in the audit log (`practice.name`)."
     ),
     response_class=Response,
+    responses={
+        200: {"description": "The practice, renamed."},
+        201: {"description": "The practice, named for the first time."},
+        409: {"description": "Another practice has this name (regardless of case)."},
+    },
+    openapi_extra=body_doc(PracticeIn, {"Name": "Rosebank Family Practice"}),
 )
 async def put_name(
     request: Request, state: State, session: Session, caller: Admin, practiceId: uuid.UUID
