@@ -40,6 +40,7 @@ from invoice_outbox.web.paging import (
     PAGE_SIZES,
     SORTS,
     ListForm,
+    bad_filter,
     cause_choices,
     pager,
     practice_choices,
@@ -250,8 +251,6 @@ async def _csv(request: Request, state: AppState, status: Status) -> Response:
     practices = await practice_choices(state)
     form = await list_form(request, state, practices)
     if form.errors:
-        from invoice_outbox.web.paging import bad_filter
-
         raise bad_filter(" ".join(form.errors.values()))
     shown = _status(request, status)
     selection = dataclasses.replace(form.selection, statuses=frozenset({shown}))
