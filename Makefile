@@ -6,6 +6,8 @@ RUN_STAMP  := $(VENV)/.run-installed
 DEV_STAMP  := $(VENV)/.dev-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Console logs for a person (make run); the service's default is JSON lines.
+LOG_FORMAT ?= text
 
 .PHONY: run test lint format bench chaos clean
 
@@ -26,10 +28,11 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 DEMO_ENV := INVOICE_OUTBOX_SANDBOX=true INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true
 
 ## run: install, migrate, load demo data on first start, serve on http://$(HOST):$(PORT)
+##      (another port: make run PORT=8080)
 run: $(RUN_STAMP)
 	$(BIN)/invoice-outbox migrate
 	$(DEMO_ENV) $(BIN)/invoice-outbox demo --if-empty --sandbox-url http://$(HOST):$(PORT)/sandbox
-	$(DEMO_ENV) $(BIN)/invoice-outbox serve --host $(HOST) --port $(PORT)
+	$(DEMO_ENV) INVOICE_OUTBOX_LOG_FORMAT=$(LOG_FORMAT) $(BIN)/invoice-outbox serve --host $(HOST) --port $(PORT)
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(DEV_STAMP)

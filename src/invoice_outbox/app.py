@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from invoice_outbox import __version__
 from invoice_outbox.api import install_api
@@ -89,7 +90,9 @@ def create_app(
             yield
         await engine.dispose()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package
+    # (served under /static-offline-docs), never from a CDN, so they work without Internet.
+    app = FastAPIOffline(
         title="invoice-outbox",
         version=__version__,
         description=DESCRIPTION,

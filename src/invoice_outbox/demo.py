@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from invoice_outbox.practices.service import set_name
 from invoice_outbox.sendings.intake import Submission, submit
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
@@ -25,6 +26,8 @@ from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system
 
 SEED = 20260205
+#: The demo practices' names (made up).
+PRACTICE_NAMES = ("Rosebank Family Practice", "Sea Point Medical Centre", "Parkview Paediatrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,11 @@ def _history(
     return [(rng.choice(retryable), None)], created
 
 
+def _invoice_number(invoice_id: uuid.UUID) -> str:
+    """A practice-style invoice number (the same one the demo document carries)."""
+    return f"INV-{invoice_id.hex[:8].upper()}"
+
+
 def demo_document(rng: random.Random, invoice_id: uuid.UUID) -> bytes:
     """A made-up invoice (no real person's data)."""
     lines = [
@@ -113,7 +121,7 @@ def demo_document(rng: random.Random, invoice_id: uuid.UUID) -> bytes:
     ]
     return orjson.dumps(
         {
-            "InvoiceNumber": f"INV-{invoice_id.hex[:8].upper()}",
+            "InvoiceNumber": _invoice_number(invoice_id),
             "Patient": "Demo Patient",
             "MemberNumber": str(rng.randint(10**8, 10**9)),
             "Lines": lines,
@@ -170,6 +178,7 @@ async def submit_live_invoices(
                 encounter_id=uuid.uuid4(),
                 document=demo_document(rng, invoice_id),
                 content_type="application/json",
+                invoice_number=_invoice_number(invoice_id),
             )
             await submit(session, submission, now=now, keyring=keyring)
             count += 1
@@ -189,6 +198,11 @@ async def load_demo(
     """Insert the demo set: systems, a delivery history, live invoices.  Returns practice ids."""
     rng = random.Random(SEED)  # noqa: S311 -- reproducible demo data, not secrets
     practice_ids = [_uuid(rng) for _ in range(practices)]
+    for index, practice_id in enumerate(practice_ids):
+        name = PRACTICE_NAMES[index % len(PRACTICE_NAMES)]
+        await set_name(
+            session, practice_id, f"{name} {index // 3 + 1}" if index >= 3 else name, now=now
+        )
     await configure_demo_systems(session, practice_ids, sandbox_url, now)
     statuses = (
         [Status.SENT] * 5
@@ -210,6 +224,7 @@ async def load_demo(
                     invoice_id=invoice_id,
                     system=system,
                     sending_type=SendingType.INVOICE.value,
+                    invoice_number=_invoice_number(invoice_id),
                     attempts=0,
                     sending_time=created,
                     idempotency_key=_uuid(rng).hex,

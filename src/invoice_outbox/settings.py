@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -119,6 +119,14 @@ class Settings(BaseSettings):
     sandbox: bool = Field(
         default=False,
         description="Serve /sandbox/{name}, a pretend receiver for the demo (never in production).",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="Logs as JSON lines (for machines) or as short text lines (a console).",
+    )
+    log_sandbox_requests: bool = Field(
+        default=False,
+        description="Log the sandbox's own request lines too (the demo's receiver; noisy).",
     )
     worker_concurrency: int = Field(default=8, gt=0, le=512)
     lease_seconds: float = Field(default=120.0, gt=0, description="How long a claim lasts.")

@@ -109,6 +109,9 @@ MATRIX: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/billing/systems/{name}"): ADMIN_ONLY,
     ("PUT", "/api/v1/billing/systems/{name}"): ADMIN_ONLY,
     ("GET", "/api/v1/billing/systems"): ADMIN_ONLY,
+    # Naming a practice: the first name creates it (201).
+    ("PUT", "/api/v1/billing/practices/{practiceId}"): Expect(201, 403, 403, 401),
+    ("GET", "/api/v1/billing/practices"): ADMIN_ONLY,
 }
 SANDBOX_ONLY = {("POST", "/sandbox/{name}")}
 # Served outside the OpenAPI schema; anyone may read them.
@@ -265,6 +268,8 @@ def request_for(method: str, template: str, seed_: Seed) -> tuple[str, dict[str,
     elif (method, template) == ("POST", "/api/v1/{practiceId}/billing/invoices"):
         kwargs["content"] = orjson.dumps(invoice_body())
         kwargs["headers"] = {"Content-Type": "application/json"}
+    elif (method, template) == ("PUT", "/api/v1/billing/practices/{practiceId}"):
+        kwargs["json"] = {"Name": "Matrix Family Practice"}
     elif method == "PUT":
         kwargs["json"] = {
             "Channel": "Http",
@@ -438,6 +443,8 @@ async def test_id_guessing_from_another_practice_reveals_and_changes_nothing(
         ("GET", f"/api/v1/billing/audit?practiceId={PRACTICE_A}", {}),
         ("GET", f"/api/v1/billing/causes?practiceId={PRACTICE_A}", {}),
         ("GET", f"/api/v1/billing/invoices/aborted?practiceId={PRACTICE_A}", {}),
+        ("PUT", f"/api/v1/billing/practices/{PRACTICE_A}", {"json": {"Name": "Taken over"}}),
+        ("GET", "/api/v1/billing/practices", {}),
     ]
     for method, url, kwargs in forbidden:
         response = await b(method, url, **kwargs)

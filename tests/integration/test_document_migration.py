@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from invoice_outbox.db.engine import make_sync_engine
-from invoice_outbox.migrate import current_revision, downgrade, upgrade
+from invoice_outbox.migrate import current_revision, downgrade, head_revision, upgrade
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.keyring import DocumentKeyMissing
 from invoice_outbox.sendings.models import Sending
@@ -134,6 +134,7 @@ def test_plain_documents_are_encrypted_and_only_the_key_brings_them_back(
             )
             assert opened == document["body"]
 
+        downgrade(url, "0005")  # the later migrations need no keys
         other = fixed_keyring("k9:" + base64.b64encode(b"\x09" * 32).decode())
         with pytest.raises(DocumentKeyMissing):
             downgrade(url, "0004", keyring=other)
@@ -209,7 +210,7 @@ def test_0004_and_0005_run_in_order_both_ways(empty_database_url: str, tmp_path:
             )
 
         upgrade(url, keyring=fixed_keyring(), progress=lines.append)
-        assert _revision(url) == "0005"
+        assert _revision(url) == head_revision()
         assert not reveals(raw_database(settings), marker)
         with engine.connect() as connection:
             sending = connection.execute(select(Sending)).one()

@@ -23,6 +23,7 @@ ITEM_KEYS = [
     "SendingId",
     "PracticeId",
     "InvoiceId",
+    "InvoiceNumber",
     "EncounterId",
     "System",
     "SendingType",

@@ -126,7 +126,9 @@ async def test_every_status_is_explained(
     assert "member number" in words[6][1]
     assert words[7] == (
         "The connection to this system is not set up correctly.",
-        "Your administrator has been told; nothing to do on your side.",
+        # No notice reported this abort: the practice is asked to tell them (item 5).
+        "Please tell your administrator: the connection to this system needs fixing before "
+        "it can be sent.",
     )
     assert words[8] == (
         "The medical aid rejected the member number.",

@@ -130,7 +130,7 @@ async def test_resend_all_starts_the_apis_job_and_its_progress_is_readable(
     }
     page = await client.get(f"/admin/jobs/{job_id}")
     assert f'data-poll-url="/admin/jobs/{job_id}.json"' in page.text
-    assert 'href="/admin/causes" aria-current="page"' in page.text  # jobs belong to Causes
+    assert 'href="/admin/jobs" aria-current="page"' in page.text  # jobs have their own item
     assert 'aria-live="polite">0 of 9 handled\u2026</p>' in page.text
     assert await status_of_cause(state, "http-503") == {"Aborted": 9}  # not done inline
 
@@ -144,7 +144,7 @@ async def test_resend_all_starts_the_apis_job_and_its_progress_is_readable(
     assert "data-poll-url" not in page.text
     listed = await client.get("/admin/jobs")
     assert f'href="/admin/jobs/{job_id}"' in listed.text
-    assert 'href="/admin/causes" aria-current="page"' in listed.text
+    assert 'href="/admin/jobs" aria-current="page"' in listed.text
     assert "MediSwitch is back up" in listed.text
     assert [a for a in await actions(state) if a.startswith("resend_job.")] == [
         "resend_job.start",
@@ -169,8 +169,9 @@ async def test_a_dry_run_changes_nothing_and_can_then_be_run(
     )
     assert answer.status_code == 303
     preview = await client.get(answer.headers["location"])
-    assert "Dry run: 6 would be sent again" in preview.text
-    assert "Timed out on PracticeLedger (Failed)" in preview.text
+    assert "Dry run: 6 invoices would be sent again" in preview.text
+    assert "What would be sent again" in preview.text  # the first page of them, listed
+    assert "Timed out on PracticeLedger (failed)" in preview.text
     assert await status_of_cause(state, "timeout") == {"Failed": 6}
     assert not [a for a in await actions(state) if a.startswith("resend_job.")]
     preview_id = answer.headers["location"].rsplit("/", 1)[1]
@@ -236,7 +237,8 @@ async def test_signed_out_browsers_are_sent_to_sign_in(client: httpx.AsyncClient
         ("GET", "/admin/causes?status=Bogus", 400),
         ("GET", "/admin/causes?system=%3Cscript%3E", 400),
         ("GET", "/admin/causes?system=A&system=B", 400),
-        ("GET", "/admin/causes/Not%20a%20cause", 400),
+        ("GET", "/admin/causes/Not%20a%20cause", 404),
+        ("GET", "/admin/causes/no-such-cause", 404),
         ("GET", "/admin/causes/http-503?status=Pending", 400),
         ("GET", "/admin/jobs/not-a-uuid", 400),
         ("GET", "/admin/jobs/not-a-uuid.json", 400),

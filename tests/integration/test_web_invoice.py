@@ -127,7 +127,9 @@ async def test_an_admin_sees_the_timeline_in_plain_words(
     text = page.text
     assert '<span class="badge status-aborted" data-status="Aborted">Aborted</span>' in text
     assert '<span class="badge status-sent" data-status="Sent">Sent</span>' in text
-    assert "The receiver could not accept the invoice as it is." in text  # practice words
+    # Admin words: the cause, and that resending will not change a refusal (item 3).
+    assert "Bad request (HTTP 400): MediSwitch refused it, and resending will not change" in text
+    assert "The receiver could not accept the invoice as it is." not in text
     assert "Refused; not tried again automatically" in text
     assert "Failed; tried again later" in text
     assert "Delivered" in text
@@ -215,7 +217,8 @@ async def test_discard_by_form_gives_up_and_writes_the_audit_entry(
     assert 'data-status="Discarded">Discarded</span>' in page.text
     assert "Discarded; given up on for good, no more attempts" in page.text
     assert f"by {ADMIN_NAME}: Duplicate invoice</dd>" in page.text
-    assert "Sending it was then stopped for good." in page.text
+    assert "Given up on for good." in page.text  # admin words
+    assert "Discarded (given up on)</strong> by " in page.text  # the action, in the timeline
     assert f"/sendings/{aborted.id}/discard" not in page.text  # already discarded
     assert f"/sendings/{aborted.id}/resend" in page.text  # an admin naming it still resends
 

@@ -82,7 +82,7 @@ async def test_the_aborted_list_is_paged_with_the_api_cursor(
     assert invoice_links(second.text) == [str(i) for i in invoices[PAGE_SIZE:]]
     assert f"Showing {PAGE_SIZE + 1}&ndash;{PAGE_SIZE + 7}" in second.text
     assert next_link(second.text) is None
-    assert 'href="/admin/aborted">First page</a>' in second.text
+    assert 'href="/admin/aborted" rel="prev">Previous page</a>' in second.text
     # Times in the service's zone: the newest row is a minute before NOW (18:06 SAST).
     assert "5 Feb 2026, 18:05 SAST" in second.text
 
@@ -117,7 +117,7 @@ async def test_filters_narrow_the_list(
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"practiceId": "not-a-guid"}, "Practice is not a GUID."),
+        ({"practiceId": "not-a-guid"}, "No practice has this name or id."),
         ({"from": "yesterday"}, "From is not a date or date-time"),
         ({"from": "2026-02-05", "to": "2026-02-01"}, "From is not before to."),
         ({"cause": "HTTP 503!"}, "Cause is not a cause"),

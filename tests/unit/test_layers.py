@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "invoice_outbox"
 FRONT_ENDS = ("invoice_outbox.api", "invoice_outbox.web", "invoice_outbox.cli")
-DOMAIN = ("sendings", "systems", "worker", "admin", "auth", "legacy", "db")
+DOMAIN = ("sendings", "systems", "worker", "admin", "auth", "legacy", "db", "practices")
 #: What the dashboard may share with the API: the FastAPI dependencies, nothing else.
 WEB_MAY_IMPORT_FROM_API = frozenset({"invoice_outbox.api.deps"})
 

@@ -5,9 +5,11 @@ is written in the same transaction as the change it records, so the log never cl
 that was rolled back, nor misses one that was committed.  Functions never commit.
 
 Actions: ``sendings.resend``, ``sendings.retry_all``, ``sendings.discard``,
-``resend_job.start``, ``resend_job.batch``, ``resend_job.finish``, ``invoice.cancel``,
-``system.put``, ``user.add``, and the dashboard's ``session.sign_in``, ``session.sign_out``,
-``session.lockout``.
+``resend_job.start``, ``resend_job.batch``, ``resend_job.finish`` (and ``discard_job.*``),
+``invoice.cancel``, ``system.put``, ``user.add``, ``user.password``, ``user.unlock``,
+``practice.name``, and the dashboard's ``session.sign_in``, ``session.sign_out``,
+``session.lockout``.  Each entry's affected sendings are also linked by id (`AuditLink`), so
+an invoice's timeline reads what admins did to it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.admin.models import AuditEntry
+from invoice_outbox.admin.models import AuditEntry, AuditLink
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.errors import InvalidParameter
 
@@ -39,9 +41,15 @@ ACTIONS = (
     "resend_job.start",
     "resend_job.batch",
     "resend_job.finish",
+    "discard_job.start",
+    "discard_job.batch",
+    "discard_job.finish",
     "invoice.cancel",
     "system.put",
     "user.add",
+    "user.password",
+    "user.unlock",
+    "practice.name",
     "session.sign_in",
     "session.sign_out",
     "session.lockout",
@@ -100,7 +108,23 @@ async def record(
     )
     session.add(entry)
     await session.flush()
+    linked = _sending_ids(entry.affected)
+    if linked:
+        await session.execute(
+            insert(AuditLink), [{"entry_id": entry.id, "sending_id": i} for i in linked]
+        )
     return entry
+
+
+def _sending_ids(values: Sequence[str]) -> list[uuid.UUID]:
+    """The affected ids that are sending ids (GUIDs), once each: an entry's links."""
+    found: dict[uuid.UUID, None] = {}
+    for value in values:
+        try:
+            found[uuid.UUID(value)] = None
+        except ValueError:
+            continue
+    return list(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,3 +215,33 @@ def entry_view(entry: AuditEntry) -> dict[str, Any]:
         "AffectedCount": entry.affected_count,
         "Details": dict(entry.details or {}),
     }
+
+
+#: The audit actions an invoice's timeline shows between its attempts.
+TIMELINE_ACTIONS = (
+    "sendings.resend",
+    "sendings.discard",
+    "sendings.retry_all",
+    "resend_job.batch",
+    "discard_job.batch",
+    "invoice.cancel",
+)
+
+
+async def actions_on(
+    session: AsyncSession, sending_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[AuditEntry]]:
+    """The `TIMELINE_ACTIONS` entries that affected each sending, oldest first (by the
+    entries' links: one indexed read).  Every id is a key."""
+    found: dict[uuid.UUID, list[AuditEntry]] = {i: [] for i in sending_ids}
+    if not found:
+        return found
+    rows = await session.execute(
+        select(AuditLink.sending_id, AuditEntry)
+        .join(AuditEntry, AuditEntry.id == AuditLink.entry_id)
+        .where(AuditLink.sending_id.in_(sorted(found)), AuditEntry.action.in_(TIMELINE_ACTIONS))
+        .order_by(AuditEntry.time, AuditEntry.id)
+    )
+    for sending_id, entry in rows:
+        found[sending_id].append(entry)
+    return found

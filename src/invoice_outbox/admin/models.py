@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, Index, Integer, String, Text, Uuid
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,6 +55,18 @@ class AuditEntry(Base):
     )
 
 
+class AuditLink(Base):
+    """One sending an audit entry affected: what an invoice's timeline reads (by sending) to
+    show who resent or discarded it, when and why.  Written with the entry, never changed."""
+
+    __tablename__ = "audit_links"
+
+    entry_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("audit_entries.id", ondelete="CASCADE"), primary_key=True
+    )
+    sending_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+
+
 class ResendJob(Base):
     """A bulk resend (or its dry run) worked through in the background, batch by batch.
 
@@ -61,6 +83,8 @@ class ResendJob(Base):
     #: Running, Done or Failed.
     status: Mapped[str] = mapped_column(String(16))
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: What the job does to its members: ``resend`` (queue again) or ``discard``.
+    action: Mapped[str] = mapped_column(String(16), default="resend", server_default="resend")
     force: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The selection: {"Cause": ..., "Ids": [...], "PracticeId": ..., "System": ..., ...}.
     selection: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
@@ -78,6 +102,7 @@ class ResendJob(Base):
 
     __table_args__ = (
         CheckConstraint("status IN ('Running', 'Done', 'Failed')", name="status"),
+        CheckConstraint("action IN ('resend', 'discard')", name="action"),
         Index("ix_resend_jobs_status", "status", "created_at"),
     )
 

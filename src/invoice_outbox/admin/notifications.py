@@ -37,7 +37,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -317,3 +317,31 @@ async def notify_once(state: AppState, *, now: datetime) -> NotificationRun | No
         "admins notified", extra={"action": "notify.sent", "deliveries": run.deliveries, **event}
     )
     return run
+
+
+# ------------------------------------------------------------------------------ who was told
+async def notified_aborts(
+    connection: AsyncConnection, aborts: Sequence[tuple[uuid.UUID, datetime | None]]
+) -> set[uuid.UUID]:
+    """Of (sending id, when it last aborted), the sendings whose abort a notice reported:
+    a run whose period covers that moment and whose message reached at least one recipient
+    ("sent").  One read over the runs spanning the moments."""
+    moments = [when for _, when in aborts if when is not None]
+    if not moments:
+        return set()
+    runs = (
+        await connection.execute(
+            select(
+                NotificationRun.period_start, NotificationRun.period_end, NotificationRun.deliveries
+            )
+            .where(NotificationRun.period_end > min(moments))
+            .where(NotificationRun.period_start <= max(moments))
+            .where(NotificationRun.aborted_count > 0)
+        )
+    ).all()
+    reached = [(start, end) for start, end, sent in runs if "sent" in (sent or {}).values()]
+    return {
+        sending_id
+        for sending_id, when in aborts
+        if when is not None and any(start <= when < end for start, end in reached)
+    }

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from invoice_outbox.admin import audit
 from invoice_outbox.admin.models import ResendJob
 from invoice_outbox.admin.resends import job_plan, next_batch
-from invoice_outbox.sendings.commands import requeue
+from invoice_outbox.sendings.commands import discard_many, requeue
 from invoice_outbox.state import AppState
 from invoice_outbox.worker.waker import commit_and_wake
 
@@ -150,14 +150,24 @@ async def run_batch(state: AppState, job_id: uuid.UUID, *, owner: str) -> int | 
             await _finish(session, job, owner, now=now, status="Done", error=None)
             await session.commit()
             return None
-        moved = await requeue(
-            session, ids, sources=the_plan.statuses, now=now, unchanged_since=job.snapshot_at
-        )
+        if job.action == "discard":
+            moved = await discard_many(
+                session,
+                ids,
+                actor=job.created_by,
+                reason=job.reason,
+                now=now,
+                unchanged_since=job.snapshot_at,
+            )
+        else:
+            moved = await requeue(
+                session, ids, sources=the_plan.statuses, now=now, unchanged_since=job.snapshot_at
+            )
         if moved:
             await audit.record(
                 session,
                 principal=audit.Actor(job.created_by, "admin"),
-                action="resend_job.batch",
+                action=f"{job.action}_job.batch",
                 reason=job.reason,
                 target=str(job.id),
                 affected=moved,
@@ -223,7 +233,7 @@ async def _finish(
     await audit.record(
         session,
         principal=audit.Actor(job.created_by, "admin"),
-        action="resend_job.finish",
+        action=f"{job.action}_job.finish",
         reason=job.reason,
         target=str(job.id),
         affected_count=job.done,

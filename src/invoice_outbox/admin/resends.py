@@ -10,7 +10,7 @@ job never undoes what happened after the preview.  Functions never commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.admin import audit
-from invoice_outbox.admin.models import ResendJob
+from invoice_outbox.admin.models import AuditEntry, AuditLink, ResendJob
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.errors import Conflict, Forbidden, Invalid, NotFound, OutboxError
 from invoice_outbox.sendings.commands import resend_sources
@@ -99,6 +99,8 @@ class Selection:
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
+    #: Invoices a list's search found (by id, id prefix or invoice number): "all matching".
+    invoice_ids: tuple[uuid.UUID, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -113,6 +115,7 @@ class Selection:
             sending_types=frozenset({self.sending_type}) if self.sending_type else frozenset(),
             causes=frozenset({self.cause}) if self.cause is not None else frozenset(),
             sending_ids=frozenset(self.sending_ids) if with_ids else frozenset(),
+            invoice_ids=frozenset(self.invoice_ids),
             since=self.since,
             until=self.until,
             text=self.text,
@@ -129,6 +132,7 @@ class Selection:
                 "From": None if self.since is None else self.since.isoformat(),
                 "To": None if self.until is None else self.until.isoformat(),
                 "Q": self.text,
+                **({"InvoiceIds": [str(i) for i in self.invoice_ids]} if self.invoice_ids else {}),
             }
         return {
             "Cause": self.cause,
@@ -162,6 +166,7 @@ class Selection:
             since=when("From"),
             until=when("To"),
             text=filter_json.get("Q"),
+            invoice_ids=tuple(uuid.UUID(i) for i in filter_json.get("InvoiceIds") or ()),
         )
 
 
@@ -237,6 +242,23 @@ def plan(selection: Selection, *, force: bool) -> Plan:
         statuses=wanted & allowed,
         sent_left_out=Status.SENT in wanted and not force,
         exclude_discarded=not named,
+    )
+
+
+def discard_plan(selection: Selection) -> Plan:
+    """What a discard job changes: the Aborted sendings of the selection (nothing else can be
+    discarded; named ones in another status are reported, not changed)."""
+    if selection.is_empty:
+        raise ResendInvalid("give Cause, SendingIds or Filter")
+    wrong = [s.value for s in selection.statuses if s is not Status.ABORTED]
+    if wrong:
+        raise ResendInvalid(f"only Aborted sendings can be discarded, not {', '.join(wrong)}")
+    return Plan(
+        selection=selection,
+        force=False,
+        statuses=frozenset({Status.ABORTED}),
+        sent_left_out=False,
+        exclude_discarded=True,
     )
 
 
@@ -354,8 +376,11 @@ async def create_job(
     now: datetime,
     preview_job_id: uuid.UUID | None = None,
     rate_per_second: int = DEFAULT_RATE,
+    action: str = "resend",
 ) -> ResendJob:
     """A dry run (done at once: the preview) or a job for the background runner (Running).
+
+    `action` ``discard`` makes a discard job (`discard_plan`: Aborted members only) instead.
 
     With `preview_job_id` the job reuses that dry run's snapshot time, selection (when none
     is given; a different one is refused) and its count of members.
@@ -369,6 +394,7 @@ async def create_job(
         if previewed is None or not previewed.dry_run:
             raise DryRunNotFound(preview_job_id)
         previewed_plan = Plan.from_json(previewed.selection, force=previewed.force)
+        action = previewed.action
         if selection is None:
             selection = previewed_plan.selection
         if selection != previewed_plan.selection or force != previewed.force:
@@ -378,7 +404,7 @@ async def create_job(
         snapshot_at = previewed.snapshot_at
     if selection is None:
         selection = Selection()
-    the_plan = plan(selection, force=force)
+    the_plan = discard_plan(selection) if action == "discard" else plan(selection, force=force)
     summary = (
         dict(previewed.selection.get("Preview") or {})
         if previewed is not None
@@ -392,6 +418,7 @@ async def create_job(
         reason=reason,
         status="Done" if dry_run else "Running",
         dry_run=dry_run,
+        action=action,
         force=force,
         selection={
             **the_plan.to_json(),
@@ -413,7 +440,7 @@ async def create_job(
         await audit.record(
             session,
             principal=principal,
-            action="resend_job.start",
+            action=f"{action}_job.start",
             reason=reason,
             practice_id=selection.practice_id,
             target=str(job.id),
@@ -486,6 +513,7 @@ def job_view(job: ResendJob) -> dict[str, Any]:
         "JobId": job.id,
         "Status": job.status,
         "DryRun": job.dry_run,
+        "Action": job.action,
         "Force": job.force,
         "Total": job.total,
         "Done": job.done,
@@ -524,3 +552,43 @@ async def recent_jobs(
         statement = statement.where(ResendJob.status == status)
     statement = statement.order_by(ResendJob.created_at.desc(), ResendJob.id).limit(limit)
     return list((await session.scalars(statement)).all())
+
+
+# What a job did, and what a dry run would do -------------------------------------------------
+
+#: Rows a job's page lists (the counts cover every member).
+SHOWN_MEMBERS = 50
+
+
+async def job_members(
+    session: AsyncSession, job: ResendJob, columns: Sequence[Any], *, limit: int = SHOWN_MEMBERS
+) -> tuple[list[Any], dict[str, int]]:
+    """For a job that ran: the first `limit` sendings it changed (`columns` of each, by
+    SendingTime) and how many of all it changed are in each status now (delivered, failed
+    again, still waiting...).  For a dry run: the first sendings it would change, and the
+    counts by status now.  Reads the job's audit links (batches) or its plan's selection."""
+    if job.dry_run:
+        clauses = job_plan(job).member_clauses()
+    else:
+        changed = (
+            select(AuditLink.sending_id)
+            .join(AuditEntry, AuditEntry.id == AuditLink.entry_id)
+            .where(
+                AuditEntry.action == f"{job.action}_job.batch",
+                AuditEntry.time >= job.created_at,
+                AuditEntry.target == str(job.id),
+            )
+        )
+        clauses = [Sending.id.in_(changed)]
+    counts = {
+        status: int(n)
+        for status, n in await session.execute(
+            select(Sending.status, func.count()).where(*clauses).group_by(Sending.status)
+        )
+    }
+    rows = (
+        await session.execute(
+            select(*columns).where(*clauses).order_by(Sending.sending_time, Sending.id).limit(limit)
+        )
+    ).all()
+    return list(rows), counts

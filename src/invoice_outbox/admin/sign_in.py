@@ -118,6 +118,7 @@ async def _record_lockout(
         "sign-in paused after failed attempts",
         extra={
             "action": "auth.lockout",
+            "actor": "anonymous",
             "client": client,
             "via": via,
             "known_user": known is not None,

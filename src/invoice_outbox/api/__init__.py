@@ -20,12 +20,14 @@ from invoice_outbox.api import (
     legacy_lists,
     listing_routes,
     metrics_route,
+    practice_routes,
     resend_routes,
     sandbox,
     sending_routes,
     systems,
     token_route,
 )
+from invoice_outbox.api.access_log import AccessLog
 from invoice_outbox.api.allowed_methods import AllowedMethods
 from invoice_outbox.api.boundary import BoundaryCharacters, HeaderSizeLimit
 from invoice_outbox.api.errors import install_error_handlers
@@ -52,6 +54,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         audit_routes.router,
         invoices.router,
         systems.router,
+        practice_routes.router,
     ]
     if settings.sandbox:
         routers.append(sandbox.router)
@@ -64,6 +67,9 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         if isinstance(route, APIRoute) and route.path.startswith("/api/")
     ]
     app.add_middleware(AllowedMethods)  # inside AspNetPaths: it sees the canonical path
+    # Inside AspNetPaths: the access log sees the scope the router fills in (the route);
+    # outside AllowedMethods, so its 405 and OPTIONS answers are logged too.
+    app.add_middleware(AccessLog, log_sandbox=settings.log_sandbox_requests)
     app.add_middleware(AspNetPaths, templates=api_paths)
     app.add_middleware(HeaderSizeLimit)  # outermost: before anything looks at the request
     install_openapi(app)

@@ -8,12 +8,12 @@ of `api.errors`; the routes only parse the body and write the answer.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from xml.etree.ElementTree import Element, tostring
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.responses import Response
 
 from invoice_outbox.api.bodies import answer, read_body, xml_children
@@ -31,6 +31,14 @@ from invoice_outbox.worker.waker import commit_and_wake
 
 router = APIRouter(tags=["invoices"])
 
+#: The practice's invoice number: 1 to 64 characters, no control characters, trimmed.
+InvoiceNumberText = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+
 
 class InvoiceIn(BaseModel):
     """An invoice to deliver.  `Document` is the invoice itself, kept as given."""
@@ -43,6 +51,11 @@ class InvoiceIn(BaseModel):
     Document: Any = Field(
         description="The invoice, kept as given. JSON: any value but null. XML: one child "
         "element of <Document>.",
+    )
+    InvoiceNumber: InvoiceNumberText | None = Field(
+        default=None,
+        description="Optional: the practice's own reference for the invoice (e.g. INV-2026-0042), "
+        "shown beside the id and searchable. Never patient data.",
     )
 
 
@@ -72,8 +85,9 @@ def _document(body: InvoiceIn) -> tuple[bytes, str]:
     description=(
         "**Admins, or users of that practice.** JSON or XML body with `InvoiceId`, "
         "`EncounterId`, `Document` (the invoice, delivered as given and stored encrypted "
-        "until then) and optional `Systems` (default: the systems configured for the "
-        "practice). Answers 202 with the envelope whose `Data` is the invoice's sendings. "
+        "until then), optional `Systems` (default: the systems configured for the "
+        "practice) and optional `InvoiceNumber` (the practice's own reference, shown and "
+        "searchable). Answers 202 with the envelope whose `Data` is the invoice's sendings. "
         "Submitting the same document again creates nothing; a corrected document replaces "
         "one not yet delivered (409 if it is being delivered right now or was already "
         "delivered; 503 with `Retry-After` if this server does not yet hold the key the "
@@ -100,6 +114,7 @@ async def submit_invoice(
         document=document,
         content_type=content_type,
         systems=tuple(body.Systems) if body.Systems is not None else None,
+        invoice_number=body.InvoiceNumber,
     )
     sendings = await submit_idempotently(
         session, submission, now=state.clock.now(), keyring=state.keyring
@@ -147,6 +162,7 @@ async def invoice_detail(
     value = {
         "PracticeId": practiceId,
         "InvoiceId": invoiceId,
+        "InvoiceNumber": sendings[0].invoice_number,
         "EncounterId": sendings[0].encounter_id,
         "Sendings": [_sending_view(s, [_attempt_view(a) for a in history[s.id]]) for s in sendings],
     }

@@ -15,6 +15,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from invoice_outbox.admin.notifications import notified_aborts
 from invoice_outbox.api.bodies import answer
 from invoice_outbox.api.deps import State
 from invoice_outbox.api.docs import STATUS_VALUES
@@ -27,7 +28,7 @@ from invoice_outbox.api.list_params import (
 from invoice_outbox.api.security import Admin, Caller
 from invoice_outbox.sendings.cause_groups import cause_groups, failure_statuses, group_view
 from invoice_outbox.sendings.filters import SendingFilter, shown_by_default
-from invoice_outbox.sendings.items import ITEM_COLUMNS, practice_item, sending_item
+from invoice_outbox.sendings.items import ABORTED_AT, ITEM_COLUMNS, practice_item, sending_item
 from invoice_outbox.sendings.list_query import (
     CAUSE_PARAMS,
     DEFAULT_LIMIT,
@@ -149,7 +150,8 @@ async def practice_invoices(
     now = state.clock.now()
     async with reading(state.engine) as connection:
         holds = await held_systems(connection)
-    items = [practice_item(row, zone, now, holds) for row in page.rows]
+        told = await notified_aborts(connection, [(row[0], row[ABORTED_AT]) for row in page.rows])
+    items = [practice_item(row, zone, now, holds, told) for row in page.rows]
     return _page_answer(request, state, page, items)
 
 

@@ -169,3 +169,12 @@ async def record_failure(
 async def forget_failures(db: AsyncSession, *, name: str) -> None:
     """A correct sign-in: the name's failures no longer count (the client's still do)."""
     await db.execute(delete(LoginFailure).where(LoginFailure.user_name == fold_name(name)))
+
+
+async def unlock(db: AsyncSession, *, name: str) -> int:
+    """Forget every remembered failed sign-in of user name `name` (an admin lifts a pause
+    early).  Returns how many were forgotten.  Failures counted per client address remain."""
+    mine = LoginFailure.user_name == fold_name(name)
+    count = await db.scalar(select(func.count()).select_from(LoginFailure).where(mine))
+    await db.execute(delete(LoginFailure).where(mine))
+    return int(count or 0)

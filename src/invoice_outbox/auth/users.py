@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.auth.models import User, UserPractice
@@ -77,3 +77,24 @@ async def authenticate(session: AsyncSession, name: str, password: str) -> Princ
         return None
     assert user is not None  # verify_password is False without a stored hash
     return principal_of(user)
+
+
+async def list_users(session: AsyncSession) -> list[User]:
+    """Every user, by name (their practices loaded)."""
+    return list((await session.scalars(select(User).order_by(User.name))).all())
+
+
+async def set_password(session: AsyncSession, *, name: str, password: str) -> User:
+    """Give user `name` a new password (`UserError` when there is no such user or the
+    password is too short).  Their dashboard sessions end: whoever knew the old one is out."""
+    from invoice_outbox.auth.models import WebSession
+
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"passwords must be at least {MIN_PASSWORD_LENGTH} characters long")
+    user = await session.scalar(select(User).where(User.name == name.strip()))
+    if user is None:
+        raise UserError(f"there is no user named {name.strip()!r}")
+    user.password_hash = await asyncio.to_thread(hash_password, password)
+    await session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    await session.flush()
+    return user

@@ -7,16 +7,18 @@ every command (its docstring lists the exit codes).
     serve.py     migrate, serve, worker
     demo_cmd.py  demo
     tokens.py    token
-    users.py     user add
+    users.py     user add, list, password, unlock
     systems.py   system put, system list
     keys.py      keys status, keys new, keys rotate, keys drop
+    sendings.py  sendings list, sendings resend
+    practices.py practice name, practice list
 """
 
 from __future__ import annotations
 
 import typer
 
-from invoice_outbox.cli import demo_cmd, keys, serve, systems, tokens, users
+from invoice_outbox.cli import demo_cmd, keys, practices, sendings, serve, systems, tokens, users
 from invoice_outbox.cli.common import ErrorMappingGroup
 
 app = typer.Typer(
@@ -33,5 +35,7 @@ app.command()(tokens.token)
 app.add_typer(users.user_app, name="user")
 app.add_typer(systems.system_app, name="system")
 app.add_typer(keys.keys_app, name="keys")
+app.add_typer(sendings.sendings_app, name="sendings")
+app.add_typer(practices.practice_app, name="practice")
 
 __all__ = ["app"]

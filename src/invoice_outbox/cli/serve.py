@@ -44,7 +44,7 @@ def serve(
     # The database's checks, then the document keys must open every stored document.
     common.run(keys.check_document_keys(settings, may_create_var_dir=True))
     signing_key(settings)  # creates the key under var_dir on first start
-    configure_logging()
+    configure_logging(fmt=settings.log_format)
     print_banner(settings, host, port)
     uvicorn.run(
         create_app(settings, run_worker=worker, tune_gc=True),
@@ -53,6 +53,7 @@ def serve(
         host=host,
         port=port,
         log_config=None,
+        access_log=False,  # invoice_outbox.api.access_log writes structured access lines
         proxy_headers=False,
         server_header=False,
         # httptools with a bound on request headers: 431 past 64 KiB, before they are buffered.
@@ -98,6 +99,6 @@ async def _run_worker(settings: Settings, concurrency: int | None) -> None:
     async with common.open_engine(settings) as engine:
         keys.require_key_file_dir(settings)
         keyring = await keys.start_up_keyring(engine, settings)
-        configure_logging()
+        configure_logging(fmt=settings.log_format)
         state = await worker_state(settings, engine, keyring=keyring)
         await run_worker_until_signalled(state, concurrency=concurrency)

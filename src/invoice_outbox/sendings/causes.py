@@ -55,6 +55,10 @@ _GAVE_UP = (
     "again once the system is back; contact them if it is urgent."
 )
 _ADMIN_TOLD = "Your administrator has been told; nothing to do on your side."
+_TELL_ADMIN = (
+    "Please tell your administrator: the connection to this system needs fixing before it "
+    "can be sent."
+)
 _DISCARDED = "Sending it was then stopped for good."
 _ASK_TO_RESEND = (
     "Nothing to do, unless it must still be sent: then ask your administrator to send it again."
@@ -349,8 +353,12 @@ def practice_explanation(
     zone: tzinfo,
     now: datetime | None = None,
     hold: SystemHold | None = None,
+    admin_told: bool = False,
 ) -> tuple[str, str]:
     """(Explanation, NextStep) of a sending's state for a practice user, in plain words.
+
+    "Your administrator has been told" is said only with `admin_told` (a notice reporting
+    this sending's abort was sent); otherwise the practice is asked to tell them.
 
     A Failed sending whose next attempt is already due at `now` (its system is held while it
     is down, or the worker is busy) is promised an attempt "shortly", not at a past time.
@@ -384,4 +392,7 @@ def practice_explanation(
         if not info.retryable:
             step = f"{step} {info.next_step}"
         return info.explanation, step
-    return info.explanation, info.next_step_for(status)
+    step = info.next_step_for(status)
+    if step == _ADMIN_TOLD and not admin_told:
+        step = _TELL_ADMIN
+    return info.explanation, step

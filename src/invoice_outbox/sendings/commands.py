@@ -102,3 +102,19 @@ async def discard(
     (nothing changed).
     """
     return await transitions.discard(session, sending_id, actor=actor, reason=reason, now=now)
+
+
+async def discard_many(
+    session: AsyncSession,
+    ids: Sequence[uuid.UUID],
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    unchanged_since: datetime | None = None,
+) -> list[uuid.UUID]:
+    """`discard` for many Aborted sendings at once (a discard job's batch); with
+    `unchanged_since`, only those not changed since the job's snapshot.  Returns those moved."""
+    return await transitions.discard_many(
+        session, ids, actor=actor, reason=reason, now=now, unchanged_since=unchanged_since
+    )

@@ -50,6 +50,8 @@ class Submission:
     document: bytes
     content_type: str
     systems: tuple[str, ...] | None = None
+    #: The practice's own reference (optional; see `note_invoice_number`).
+    invoice_number: str | None = None
 
 
 class IntakeError(Invalid):
@@ -188,6 +190,7 @@ async def submit(
             _replace_document(sending, shared, now)
             session.add(shared)
         result.append(sending)
+    note_invoice_number(result, submission.invoice_number)
     await session.flush()
     return result
 
@@ -255,3 +258,17 @@ def _replace_document(sending: Sending, document: Document, now: datetime) -> No
     sending.document_id = document.id
     # A corrected document is new content: a receiver must not drop it as a duplicate.
     sending.idempotency_key = uuid.uuid4().hex
+
+
+# Invoice numbers ------------------------------------------------------------------------------
+# Kept apart from the rules above on purpose: the number is a label, not part of what is sent.
+
+
+def note_invoice_number(sendings: list[Sending], number: str | None) -> None:
+    """Remember the practice's invoice number on the invoice's sendings (shown beside the id
+    and searchable).  A submission without one leaves a number given earlier alone."""
+    if number is None:
+        return
+    for sending in sendings:
+        if sending.invoice_number != number:
+            sending.invoice_number = number

@@ -7,7 +7,7 @@ label and, for practices, what happened and what happens next in plain words.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Final
 
@@ -30,7 +30,11 @@ ITEM_COLUMNS: Final = (
     Sending.sending_time,
     Sending.next_attempt_at,
     Sending.sent_at,
+    Sending.invoice_number,
+    Sending.aborted_at,
 )
+#: Where `ITEM_COLUMNS` puts when the sending last became Aborted (not part of the item).
+ABORTED_AT: Final = 14
 
 
 def sending_item(row: Sequence[Any]) -> dict[str, Any]:
@@ -49,12 +53,14 @@ def sending_item(row: Sequence[Any]) -> dict[str, Any]:
         sending_time,
         next_attempt_at,
         sent_at,
-    ) = row[:13]
+        invoice_number,
+    ) = row[:14]
     group = group_key(status, cause)
     return {
         "SendingId": sending_id,
         "PracticeId": practice_id,
         "InvoiceId": invoice_id,
+        "InvoiceNumber": invoice_number,
         "EncounterId": encounter_id,
         "System": system,
         "SendingType": sending_type,
@@ -70,11 +76,17 @@ def sending_item(row: Sequence[Any]) -> dict[str, Any]:
 
 
 def practice_item(
-    row: Sequence[Any], zone: tzinfo, now: datetime, holds: Mapping[str, SystemHold] | None = None
+    row: Sequence[Any],
+    zone: tzinfo,
+    now: datetime,
+    holds: Mapping[str, SystemHold] | None = None,
+    told: Collection[Any] = (),
 ) -> dict[str, Any]:
     """`sending_item` plus `Explanation` and `NextStep` in plain words (the practice view).
 
     `holds` (from `held_systems`): systems holding their queue, so waiting invoices say why.
+    `told`: ids of the sendings whose abort a notice to the admins reported (only those say
+    "your administrator has been told").
     """
     item = sending_item(row)
     explanation, next_step = practice_explanation(
@@ -85,6 +97,7 @@ def practice_item(
         zone=zone,
         now=now,
         hold=(holds or {}).get(item["System"]),
+        admin_told=item["SendingId"] in told,
     )
     item["Explanation"] = explanation
     item["NextStep"] = next_step

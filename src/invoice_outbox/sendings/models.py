@@ -30,6 +30,7 @@ def _in_list(column: str, values: type[Status] | type[SendingType]) -> str:
 _DUE = text("status IN ('Pending', 'Failed')")
 _IN_FLIGHT = text("status = 'Sending'")
 _ABORTED = text("aborted_at IS NOT NULL")
+_NUMBERED = text("invoice_number IS NOT NULL")
 
 
 class Sending(Base):
@@ -45,6 +46,9 @@ class Sending(Base):
     practice_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     encounter_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     invoice_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    #: The practice's own reference for the invoice (optional, shown and searchable; never
+    #: patient data).
+    invoice_number: Mapped[str | None] = mapped_column(String(64))
     system: Mapped[str] = mapped_column(String(100))
     sending_type: Mapped[str] = mapped_column(String(32), default=SendingType.INVOICE.value)
     status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value)
@@ -114,6 +118,13 @@ class Sending(Base):
             postgresql_where=_IN_FLIGHT,
         ),
         Index("ix_sendings_practice", "practice_id", "invoice_id"),
+        # Search by the practice's invoice number (only rows that have one).
+        Index(
+            "ix_sendings_invoice_number",
+            "invoice_number",
+            sqlite_where=_NUMBERED,
+            postgresql_where=_NUMBERED,
+        ),
         # Failures grouped and filtered by cause: index reads, not text scans.
         Index("ix_sendings_status_cause", "status", "cause", "sending_time"),
         # Notifications: what aborted in a period (only rows that ever aborted).

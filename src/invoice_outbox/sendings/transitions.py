@@ -499,3 +499,34 @@ async def discard(
         .execution_options(synchronize_session=False)
     )
     return result.scalar_one_or_none() is not None
+
+
+async def discard_many(
+    executor: Executor,
+    ids: Sequence[uuid.UUID],
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    unchanged_since: datetime | None = None,
+) -> list[uuid.UUID]:
+    """Aborted → Discarded for each of `ids` that is Aborted (and, with `unchanged_since`, not
+    changed after it: a discard job's snapshot).  Returns the ids that moved."""
+    if not ids:
+        return []
+    statement = update(Sending).where(Sending.id.in_(sorted(ids)), _guard(S.DISCARDED))
+    if unchanged_since is not None:
+        statement = statement.where(Sending.updated_at <= unchanged_since)
+    result = await executor.execute(
+        statement.values(
+            status=S.DISCARDED.value,
+            discarded_at=now,
+            discarded_by=actor[:200],
+            discard_reason=reason,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        .returning(Sending.id)
+        .execution_options(synchronize_session=False)
+    )
+    return [row[0] for row in result.all()]

@@ -28,6 +28,8 @@ from starlette.responses import RedirectResponse, Response
 from invoice_outbox.admin.resends import ResendRefused, create_job
 from invoice_outbox.admin.schemas import BulkResendIn, FilterIn
 from invoice_outbox.api.deps import Session, State
+from invoice_outbox.errors import InvalidParameter
+from invoice_outbox.practices.service import label, practice_names
 from invoice_outbox.sendings.cause_groups import CauseGroup, cause_groups, failure_statuses
 from invoice_outbox.sendings.causes import describe
 from invoice_outbox.sendings.filters import SendingFilter
@@ -57,6 +59,15 @@ SAMPLE: Final = 20
 CHART_GROUPS: Final = 12
 _FILTERS: Final = (SYSTEM, STATUS)
 _FAILURE_VALUES: Final = ("Failed", "Aborted")
+
+
+def _no_such_cause() -> PageError:
+    return PageError(
+        404,
+        "No such cause",
+        "No failed or aborted invoice has this cause. Check the link, or pick a group from "
+        "the causes page.",
+    )
 
 
 def _filter_query(selection: SendingFilter) -> str:
@@ -110,7 +121,7 @@ async def causes_page(
     chart = horizontal_bars(
         [Bar(r["label"], r["count"], r["href"]) for r in rows[:CHART_GROUPS]],
         title="Failed and aborted invoices by cause",
-        unit="invoices",
+        unit="invoice",
         empty_message="No failed or aborted invoices match.",
     )
     return render(
@@ -134,11 +145,18 @@ async def causes_page(
 
 @router.get("/admin/causes/{cause}")
 async def cause_page(request: Request, cause: str, principal: AdminPage, state: State) -> Response:
-    """Admins: one cause group, the first `SAMPLE` of its sendings, and "Resend all"."""
-    slug = cause_slug(cause)
+    """Admins: one cause group, the first `SAMPLE` of its sendings, and "Resend all".
+
+    404 for a cause that is neither known nor seen among the failures (a mistyped link)."""
+    try:
+        slug = cause_slug(cause)
+    except InvalidParameter:
+        raise _no_such_cause() from None
     selection = dataclasses.replace(_read_filters(request, state), causes=frozenset({slug}))
     async with reading(state.engine) as connection:
         groups = await cause_groups(connection, selection)
+    if not groups and not describe(slug).known:
+        raise _no_such_cause()
     group = groups[0] if groups else CauseGroup(slug)
     listed = dataclasses.replace(selection, statuses=frozenset(failure_statuses(selection)))
     page = await read_list_page(
@@ -167,8 +185,23 @@ async def cause_page(request: Request, cause: str, principal: AdminPage, state: 
             "system": next(iter(selection.systems), ""),
             "status_filter": statuses[0] if len(statuses) == 1 else "",
             "back": "/admin/causes" + (f"?{query}" if query else ""),
+            "practice_links": await _practice_links(state, group, slug),
         },
     )
+
+
+async def _practice_links(state: State, group: CauseGroup, slug: str) -> list[tuple[str, str]]:
+    """(label, link to what the practice is told about this cause) for each practice affected."""
+    async with state.engine.connect() as connection:
+        names = await practice_names(connection, group.practices)
+    ordered = sorted(group.practices, key=lambda p: label(p, names.get(p)).lower())
+    return [
+        (
+            label(p, names.get(p)),
+            f"/admin/invoices?{urlencode({'practiceId': str(p), 'cause': slug})}",
+        )
+        for p in ordered[:20]
+    ]
 
 
 def _resend_body(slug: str, form: Any, reason: str) -> BulkResendIn:

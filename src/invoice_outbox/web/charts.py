@@ -10,8 +10,9 @@ inline ``style`` (the pages' Content-Security-Policy forbids it), presentation a
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Final
@@ -42,6 +43,11 @@ def _a(value: object) -> str:
 def _t(value: object) -> str:
     """Element text, escaped."""
     return escape(str(value), quote=False)
+
+
+def counted(value: int, unit: str) -> str:
+    """``1 invoice``, ``3 invoices``: `unit` is the singular noun."""
+    return f"{value} {unit if value == 1 else unit + 's'}"
 
 
 def shorten(label: str, limit: int = _LABEL_CHARS) -> str:
@@ -99,15 +105,20 @@ def stacked_bars(
     series: Sequence[Series],
     *,
     title: str,
-    unit: str = "failures",
+    unit: str = "failure",
     empty_message: str = "Nothing to show for this period.",
     width: int = 720,
     height: int = 280,
+    colours: Mapping[str, str] | None = None,
+    link: Callable[[str | None, int], str | None] | None = None,
 ) -> Markup:
     """Vertical bars, one per category (e.g. a day), stacked by series (e.g. a system).
 
     `categories` label the x axis (shown thinned out when there are many); every series has
-    one value per category.  A legend lists the series with their totals.
+    one value per category.  A legend lists the series with their totals; each bar carries its
+    total above it.  `colours`: a colour per series name (`stable_colours`), so a system keeps
+    its colour on every page; `link(series or None, index)`: where a bar segment (or the
+    category's label and total, with None) leads.
     """
     if any(len(s.values) != len(categories) for s in series):
         raise ValueError("every series needs one value per category")
@@ -145,16 +156,27 @@ def stacked_bars(
                 continue
             h = plot_h * value / top
             y -= h
-            parts.append(
+            segment = (
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{_colour(index)}"><title>{_t(f"{one.name}, {category}: {value} {unit}")}'
-                "</title></rect>"
+                f'fill="{_fill(one.name, index, colours)}"><title>'
+                f"{_t(f'{one.name}, {category}: {counted(value, unit)}')}</title></rect>"
             )
+            target = link(one.name, i) if link else None
+            parts.append(f'<a href="{_a(target)}">{segment}</a>' if target else segment)
+        centre = left + slot * i + slot / 2
+        day_link = link(None, i) if link else None
+        if totals[i]:
+            total = (
+                f'<text x="{centre:.1f}" y="{y - 4:.1f}" text-anchor="middle" {_FONT} '
+                f'fill="#222222">{totals[i]}</text>'
+            )
+            parts.append(f'<a href="{_a(day_link)}">{total}</a>' if day_link else total)
         if i % every == 0:
-            parts.append(
-                f'<text x="{left + slot * i + slot / 2:.1f}" y="{top_pad + plot_h + 16}" '
+            day_tick = (
+                f'<text x="{centre:.1f}" y="{top_pad + plot_h + 16}" '
                 f'text-anchor="middle" {_FONT} fill="#333333">{_t(shorten(category, 12))}</text>'
             )
+            parts.append(f'<a href="{_a(day_link)}">{day_tick}</a>' if day_link else day_tick)
     parts.append(
         f'<line x1="{left}" x2="{width - right}" y1="{top_pad + plot_h}" '
         f'y2="{top_pad + plot_h}" stroke="#333333" stroke-width="1"/>'
@@ -164,7 +186,8 @@ def stacked_bars(
         lx = left + column_w * (index % 4)
         ly = height - 20 * legend_rows + 20 * (index // 4) - 6
         parts.append(
-            f'<rect x="{lx:.1f}" y="{ly - 10}" width="12" height="12" fill="{_colour(index)}"/>'
+            f'<rect x="{lx:.1f}" y="{ly - 10}" width="12" height="12" '
+            f'fill="{_fill(one.name, index, colours)}"/>'
             f'<text x="{lx + 17:.1f}" y="{ly}" {_FONT} fill="#222222">'
             f"<title>{_t(one.name)}</title>"
             f"{_t(shorten(one.name, 18))} ({sum(one.values)})</text>"
@@ -175,6 +198,33 @@ def stacked_bars(
 
 def _colour(index: int) -> str:
     return PALETTE[index] if index < len(PALETTE) else OTHER_COLOUR
+
+
+def _fill(name: str, index: int, colours: Mapping[str, str] | None) -> str:
+    if colours is not None and name in colours:
+        return colours[name]
+    return _colour(index)
+
+
+def stable_colours(names: Sequence[str]) -> dict[str, str]:
+    """A colour for each name that does not depend on which names a chart happens to show:
+    each name prefers the palette entry its hash picks (stable across reloads, pages and
+    processes), taking the next free one when another name (earlier by name) has it; beyond
+    the palette, grey."""
+    taken: dict[str, str] = {}
+    free = list(PALETTE)
+    for name in sorted(set(names)):
+        if not free:
+            taken[name] = OTHER_COLOUR
+            continue
+        start = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(PALETTE)
+        for step in range(len(PALETTE)):
+            colour = PALETTE[(start + step) % len(PALETTE)]
+            if colour in free:
+                free.remove(colour)
+                taken[name] = colour
+                break
+    return taken
 
 
 def _stacked_summary(
@@ -188,7 +238,7 @@ def _stacked_summary(
     by_series = sorted((-sum(s.values), s.name) for s in series)
     named = ", ".join(f"{name} {-negative}" for negative, name in by_series if negative)
     return (
-        f"{title}: {sum(totals)} {unit} from {categories[0]} to {categories[-1]}, "
+        f"{title}: {counted(sum(totals), unit)} from {categories[0]} to {categories[-1]}, "
         f"most on {categories[peak]} ({totals[peak]}). By series: {named}."
     )
 
@@ -206,7 +256,7 @@ def horizontal_bars(
     bars: Sequence[Bar],
     *,
     title: str,
-    unit: str = "failures",
+    unit: str = "failure",
     empty_message: str = "Nothing to show.",
     width: int = 720,
     bar_height: int = 26,
@@ -231,7 +281,8 @@ def horizontal_bars(
             f'<text x="{label_w - 8}" y="{y + bar_height * 0.68:.1f}" text-anchor="end" {_FONT} '
             f'fill="#222222">{_t(shorten(bar.label))}</text>'
             f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_height}" '
-            f'fill="{PALETTE[0]}"><title>{_t(f"{bar.label}: {bar.value} {unit}")}</title></rect>'
+            f'fill="{PALETTE[0]}"><title>'
+            f"{_t(f'{bar.label}: {counted(bar.value, unit)}')}</title></rect>"
             f'<text x="{label_w + w + 6:.1f}" y="{y + bar_height * 0.68:.1f}" {_FONT} '
             f'fill="#222222">{bar.value}</text>'
         )

@@ -22,6 +22,7 @@ Who may call:
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, Final
 
@@ -34,6 +35,7 @@ from invoice_outbox.admin.sending_actions import discard_one, resend_one
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.errors import NotFound
+from invoice_outbox.practices.service import label, practice_names
 from invoice_outbox.sendings.invoice_history import invoice_sendings
 from invoice_outbox.state import AppState
 from invoice_outbox.web.csrf import CsrfForm
@@ -42,6 +44,8 @@ from invoice_outbox.web.invoice_view import MAX_REASON, invoice_view
 from invoice_outbox.web.sessions import AdminPage, PagePrincipal
 from invoice_outbox.web.templating import render
 from invoice_outbox.worker.waker import commit_and_wake
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
@@ -90,8 +94,10 @@ async def _page(
         session, sendings, zone=state.settings.zone, now=state.clock.now(), admin=principal.is_admin
     )
     done = request.query_params.get("done", "")
+    names = await practice_names(session, view.practice_ids)
     context: dict[str, Any] = {
         "invoice": view,
+        "practice_labels": {p: label(p, names.get(p)) for p in view.practice_ids},
         "done": DONE.get(done) if status == 200 else None,
         "error": None,
         "error_for": None,
@@ -172,6 +178,15 @@ async def _act(
         refused = page_error_of(exc)
         return await again(refused.status, refused.message)
     done = "resent" if action == "resend" else "discarded"
+    log.info(
+        f"dashboard {action}",
+        extra={
+            "action": f"web.{action}",
+            "actor": principal.subject,
+            "sending_id": str(sending_id),
+            "invoice_id": str(invoice_id),
+        },
+    )
     return RedirectResponse(
         f"/admin/invoices/{invoice_id}?done={done}#sending-{sending_id}", status_code=303
     )

@@ -14,7 +14,10 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
+from invoice_outbox.admin.audit import actions_on
+from invoice_outbox.admin.models import AuditEntry
+from invoice_outbox.admin.notifications import notified_aborts
+from invoice_outbox.sendings.causes import CauseInfo, describe, group_key, practice_explanation
 from invoice_outbox.sendings.commands import resend_sources
 from invoice_outbox.sendings.invoice_history import attempts_of
 from invoice_outbox.sendings.models import Attempt, Sending
@@ -63,6 +66,28 @@ class AttemptView:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionView:
+    """Something a person (or their job) did to the sending: who, when, what, why."""
+
+    at: datetime
+    actor: str
+    words: str
+    reason: str | None
+
+
+#: An audit action as a line of the timeline.
+ACTION_WORDS: Final = {
+    "sendings.resend": "Resent",
+    "sendings.discard": "Discarded (given up on)",
+    "sendings.retry_all": "Resent with every failed invoice (retry all)",
+    "resend_job.batch": "Resent in a bulk resend",
+    "discard_job.batch": "Discarded in a bulk discard",
+    "invoice.cancel": "Invoice cancelled",
+}
+GAVE_UP: Final = "Failed; gave up (no more automatic attempts)"
+
+
+@dataclass(frozen=True, slots=True)
 class SendingView:
     """One sending with what a reader needs: status words, why, what next, what may be done."""
 
@@ -86,6 +111,8 @@ class SendingView:
     sent_at: datetime | None
     idempotency_key: str
     attempts: list[AttemptView]
+    #: Attempts and people's actions, oldest first (the timeline's rows).
+    events: list[AttemptView | ActionView]
     can_resend: bool
     can_discard: bool
 
@@ -93,22 +120,64 @@ class SendingView:
 @dataclass(frozen=True, slots=True)
 class InvoiceView:
     invoice_id: uuid.UUID
+    invoice_number: str | None
     encounter_id: uuid.UUID
     practice_ids: list[uuid.UUID]
     sendings: list[SendingView]
 
 
-def attempt_view(attempt: Attempt) -> AttemptView:
+def attempt_view(attempt: Attempt, *, gave_up: bool = False) -> AttemptView:
+    """`gave_up`: the last attempt before the sending was Aborted reads "gave up", not
+    "tried again later"."""
+    outcome = OUTCOMES.get(attempt.outcome, attempt.outcome)
+    if gave_up and attempt.outcome == "Retryable":
+        outcome = GAVE_UP
     return AttemptView(
         number=attempt.number,
         started_at=attempt.started_at,
         took=duration_text(attempt.duration_ms),
-        outcome=OUTCOMES.get(attempt.outcome, attempt.outcome),
+        outcome=outcome,
         outcome_key=attempt.outcome.lower(),
         code=attempt.code,
         reason=attempt.reason,
         worker=attempt.worker,
     )
+
+
+def _events(
+    attempts: Sequence[Attempt], actions: Sequence[AuditEntry], status: str
+) -> tuple[list[AttemptView], list[AttemptView | ActionView]]:
+    """The attempts (the last one "gave up" when the sending is Aborted or was discarded
+    after it) and the timeline: attempts and actions merged by time."""
+    last = attempts[-1].number if attempts else None
+    ended = status in (Status.ABORTED.value, Status.DISCARDED.value)
+    views = [attempt_view(a, gave_up=ended and a.number == last) for a in attempts]
+    done = [
+        ActionView(e.time, e.actor, ACTION_WORDS.get(e.action, e.action), e.reason) for e in actions
+    ]
+    merged: list[AttemptView | ActionView] = [*views, *done]
+    merged.sort(key=lambda v: v.started_at if isinstance(v, AttemptView) else v.at)
+    return views, merged
+
+
+def admin_words(sending: Sending, info: CauseInfo | None, now: datetime) -> tuple[str, str]:
+    """(What happened, What next) in an administrator's words."""
+    status, system = sending.status, sending.system
+    if status == Status.ABORTED.value and info is not None:
+        if info.retryable:
+            return (
+                f"{info.label}: its attempts are spent.",
+                f"Resend it once {system} is answering again, or discard it.",
+            )
+        return (
+            f"{info.label}: {system} refused it, and resending will not change that.",
+            "Tell the practice what to fix (they see it in their view), or discard it.",
+        )
+    if status == Status.FAILED.value and info is not None:
+        return f"{info.label}.", "Another attempt is scheduled; nothing to do yet."
+    if status == Status.DISCARDED.value:
+        return "Given up on for good.", "Nothing, unless it must still be sent: then resend it."
+    return STATUS_WORDS.get(status, status) + ".", "Nothing to do."
 
 
 def sending_view(
@@ -119,10 +188,15 @@ def sending_view(
     now: datetime,
     admin: bool,
     hold: SystemHold | None = None,
+    actions: Sequence[AuditEntry] = (),
+    told: bool = False,
 ) -> SendingView:
-    """`sending` for the page; `admin`: the resend/discard forms are offered where they apply;
-    `hold`: its system holds its queue (down or switched off), which the explanation says."""
-    group = group_key(sending.status, sending.cause)
+    """`sending` for the page; `admin`: the resend/discard forms are offered where they apply,
+    and the words are an administrator's (else a practice's); `hold`: its system holds its
+    queue (down or switched off), which the explanation says; `actions`: the audit entries
+    that changed it (the timeline shows them between the attempts)."""
+    delivered = sending.status == Status.SENT.value
+    group = None if delivered else group_key(sending.status, sending.cause)
     explanation, next_step = practice_explanation(
         status=sending.status,
         cause=group,
@@ -131,7 +205,20 @@ def sending_view(
         zone=zone,
         now=now,
         hold=hold,
+        admin_told=told,
     )
+    if (
+        admin
+        and hold is None
+        and sending.status
+        in (
+            Status.ABORTED.value,
+            Status.FAILED.value,
+            Status.DISCARDED.value,
+        )
+    ):
+        explanation, next_step = admin_words(sending, describe(group) if group else None, now)
+    attempt_views, events = _events(attempts, actions, sending.status)
     discarded = sending.status == Status.DISCARDED.value
     return SendingView(
         id=sending.id,
@@ -144,7 +231,7 @@ def sending_view(
         discarded_at=sending.discarded_at,
         discarded_by=sending.discarded_by,
         discard_reason=sending.discard_reason,
-        reason=sending.reason,
+        reason=None if delivered else sending.reason,
         cause_label=None if group is None else describe(group).label,
         explanation=explanation,
         next_step=next_step,
@@ -153,7 +240,8 @@ def sending_view(
         next_attempt_at=sending.next_attempt_at,
         sent_at=sending.sent_at,
         idempotency_key=sending.idempotency_key,
-        attempts=[attempt_view(a) for a in attempts],
+        attempts=attempt_views,
+        events=events,
         can_resend=admin and Status(sending.status) in resend_sources(force=False, discarded=True),
         can_discard=admin and sending.status == Status.ABORTED.value,
     )
@@ -169,15 +257,27 @@ async def invoice_view(
 ) -> InvoiceView:
     """The page's view of an invoice's (non-empty) `sendings`, with their attempts."""
     history = await attempts_of(session, [s.id for s in sendings])
+    actions = await actions_on(session, [s.id for s in sendings])
     holds = await held_systems(session)
+    told = await notified_aborts(
+        await session.connection(), [(s.id, s.aborted_at) for s in sendings]
+    )
     first = sendings[0]
     return InvoiceView(
         invoice_id=first.invoice_id,
+        invoice_number=first.invoice_number,
         encounter_id=first.encounter_id,
         practice_ids=sorted({s.practice_id for s in sendings}),
         sendings=[
             sending_view(
-                s, history[s.id], zone=zone, now=now, admin=admin, hold=holds.get(s.system)
+                s,
+                history[s.id],
+                zone=zone,
+                now=now,
+                admin=admin,
+                hold=holds.get(s.system),
+                actions=actions[s.id],
+                told=s.id in told,
             )
             for s in sendings
         ],

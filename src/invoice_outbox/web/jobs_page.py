@@ -25,14 +25,22 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from invoice_outbox.admin.models import ResendJob
-from invoice_outbox.admin.resends import ResendRefused, create_job, job_view, recent_jobs
+from invoice_outbox.admin.resends import (
+    ResendRefused,
+    create_job,
+    job_members,
+    job_view,
+    recent_jobs,
+)
 from invoice_outbox.api.deps import Session, State
+from invoice_outbox.practices.service import label, practice_names
 from invoice_outbox.sendings.causes import describe
+from invoice_outbox.sendings.items import ITEM_COLUMNS, sending_item
 from invoice_outbox.web.csrf import CsrfForm
 from invoice_outbox.web.errors import PageError, page_error_of
 from invoice_outbox.web.params import required_reason
 from invoice_outbox.web.sessions import AdminPage
-from invoice_outbox.web.templating import render
+from invoice_outbox.web.templating import plural, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -65,11 +73,31 @@ def selection_words(view: dict[str, Any]) -> str:
     flt = chosen.get("Filter") or {}
     if flt.get("System"):
         parts.append(f"on {flt['System']}")
+    if flt.get("Q"):
+        parts.append(f"matching \u201c{flt['Q']}\u201d")
+    if flt.get("InvoiceIds"):
+        parts.append(f"of {plural(len(flt['InvoiceIds']), 'invoice')} found by the search")
     if chosen.get("SendingIdCount"):
-        parts.append(f"{chosen['SendingIdCount']} named sending(s)")
-    words = " ".join(parts) or "Filtered sendings"
+        parts.append(f"{plural(chosen['SendingIdCount'], 'chosen invoice')}")
+    words = " ".join(parts) or "Every matching invoice"
     statuses = flt.get("Status") or []
-    return f"{words} ({', '.join(statuses)})" if statuses else words
+    return f"{words} ({', '.join(s.lower() for s in statuses)})" if statuses else words
+
+
+def page_notes(view: dict[str, Any]) -> list[str]:
+    """What is (not) included, in the dashboard's words (the API's notes name its fields)."""
+    would = "would be" if view["DryRun"] else "are"
+    notes = []
+    if n := view["SentLeftOut"]:
+        notes.append(f"{plural(n, 'delivered invoice')} {would} left out: they got through.")
+    if n := view["DiscardedLeftOut"]:
+        notes.append(
+            f"{plural(n, 'discarded invoice')} {would} left out: someone gave up on them. "
+            "Tick them in the discarded list to resend them anyway."
+        )
+    if n := view["SentIncluded"]:
+        notes.append(f"{plural(n, 'delivered invoice')} {would} sent again.")
+    return notes
 
 
 async def _job(db: Session, job_id: uuid.UUID) -> ResendJob:
@@ -84,8 +112,7 @@ async def jobs_page(request: Request, principal: AdminPage, db: Session) -> Resp
     """Admins: the most recent resend jobs and dry runs."""
     views = [job_view(job) for job in await recent_jobs(db, limit=RECENT)]
     rows = [{**v, "what": selection_words(v), "progress": progress_text(v)} for v in views]
-    # Resend jobs start from the cause groups: keep that item highlighted.
-    return render(request, "jobs.html", {"rows": rows, "recent": RECENT, "nav": "causes"})
+    return render(request, "jobs.html", {"rows": rows, "recent": RECENT})
 
 
 # Declared before ``/admin/jobs/{job_id}``, which would otherwise take "<id>.json" as its id.
@@ -97,25 +124,57 @@ async def job_progress(job_id: uuid.UUID, principal: AdminPage, db: Session) -> 
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
+#: What became of a job's invoices, by their status now (a resend job's words).
+AFTER_RESEND: Final = {
+    "Sent": "Delivered",
+    "Pending": "Still waiting to be sent",
+    "Sending": "Being sent now",
+    "Failed": "Failed again; will be retried",
+    "Aborted": "Failed again; no more attempts",
+    "Discarded": "Discarded since",
+    "Cancelled": "Cancelled since",
+}
+
+
 @router.get("/admin/jobs/{job_id}")
 async def job_page(
     request: Request, job_id: uuid.UUID, principal: AdminPage, db: Session
 ) -> Response:
-    """Admins: one job's progress (updating while it runs), or a dry run's preview."""
-    view = job_view(await _job(db, job_id))
+    """Admins: one job's progress (updating while it runs), then what became of each invoice
+    it changed; or a dry run: what it would do, with the first invoices it would change."""
+    job = await _job(db, job_id)
+    view = job_view(job)
     cause = view["Selection"].get("Cause")
+    members: list[Any] = []
+    by_status: dict[str, int] = {}
+    if job.dry_run or job.status != "Running":
+        members, by_status = await job_members(db, job, ITEM_COLUMNS)
+    names = await practice_names(db, {row[1] for row in members})
+    rows = []
+    for row in members:
+        item = sending_item(row)
+        item["PracticeLabel"] = label(item["PracticeId"], names.get(item["PracticeId"]))
+        rows.append(item)
+    outcomes = [
+        (AFTER_RESEND.get(status, status), count)
+        for status, count in sorted(by_status.items(), key=lambda kv: -kv[1])
+    ]
     return render(
         request,
         "job.html",
         {
             "job": view,
+            "discard": job.action == "discard",
             "what": selection_words(view),
             "progress": progress_text(view),
             "handled": view["Done"] + view["Skipped"] + view["Failed"],
+            "notes": page_notes(view),
+            "members": rows,
+            "member_count": sum(by_status.values()),
+            "outcomes": outcomes,
             "cause_href": f"/admin/causes/{quote(cause, safe='')}" if cause else None,
             "list_href": f"/admin/aborted?cause={quote(cause, safe='')}" if cause else None,
             "poll_url": f"/admin/jobs/{view['JobId']}.json",
-            "nav": "causes",
         },
     )
 
@@ -138,6 +197,7 @@ async def run_preview(
             reason=reason,
             now=state.clock.now(),
             preview_job_id=job_id,
+            action=preview.action,
         )
     except ResendRefused as exc:
         raise page_error_of(exc, "The resend was not started") from None

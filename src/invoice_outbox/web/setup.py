@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from invoice_outbox.errors import OutboxError
 from invoice_outbox.web import (
     audit_page,
+    bulk,
     causes,
     invoice_page,
     jobs_page,
@@ -52,6 +53,7 @@ router.include_router(causes.router)
 router.include_router(jobs_page.router)
 router.include_router(audit_page.router)
 router.include_router(systems_page.router)
+router.include_router(bulk.router)
 
 _TITLES = {
     400: "Please check the request",
@@ -132,6 +134,12 @@ async def _page_validation(request: Request, exc: Exception) -> Response:
 async def _page_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"action": "page.error", "path": request.url.path})
     return await error_page(request, 500, "Something went wrong", UNEXPECTED)
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Anyone: the dashboard's icon, for browsers that ask for /favicon.ico by habit."""
+    return RedirectResponse("/admin/static/favicon.svg", status_code=308)
 
 
 def install(app: FastAPI) -> None:

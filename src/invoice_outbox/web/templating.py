@@ -9,7 +9,8 @@ every page gets: a strict Content-Security-Policy (our own scripts and styles on
 script), no framing, no caching of signed-in content.
 
 Filters: ``{{ moment | local_time(zone) }}`` (``5 Feb 2026, 18:06 SAST``),
-``{{ moment | local_date(zone) }}`` (``5 Feb 2026``), ``{{ n | thousands }}`` (``12 345``).
+``{{ moment | local_date(zone) }}`` (``5 Feb 2026``), ``{{ n | thousands }}`` (``12 345``),
+``{{ n | plural("failure") }}`` (``1 failure``, ``2 failures``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ ADMIN_NAV: Final = (
     NavItem("aborted", "Aborted", "/admin/aborted"),
     NavItem("failed", "Failed", "/admin/failed"),
     NavItem("causes", "Causes", "/admin/causes"),
+    NavItem("jobs", "Jobs", "/admin/jobs"),
     NavItem("audit", "Audit", "/admin/audit"),
     NavItem("systems", "Systems", "/admin/systems"),
 )
@@ -131,6 +133,12 @@ def thousands(value: int) -> str:
     return f"{value:,}".replace(",", "\u202f")
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 failure``, ``2 failures``, ``12 345 invoices``: a count with its noun agreeing."""
+    word = noun if count == 1 else (nouns or noun + "s")
+    return f"{thousands(count)} {word}"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -142,6 +150,7 @@ def _environment() -> jinja2.Environment:
     env.filters["local_time"] = local_time
     env.filters["local_date"] = local_date
     env.filters["thousands"] = thousands
+    env.filters["plural"] = plural
     return env
 
 

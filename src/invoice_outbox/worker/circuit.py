@@ -40,10 +40,12 @@ async def note_failure(
     now: datetime,
     threshold: int,
     probe_interval: timedelta,
-) -> None:
-    """Count one more consecutive retryable failure; at `threshold` the system is Down."""
+) -> bool:
+    """Count one more consecutive retryable failure; at `threshold` the system is Down.
+
+    Returns True when this failure took the system Down (it was not Down before)."""
     reaches = System.consecutive_failures + 1 >= threshold
-    await connection.execute(
+    result = await connection.execute(
         update(System)
         .where(System.name == system)
         .values(
@@ -55,4 +57,7 @@ async def note_failure(
             next_probe_at=case((reaches, now + probe_interval), else_=None),
             last_failure_reason=reason,
         )
+        .returning(System.consecutive_failures)
     )
+    failures = result.scalar_one_or_none()
+    return failures == threshold

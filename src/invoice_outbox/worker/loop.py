@@ -403,8 +403,10 @@ class Worker:
         cause = outcome.error.cause if outcome.error else None
         if self.metrics is not None:
             self.metrics.observe(claim.system, recorded.status, outcome.duration_ms / 1000)
-        log.info(
-            "attempt recorded",
+        aborted = recorded.status == "Aborted"
+        log.log(
+            logging.WARNING if aborted else logging.INFO,
+            "delivery aborted: no more automatic attempts" if aborted else "attempt recorded",
             extra={
                 "action": "delivery.recorded",
                 "sending_id": str(claim.sending_id),
@@ -416,7 +418,16 @@ class Worker:
                 "probe": claim.probe,
             },
         )
+        if recorded.system_down:
+            log.warning(
+                "system down: its queue is held and probed",
+                extra={"action": "circuit.down", "system": claim.system, "cause": cause},
+            )
         if recorded.recovered_system:
+            log.warning(
+                "system answering again: its queue is released",
+                extra={"action": "circuit.recovered", "system": claim.system},
+            )
             self.waker.wake()  # its held queue is claimable again
 
     async def _release(self, claim: claims.Claim, started_at: datetime) -> None:

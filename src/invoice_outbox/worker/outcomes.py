@@ -49,6 +49,8 @@ class Recorded:
 
     status: str
     recovered_system: bool = False
+    #: This failure took the system Down (its queue is held from now on).
+    system_down: bool = False
 
 
 async def _record_failure(
@@ -137,9 +139,9 @@ async def record(
         return await _record_unowned(connection, outcome, now=now, worker=worker, keyring=keyring)
     attempt_outcome = "Retryable" if error.kind == "retryable" else "Permanent"
     await _insert_attempt(connection, outcome, attempt_outcome, error.code, error.reason, worker)
-    recovered = False
+    recovered = down = False
     if error.kind == "retryable":
-        await note_failure(
+        down = await note_failure(
             connection,
             claim.system,
             reason=error.reason,
@@ -149,7 +151,7 @@ async def record(
         )
     else:
         recovered = await note_reachable(connection, claim.system)
-    return Recorded(status.value, recovered_system=recovered)
+    return Recorded(status.value, recovered_system=recovered, system_down=down)
 
 
 def _attempt_row(

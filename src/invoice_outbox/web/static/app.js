@@ -54,6 +54,12 @@
           }
           element.setAttribute("data-poll-status", job.Status || "");
           if (output) output.textContent = shown.text;
+          // Every counter on the page moves with the bar, so the page never contradicts itself.
+          ["Done", "Skipped", "Failed"].forEach(function (name) {
+            document.querySelectorAll('[data-count="' + name + '"]').forEach(function (cell) {
+              cell.textContent = String(job[name] || 0);
+            });
+          });
           if (job.Status && job.Status !== "Running") {
             stopped = true;
             element.dispatchEvent(new CustomEvent("poll:done", { detail: job, bubbles: true }));
@@ -70,8 +76,46 @@
     tick();
   }
 
+  // "Select every invoice on this page": the header checkbox ticks the rows' checkboxes.
+  function pickAll(box) {
+    var name = box.getAttribute("data-pick-all");
+    var rows = document.querySelectorAll('input[type="checkbox"][name="' + name + '"]');
+    function count() {
+      var picked = document.querySelectorAll('input[name="' + name + '"]:checked').length;
+      var note = document.getElementById("bulk-picked");
+      if (note) note.textContent = picked ? picked + " ticked on this page." : "None ticked yet.";
+    }
+    box.addEventListener("change", function () {
+      rows.forEach(function (row) { row.checked = box.checked; });
+      count();
+    });
+    rows.forEach(function (row) { row.addEventListener("change", count); });
+  }
+
+  // "Refresh every 30 s": remembered per browser; never while something is ticked or typed.
+  function autoRefresh(box) {
+    var key = "invoiceOutbox.autoRefresh";
+    var seconds = parseInt(box.getAttribute("data-refresh-seconds"), 10) || 30;
+    box.checked = window.localStorage.getItem(key) === "on";
+    box.addEventListener("change", function () {
+      window.localStorage.setItem(key, box.checked ? "on" : "off");
+    });
+    window.setInterval(function () {
+      var busy = document.querySelector('input[name="sending"]:checked, #bulk[open], textarea:focus, input:focus:not(#auto-refresh), select:focus');
+      if (box.checked && !busy) window.location.reload();
+    }, seconds * 1000);
+  }
+
+  // The 14-day chart on a narrow screen: start scrolled to the most recent days.
+  function showRecent(box) {
+    box.scrollLeft = box.scrollWidth;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-poll-url]").forEach(poll);
+    document.querySelectorAll("[data-pick-all]").forEach(pickAll);
+    document.querySelectorAll("#auto-refresh").forEach(autoRefresh);
+    document.querySelectorAll("[data-scroll-end]").forEach(showRecent);
   });
 
   window.invoiceOutbox = { csrfToken: csrfToken, postJSON: postJSON, poll: poll };
