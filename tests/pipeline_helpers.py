@@ -7,9 +7,10 @@ read the outcome back through the API and the database.  Time only moves by `clo
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "pipeline_settings",
     "running_worker",
     "submit",
+    "until",
 ]
 
 ENVELOPE_NS = "http://schemas.datacontract.org/2004/07/Com.Healthbridge.Core.CommonDomain.Interface.ValueObjects"
@@ -113,6 +115,15 @@ async def submit(
     if expect is not None:
         assert response.status_code == expect, response.text
     return response
+
+
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for `condition` (something another task or connection makes true), checking it at
+    every turn of the event loop; fail after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting for a condition"
+        await asyncio.sleep(0.005)
 
 
 @asynccontextmanager

@@ -10,13 +10,14 @@ every command (its docstring lists the exit codes).
     users.py     user add
     systems.py   system put, system list
     keys.py      keys status, keys new, keys rotate, keys drop
+    import_cmd.py  import (import_files.py reads the files)
 """
 
 from __future__ import annotations
 
 import typer
 
-from invoice_outbox.cli import demo_cmd, keys, serve, systems, tokens, users
+from invoice_outbox.cli import demo_cmd, import_cmd, keys, serve, systems, tokens, users
 from invoice_outbox.cli.common import ErrorMappingGroup
 
 app = typer.Typer(
@@ -33,5 +34,6 @@ app.command()(tokens.token)
 app.add_typer(users.user_app, name="user")
 app.add_typer(systems.system_app, name="system")
 app.add_typer(keys.keys_app, name="keys")
+app.command("import")(import_cmd.import_)
 
 __all__ = ["app"]
