@@ -3,8 +3,10 @@
 FastAPI + the SQLAlchemy async ORM, one submission per request, as most teams would write it
 (and as invoice-outbox itself did before issue #15): a pydantic body; the practice's systems,
 the invoice's existing sendings and their documents loaded as ORM objects; a new `Document`
-and a `Sending` per system added to the session; flush and commit with NOTIFY; the sendings
-answered in the RestApiResult envelope (the same JSON bytes as the service).  It writes the
+(sealed as the service seals it: `sealing.new_document`, the same keys, and "same document"
+told by the keyed digest) and a `Sending` per system added to the session; flush and commit
+with NOTIFY; the sendings answered in the RestApiResult envelope (the same JSON bytes as the
+service).  It writes the
 same rows (one document, one Pending sending per system, same columns).  Same database, same
 engine settings, the same token check (PyJWT HS256) and logging, the same single-worker
 uvicorn as the real service.
@@ -15,7 +17,6 @@ Run as ``python -m benchmarks.intake.obvious_app --host 127.0.0.1 --port N``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,9 @@ from invoice_outbox.db.engine import make_async_engine, make_session_factory
 from invoice_outbox.legacy.json_format import json_envelope_rows
 from invoice_outbox.schema import target_metadata  # noqa: F401  (every table registered)
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.keyring import Keyring, load_keyring
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.sealing import digest, new_document
 from invoice_outbox.settings import Settings, load_settings
 from invoice_outbox.systems.models import SystemPractice
 
@@ -73,6 +76,19 @@ def require_access(request: Request, practiceId: uuid.UUID) -> None:
 router = APIRouter()
 
 
+def new_document_of(
+    keyring: Keyring, practice_id: uuid.UUID, invoice_id: uuid.UUID, raw: bytes, now: datetime
+) -> Document:
+    return new_document(
+        keyring,
+        practice_id=practice_id,
+        invoice_id=invoice_id,
+        content_type="application/json",
+        body=raw,
+        now=now,
+    )
+
+
 @router.get("/health/ready")
 async def ready() -> dict[str, str]:
     return {"status": "ready"}
@@ -84,6 +100,7 @@ async def ready() -> dict[str, str]:
     dependencies=[Depends(require_access)],
 )
 async def submit(
+    request: Request,
     practiceId: uuid.UUID,
     body: InvoiceIn,
     session: Annotated[AsyncSession, Depends(get_session)],
@@ -100,7 +117,7 @@ async def submit(
     if not systems or not set(systems) <= serving:
         raise HTTPException(400, "unknown or unconfigured systems")
     raw = orjson.dumps(body.Document)
-    digest = hashlib.sha256(raw).hexdigest()
+    keyring: Keyring = request.app.state.keyring
     existing = {
         s.system: s
         for s in (
@@ -124,19 +141,16 @@ async def submit(
     for system in systems:
         sending = existing.get(system)
         current = documents.get(sending.document_id) if sending and sending.document_id else None
-        if sending is not None and current is not None and current.sha256 == digest:
+        same = current is not None and current.digest == digest(
+            keyring.require(current.key_id), practiceId, body.InvoiceId, raw
+        )
+        if sending is not None and same:
             result.append(sending)
             continue
         if sending is not None:
             raise HTTPException(409, "corrections are not part of this baseline")
         if new_document is None:
-            new_document = Document(
-                id=uuid.uuid4(),
-                sha256=digest,
-                content_type="application/json",
-                body=raw,
-                created_at=now,
-            )
+            new_document = new_document_of(keyring, practiceId, body.InvoiceId, raw, now)
             session.add(new_document)
         sending = Sending(
             id=uuid.uuid4(),
@@ -200,6 +214,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(lifespan=lifespan)
     app.state.key = secret.get_secret_value().encode()
     app.state.sessions = make_session_factory(engine)
+    app.state.keyring = load_keyring(settings)
     app.include_router(router)
     return app
 

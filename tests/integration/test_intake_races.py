@@ -6,13 +6,12 @@
   refused with 409 "being delivered" after it -- never written under the worker's feet;
 - issue #10: with many corrections racing running workers, what every Sent sending records
   (document, idempotency key) is exactly what the receiver last got under that key, and the
-  Sent attempt's hash is the stored document's.
+  Sent attempt's keyed digest is the stored document's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import itertools
 from collections.abc import Callable, Coroutine
@@ -29,6 +28,7 @@ from sqlalchemy import select, text
 from invoice_outbox.cli.import_cmd import _import
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.sealing import digest, unseal
 from invoice_outbox.state import AppState
 from invoice_outbox.worker import claims
 from tests.conftest import PRACTICE_A
@@ -118,9 +118,23 @@ async def test_two_ways_racing_on_one_invoice_make_one_set(
     assert await count(state, Document) == 3
 
 
+def _opened(state: AppState, document: Document) -> bytes:
+    """A stored document's bytes (it is stored sealed)."""
+    return unseal(
+        state.keyring,
+        key_id=document.key_id,
+        nonce=document.nonce,
+        body=document.body,
+        document_id=document.id,
+        practice_id=document.practice_id,
+        invoice_id=document.invoice_id,
+        content_type=document.content_type,
+    )
+
+
 async def _body_of(state: AppState, sending: Sending) -> bytes:
     async with state.sessions() as session:
-        return (await session.get_one(Document, sending.document_id)).body
+        return _opened(state, await session.get_one(Document, sending.document_id))
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -171,21 +185,23 @@ async def _until_waiting_on_a_lock(state: AppState) -> None:
 
 async def check_sent_records_what_was_delivered(state: AppState, receiver: HttpReceiver) -> int:
     """For every Sent sending: the receiver's last copy under its key is the stored document,
-    and its Sent attempt's hash is that document's.  Returns how many were checked."""
+    and its Sent attempt's keyed digest is that document's.  Returns how many were checked."""
     last: dict[str | None, bytes] = {}
     for request in receiver.requests:
         last[request.header("Idempotency-Key")] = request.body
     async with state.sessions() as session:
         rows = (
             await session.execute(
-                select(Sending, Document.body, Document.sha256)
+                select(Sending, Document)
                 .join(Document, Document.id == Sending.document_id)
                 .where(Sending.status == "Sent")
             )
         ).all()
-        for sending, body, sha256 in rows:
+        for sending, document in rows:
+            body = _opened(state, document)
             assert last.get(sending.idempotency_key) == body, sending.invoice_id
-            assert hashlib.sha256(body).hexdigest() == sha256
+            key = state.keyring.require(document.key_id)
+            assert digest(key, sending.practice_id, sending.invoice_id, body) == document.digest
             attempt = await session.scalar(
                 select(Attempt)
                 .where(Attempt.sending_id == sending.id, Attempt.outcome == "Sent")
@@ -193,7 +209,7 @@ async def check_sent_records_what_was_delivered(state: AppState, receiver: HttpR
                 .limit(1)
             )
             assert attempt is not None
-            assert attempt.document_sha256 == sha256
+            assert attempt.document_digest == document.digest
     return len(rows)
 
 
