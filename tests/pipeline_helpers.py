@@ -22,7 +22,9 @@ from defusedxml import ElementTree
 from sqlalchemy import func, select
 
 from invoice_outbox.auth.principal import Role
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.sealing import unseal
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
 from invoice_outbox.worker.loop import Worker
@@ -158,6 +160,21 @@ async def all_sendings(state: AppState, invoice_id: uuid.UUID | None = None) -> 
         statement = statement.where(Sending.invoice_id == invoice_id)
     async with state.sessions() as session:
         return list((await session.scalars(statement)).all())
+
+
+def opened(keyring: Keyring, document: Any) -> bytes:
+    """A stored document's bytes (documents are stored sealed); `document` is a ``documents``
+    row (ORM object or Core row)."""
+    return unseal(
+        keyring,
+        key_id=document.key_id,
+        nonce=bytes(document.nonce),
+        body=bytes(document.body),
+        document_id=document.id,
+        practice_id=document.practice_id,
+        invoice_id=document.invoice_id,
+        content_type=document.content_type,
+    )
 
 
 async def attempts_of(state: AppState, sending_id: uuid.UUID) -> list[Attempt]:

@@ -18,13 +18,14 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import create_engine, func, text
+from sqlalchemy import create_engine, func
 from sqlalchemy import select as sql_select
 
 from invoice_outbox.db.urls import normalise_database_url
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.models import Sending
-from tests.conftest import PRACTICE_A, PRACTICE_B
+from tests.conftest import PRACTICE_A, PRACTICE_B, TEST_DOCUMENT_KEYS, fixed_keyring
+from tests.pipeline_helpers import opened
 
 BIN = Path(sys.executable).parent / "invoice-outbox"
 
@@ -34,6 +35,7 @@ def _env(database_url: str) -> dict[str, str]:
     return {
         **clean,
         "INVOICE_OUTBOX_DATABASE_URL": database_url,
+        "INVOICE_OUTBOX_DOCUMENT_KEYS": TEST_DOCUMENT_KEYS,
         "INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS": "true",  # the system is on loopback, never called
     }
 
@@ -150,17 +152,13 @@ def test_csv_import_reads_json_and_xml_documents(configured: str, tmp_path: Path
     engine = create_engine(normalise_database_url(configured).sync_url)
     try:
         with engine.connect() as connection:
-            stored: dict[Any, Any] = dict(
-                connection.execute(
-                    text(
-                        "SELECT s.invoice_id, d.body FROM sendings s "
-                        "JOIN documents d ON d.id = s.document_id"
-                    )
-                ).all()
-            )
+            stored = connection.execute(
+                sql_select(Document.__table__).join(Sending, Sending.document_id == Document.id)
+            ).all()
     finally:
         engine.dispose()
-    bodies = {str(k).replace("-", ""): bytes(v) for k, v in stored.items()}
+    keyring = fixed_keyring()
+    bodies = {row.invoice_id.hex: opened(keyring, row) for row in stored}
     assert bodies[json_invoice.hex] == b'{"Total":"1.00","x":1}'  # as the API stores JSON
     assert bodies[xml_invoice.hex] == b"<Claim><T>2</T></Claim>"
     again = _cli(configured, tmp_path, "import", str(path))

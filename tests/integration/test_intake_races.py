@@ -28,7 +28,7 @@ from sqlalchemy import select, text
 from invoice_outbox.cli.import_cmd import _import
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.models import Attempt, Sending
-from invoice_outbox.sendings.sealing import digest, unseal
+from invoice_outbox.sendings.sealing import digest
 from invoice_outbox.state import AppState
 from invoice_outbox.worker import claims
 from tests.conftest import PRACTICE_A
@@ -37,6 +37,7 @@ from tests.pipeline_helpers import (
     configure_system,
     count,
     invoice_body,
+    opened,
     running_worker,
     submit,
 )
@@ -118,23 +119,9 @@ async def test_two_ways_racing_on_one_invoice_make_one_set(
     assert await count(state, Document) == 3
 
 
-def _opened(state: AppState, document: Document) -> bytes:
-    """A stored document's bytes (it is stored sealed)."""
-    return unseal(
-        state.keyring,
-        key_id=document.key_id,
-        nonce=document.nonce,
-        body=document.body,
-        document_id=document.id,
-        practice_id=document.practice_id,
-        invoice_id=document.invoice_id,
-        content_type=document.content_type,
-    )
-
-
 async def _body_of(state: AppState, sending: Sending) -> bytes:
     async with state.sessions() as session:
-        return _opened(state, await session.get_one(Document, sending.document_id))
+        return opened(state.keyring, await session.get_one(Document, sending.document_id))
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -198,7 +185,7 @@ async def check_sent_records_what_was_delivered(state: AppState, receiver: HttpR
             )
         ).all()
         for sending, document in rows:
-            body = _opened(state, document)
+            body = opened(state.keyring, document)
             assert last.get(sending.idempotency_key) == body, sending.invoice_id
             key = state.keyring.require(document.key_id)
             assert digest(key, sending.practice_id, sending.invoice_id, body) == document.digest
