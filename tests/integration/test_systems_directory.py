@@ -60,7 +60,7 @@ async def test_another_process_changing_systems_reaches_intake(
     await _put_elsewhere(state, "Switch2", receiver.url, [str(PRACTICE_B)])
     if engine_name == "postgres":
         await until(lambda: not state.systems.cached)
-    refused = await submit(client, practice_headers, invoice_body(systems=["Switch2"]), expect=400)
+    refused = await submit(client, practice_headers, invoice_body(systems=["Switch2"]), expect=409)
     assert "not configured for practice" in refused.json()["Message"]
 
 
