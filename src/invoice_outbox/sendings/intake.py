@@ -49,10 +49,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from invoice_outbox.db.failures import UNREACHABLE, DatabaseUnavailable, as_unavailable
+from invoice_outbox.db.failures import as_unavailable, describe
 from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.intake_rules import (
     DUE,
@@ -233,40 +233,33 @@ async def submit_all(
     return work.done()
 
 
-def _unreachable(error: DBAPIError) -> bool:
-    """The connection was lost or could not be made (or SQLite stayed locked)."""
-    return error.connection_invalidated or (
-        isinstance(error, OperationalError) and getattr(error.orig, "sqlstate", None) is None
-    )
-
-
-def _transient(error: DBAPIError) -> bool:
-    """A deadlock, a serialisation failure or a lost connection: the try may be redone
-    (intake is idempotent, so even a commit whose answer was lost is safe to redo)."""
-    code = getattr(error.orig, "sqlstate", None)
-    return code in {"40P01", "40001"} or _unreachable(error)
+#: SQLSTATEs of a transaction that lost to a concurrent one (deadlock, serialisation).
+RACES = frozenset({"40P01", "40001"})
 
 
 async def _retrying(attempt: Callable[[], Awaitable[T]]) -> T:
-    """`attempt()`, redone up to `TRIES` times while it fails transiently; then a database
-    that stays unreachable is `Unavailable` (`db.failures`), one that keeps deadlocking a
-    Conflict."""
+    """`attempt()`, redone up to `TRIES` times while it fails transiently -- a database error
+    `db.failures.as_unavailable` calls connection-level or busy (a lost connection, a
+    deadlock, a lock timeout, SQLite locked); intake is idempotent, so even a commit whose
+    answer was lost is safe to redo.  Then one that kept losing races is a Conflict ("try
+    again"), any other the domain's `Unavailable`.  Other errors propagate at once."""
     for number in range(1, TRIES + 1):
         try:
             return await attempt()
         except IntegrityError:
             raise
         except DBAPIError as exc:
-            if not _transient(exc):
+            unavailable = as_unavailable(exc)
+            if unavailable is None:
                 raise
             log.warning(
                 "intake retried",
-                extra={"action": "intake.retry", "attempt": number, "error": type(exc).__name__},
+                extra={"action": "intake.retry", "attempt": number, "error": describe(exc)},
             )
             if number == TRIES:
-                if _unreachable(exc):
-                    raise as_unavailable(exc) or DatabaseUnavailable(UNREACHABLE) from exc
-                raise IntakeConflict(CONCURRENT) from None
+                if getattr(exc.orig, "sqlstate", None) in RACES:
+                    raise IntakeConflict(CONCURRENT) from None
+                raise unavailable from exc
     raise AssertionError("unreachable")
 
 
