@@ -21,7 +21,7 @@ from invoice_outbox.api.docs import COMMAND_RESPONSES, body_doc
 from invoice_outbox.api.envelopes import command_envelope
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.api.invoices import xml_invoice
-from invoice_outbox.api.openapi import DOCUMENT_SCHEMA
+from invoice_outbox.api.openapi import DOCUMENT_SCHEMA, DOCUMENT_VALUE_REF
 from invoice_outbox.api.security import Caller
 from invoice_outbox.sendings.intake import IntakeError, ItemResult, Outcome, submit_invoices
 from invoice_outbox.sendings.submissions import InvoiceIn, given_invoice_id, read_submission
@@ -50,7 +50,13 @@ _DOCS: Final[dict[str, Any]] = {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"type": "array", "maxItems": MAX_BATCH, "items": _ITEM_SCHEMA},
+                "schema": {
+                    "type": "array",
+                    "maxItems": MAX_BATCH,
+                    # An item that is not an invoice is answered Invalid on its own (never a
+                    # 400 for the whole batch): any value is a possible item.
+                    "items": {"anyOf": [_ITEM_SCHEMA, {"$ref": DOCUMENT_VALUE_REF}]},
+                },
                 "example": [_EXAMPLE_ITEM],
             },
         },
