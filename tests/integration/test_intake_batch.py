@@ -6,6 +6,7 @@ applied; the same rules as a single submission (idempotency, corrections, confli
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -17,9 +18,12 @@ from sqlalchemy import event
 
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.intake import Outcome as IntakeOutcome
+from invoice_outbox.sendings.intake import Submission, submit_invoices
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.state import AppState
-from tests.conftest import PRACTICE_A, PRACTICE_B, make_token
+from invoice_outbox.systems.directory import SystemsDirectory
+from tests.conftest import PRACTICE_A, PRACTICE_B, fixed_keyring, make_token
 from tests.pipeline_helpers import (
     all_sendings,
     configure_system,
@@ -305,3 +309,41 @@ async def test_a_new_invoice_costs_one_statement_on_postgresql(
         assert len(single) <= 4, single
         assert len(batch) <= 4, batch
         assert len(again) <= 2, again
+
+
+async def test_an_item_stored_under_a_key_this_server_lacks_is_a_conflict_alone(
+    client: httpx.AsyncClient,
+    practice_headers: dict[str, str],
+    systems: tuple[str, str],
+    state: AppState,
+) -> None:
+    """Another process sealed the invoice under a key not yet here: whether the item is the
+    same document cannot be told, so it is refused (try again) and never replaced; the other
+    items of the batch are applied."""
+    newer = fixed_keyring("k9:" + base64.b64encode(b"\x09" * 32).decode())
+    sealed_elsewhere = invoice_body(document={"Total": "1.00"})
+    submission = Submission(
+        practice_id=PRACTICE_A,
+        invoice_id=uuid.UUID(sealed_elsewhere["InvoiceId"]),
+        encounter_id=uuid.UUID(sealed_elsewhere["EncounterId"]),
+        document=orjson.dumps(sealed_elsewhere["Document"]),
+        content_type="application/json",
+    )
+    [taken] = await submit_invoices(
+        state.engine, SystemsDirectory(), [submission], now=state.clock.now(), keyring=newer
+    )
+    assert taken.outcome is IntakeOutcome.ACCEPTED
+    before = {s.id: (s.document_id, s.idempotency_key) for s in await all_sendings(state)}
+    new = invoice_body()
+
+    response = await post_batch(
+        client, practice_headers, [{**sealed_elsewhere, "Document": {"Total": "2.00"}}, new]
+    )
+
+    assert outcomes(response) == [
+        (sealed_elsewhere["InvoiceId"], "Conflict"),
+        (new["InvoiceId"], "Accepted"),
+    ]
+    assert "lacks its key" in response.json()["Data"][0]["Reason"]
+    after = {s.id: (s.document_id, s.idempotency_key) for s in await all_sendings(state)}
+    assert {k: after[k] for k in before} == before  # nothing of it replaced
