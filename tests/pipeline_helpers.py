@@ -7,9 +7,10 @@ read the outcome back through the API and the database.  Time only moves by `clo
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,9 @@ from defusedxml import ElementTree
 from sqlalchemy import func, select
 
 from invoice_outbox.auth.principal import Role
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.sealing import unseal
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
 from invoice_outbox.worker.loop import Worker
@@ -42,6 +45,7 @@ __all__ = [
     "pipeline_settings",
     "running_worker",
     "submit",
+    "until",
 ]
 
 ENVELOPE_NS = "http://schemas.datacontract.org/2004/07/Com.Healthbridge.Core.CommonDomain.Interface.ValueObjects"
@@ -115,6 +119,15 @@ async def submit(
     return response
 
 
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for `condition` (something another task or connection makes true), checking it at
+    every turn of the event loop; fail after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting for a condition"
+        await asyncio.sleep(0.005)
+
+
 @asynccontextmanager
 async def running_worker(
     state: AppState,
@@ -147,6 +160,21 @@ async def all_sendings(state: AppState, invoice_id: uuid.UUID | None = None) -> 
         statement = statement.where(Sending.invoice_id == invoice_id)
     async with state.sessions() as session:
         return list((await session.scalars(statement)).all())
+
+
+def opened(keyring: Keyring, document: Any) -> bytes:
+    """A stored document's bytes (documents are stored sealed); `document` is a ``documents``
+    row (ORM object or Core row)."""
+    return unseal(
+        keyring,
+        key_id=document.key_id,
+        nonce=bytes(document.nonce),
+        body=bytes(document.body),
+        document_id=document.id,
+        practice_id=document.practice_id,
+        invoice_id=document.invoice_id,
+        content_type=document.content_type,
+    )
 
 
 async def attempts_of(state: AppState, sending_id: uuid.UUID) -> list[Attempt]:

@@ -4,7 +4,7 @@
 created, migrated to head, dropped whatever happens), configures one Http system with
 ``invoice_outbox.systems.service.put_system``, then queues `count` sendings:
 
-* the first `INTAKE_SAMPLE` through the real intake (``invoice_outbox.sendings.intake.submit``);
+* the first `INTAKE_SAMPLE` through the real intake (``invoice_outbox.sendings.intake.submit_all``);
 * the rest with two COPYs (documents, then sendings) of rows made in Python the way intake
   makes them: a document per invoice sealed by ``sealing.new_document`` under `BENCH_KEYS`
   (AES-256-GCM, keyed digest, ``application/json``) and one ``Pending`` sending of type
@@ -33,7 +33,7 @@ import psycopg
 
 from benchmarks.database import BenchDatabase, bench_database
 from invoice_outbox.db.engine import make_async_engine, make_session_factory
-from invoice_outbox.sendings.intake import Submission, submit
+from invoice_outbox.sendings.intake import Submission, submit_all
 from invoice_outbox.sendings.keyring import (
     KEYS_SETTING,
     Keyring,
@@ -42,6 +42,7 @@ from invoice_outbox.sendings.keyring import (
     parse_entries,
 )
 from invoice_outbox.sendings.sealing import digest, new_document, unseal
+from invoice_outbox.systems.directory import SystemsDirectory
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system, validate_target
 
@@ -101,25 +102,27 @@ async def _configure_and_intake(
         async with sessions() as session:
             await put_system(session, SYSTEM, spec, now=datetime.now(UTC))
             await session.commit()
-        first: uuid.UUID | None = None
         keyring = bench_keyring()
-        async with sessions() as session:
-            for n in range(1, sample + 1):
-                invoice, encounter = uuid.uuid4(), uuid.uuid4()
-                document = invoice_document(str(invoice), str(encounter), _number(n))
-                submission = Submission(
+        submissions = []
+        for n in range(1, sample + 1):
+            invoice, encounter = uuid.uuid4(), uuid.uuid4()
+            document = invoice_document(str(invoice), str(encounter), _number(n))
+            submissions.append(
+                Submission(
                     practice_id=PRACTICE,
                     invoice_id=invoice,
                     encounter_id=encounter,
                     document=document,
                     content_type="application/json",
                 )
-                await submit(session, submission, now=datetime.now(UTC), keyring=keyring)
-                first = first or invoice
-            await session.commit()
+            )
+        async with engine.begin() as connection:
+            await submit_all(
+                connection, SystemsDirectory(), submissions, now=datetime.now(UTC), keyring=keyring
+            )
     finally:
         await engine.dispose()
-    return first
+    return submissions[0].invoice_id if submissions else None
 
 
 _DOCUMENT_COLUMNS = (

@@ -3,6 +3,7 @@ worker beside it.  Only entry points (the CLI, tests, benchmarks) import this mo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,12 +17,13 @@ from invoice_outbox.auth.keys import signing_key
 from invoice_outbox.clock import Clock, SystemClock
 from invoice_outbox.db.engine import make_async_engine
 from invoice_outbox.db.failures import as_unavailable
-from invoice_outbox.runner import run_background_worker
+from invoice_outbox.runner import libpq_conninfo, run_background_worker
 from invoice_outbox.runtime import tune_garbage_collector
 from invoice_outbox.sendings.keyring import Keyring, load_keyring
 from invoice_outbox.sendings.keystore import open_keyring
 from invoice_outbox.settings import Settings, get_settings
 from invoice_outbox.state import build_state
+from invoice_outbox.systems.directory import listen_for_changes
 from invoice_outbox.web import install_web
 
 log = logging.getLogger(__name__)
@@ -80,15 +82,44 @@ def create_app(
         except BaseException:
             await engine.dispose()
             raise
+        conninfo = libpq_conninfo(settings.database_url)
+        intake_engine = (
+            None
+            if conninfo is None
+            else make_async_engine(
+                settings.database_url,
+                pool_size=settings.intake_concurrency,
+                autocommit=True,
+                peer_timeout_seconds=settings.database_peer_timeout_seconds,
+            )
+        )
         state = build_state(
-            settings, engine, keyring=keys, signing_key=signing_key(settings), clock=clock
+            settings,
+            engine,
+            keyring=keys,
+            signing_key=signing_key(settings),
+            clock=clock,
+            intake_engine=intake_engine,
         )
         app.state.runtime = state
-        async with run_background_worker(state, enabled=run_worker):
-            if tune_gc:
-                tune_garbage_collector()
-            yield
-        await engine.dispose()
+        # PostgreSQL: other processes' changes of systems reach intake's cache at once.
+        listener = (
+            asyncio.create_task(listen_for_changes(conninfo, state.systems), name="systems")
+            if conninfo is not None
+            else None
+        )
+        try:
+            async with run_background_worker(state, enabled=run_worker):
+                if tune_gc:
+                    tune_garbage_collector()
+                yield
+        finally:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+            if intake_engine is not None:
+                await intake_engine.dispose()
+            await engine.dispose()
 
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package
     # (served under /static-offline-docs), never from a CDN, so they work without Internet.

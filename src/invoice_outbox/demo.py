@@ -16,12 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.practices.service import set_name
-from invoice_outbox.sendings.intake import Submission, submit
+from invoice_outbox.sendings.intake import Submission, submit_all
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.sealing import new_document
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.sendings.transitions import demo_sending
+from invoice_outbox.systems.directory import SystemsDirectory
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system
 
@@ -168,21 +169,25 @@ async def submit_live_invoices(
 ) -> int:
     """Submit new invoices through intake, for the worker to deliver to the sandbox."""
     rng = random.Random(SEED + 1)  # noqa: S311 -- reproducible demo data, not secrets
-    count = 0
+    submissions = []
     for practice_id in practice_ids:
         for _ in range(per_practice):
             invoice_id = uuid.uuid4()
-            submission = Submission(
-                practice_id=practice_id,
-                invoice_id=invoice_id,
-                encounter_id=uuid.uuid4(),
-                document=demo_document(rng, invoice_id),
-                content_type="application/json",
-                invoice_number=_invoice_number(invoice_id),
+            submissions.append(
+                Submission(
+                    practice_id=practice_id,
+                    invoice_id=invoice_id,
+                    encounter_id=uuid.uuid4(),
+                    document=demo_document(rng, invoice_id),
+                    content_type="application/json",
+                    invoice_number=_invoice_number(invoice_id),
+                )
             )
-            await submit(session, submission, now=now, keyring=keyring)
-            count += 1
-    return count
+    connection = await session.connection()
+    results = await submit_all(
+        connection, SystemsDirectory(), submissions, now=now, keyring=keyring
+    )
+    return sum(1 for r in results if r.sendings)
 
 
 async def load_demo(

@@ -111,6 +111,18 @@ class Settings(BaseSettings):
     )
     var_dir: Path = Field(default=Path("./var"), description="Where generated local state lives.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    intake_concurrency: int = Field(
+        default=16,
+        gt=0,
+        le=256,
+        description="Submissions (single or batch) using a database connection at once; more "
+        "wait in line (the pool holds 20 connections: more would open and close connections).",
+    )
+    max_batch_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="The body limit of a batch submission (up to 1,000 invoices).",
+    )
     stream_batch_rows: int = Field(default=2000, gt=0, le=100_000)
     allow_private_targets: bool = Field(
         default=False,

@@ -1,5 +1,5 @@
 """What a running process holds: settings, engine, sessions, signing key, document keys, clock,
-waker, metrics.
+waker, metrics, the systems directory and intake's turns at the database.
 
 A plain record, built once by an entry point (`app.py` for `serve`, `runner.py` for `worker`)
 and handed to whatever needs it.  Nothing here knows about HTTP.
@@ -7,6 +7,7 @@ and handed to whatever needs it.  Nothing here knows about HTTP.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +17,7 @@ from invoice_outbox.db.engine import make_session_factory
 from invoice_outbox.metrics import Metrics
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.settings import Settings
+from invoice_outbox.systems.directory import SystemsDirectory
 from invoice_outbox.worker.waker import Waker
 
 
@@ -31,6 +33,24 @@ class AppState:
     clock: Clock
     waker: Waker
     metrics: Metrics
+    #: The systems as intake sees them (cached; see `systems.directory`).
+    systems: SystemsDirectory
+    #: Intake's turns at the database (`Settings.intake_concurrency`).
+    intake_slots: asyncio.Semaphore
+    #: PostgreSQL: connections in autocommit for intake's one-statement first pass (None:
+    #: intake switches a connection of `engine` for it).
+    intake_engine: AsyncEngine | None = None
+
+
+#: SQLite has one writer at a time and a pool of 5 connections: more intakes at once would
+#: only open and close connections (each with its PRAGMAs) to wait for the same lock.
+SQLITE_INTAKE_SLOTS = 4
+
+
+def _intake_slots(settings: Settings, engine: AsyncEngine) -> int:
+    if engine.dialect.name == "sqlite":
+        return min(settings.intake_concurrency, SQLITE_INTAKE_SLOTS)
+    return settings.intake_concurrency
 
 
 def build_state(
@@ -40,6 +60,7 @@ def build_state(
     keyring: Keyring,
     signing_key: bytes = b"",
     clock: Clock | None = None,
+    intake_engine: AsyncEngine | None = None,
 ) -> AppState:
     """The state of one process.  A worker without the API signs no tokens (empty key).
 
@@ -53,4 +74,7 @@ def build_state(
         clock=clock or SystemClock(),
         waker=Waker(),
         metrics=Metrics(),
+        systems=SystemsDirectory(),
+        intake_slots=asyncio.Semaphore(_intake_slots(settings, engine)),
+        intake_engine=intake_engine,
     )

@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import func, select
 
 from invoice_outbox.db.engine import make_async_engine, make_session_factory
-from invoice_outbox.sendings.intake import Submission, submit
+from invoice_outbox.sendings.intake import Outcome, Submission, submit_all
 from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.systems.directory import SystemsDirectory
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system
 from tests.conftest import NOW, PRACTICE_A, TEST_DOCUMENT_KEYS, fixed_keyring
@@ -48,19 +49,21 @@ async def _queue(url: str, receiver_url: str, count: int) -> None:
                 Channel="Http", Url=f"{receiver_url}/in", TimeoutSeconds=5, Practices=[PRACTICE_A]
             )
             await put_system(session, "Receiver", spec, now=NOW)
-            for i in range(count):
-                await submit(
-                    session,
-                    Submission(
-                        practice_id=PRACTICE_A,
-                        invoice_id=uuid.uuid4(),
-                        encounter_id=uuid.uuid4(),
-                        document=b'{"n": %d}' % i,
-                        content_type="application/json",
-                    ),
-                    now=NOW,
-                    keyring=fixed_keyring(),
+            submissions = [
+                Submission(
+                    practice_id=PRACTICE_A,
+                    invoice_id=uuid.uuid4(),
+                    encounter_id=uuid.uuid4(),
+                    document=b'{"n": %d}' % i,
+                    content_type="application/json",
                 )
+                for i in range(count)
+            ]
+            connection = await session.connection()
+            results = await submit_all(
+                connection, SystemsDirectory(), submissions, now=NOW, keyring=fixed_keyring()
+            )
+            assert {r.outcome for r in results} == {Outcome.ACCEPTED}
             await session.commit()
     finally:
         await engine.dispose()

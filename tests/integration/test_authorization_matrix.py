@@ -97,6 +97,7 @@ MATRIX: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/billing/sendings"): Expect(200, 200, 200, 401),
     ("GET", "/api/v1/{practiceId}/billing/invoices"): OWN_PRACTICE,
     ("POST", "/api/v1/{practiceId}/billing/invoices"): Expect(202, 202, 403, 401),
+    ("POST", "/api/v1/{practiceId}/billing/invoices/batch"): OWN_PRACTICE,
     ("GET", "/api/v1/billing/causes"): ADMIN_ONLY,
     # Another practice's sending answers 404, exactly as a missing one.
     ("POST", "/api/v1/billing/sendings/{sendingId}/resend"): Expect(200, 200, 404, 401),
@@ -270,6 +271,9 @@ def request_for(method: str, template: str, seed_: Seed) -> tuple[str, dict[str,
         kwargs["headers"] = {"Content-Type": "application/json"}
     elif (method, template) == ("PUT", "/api/v1/billing/practices/{practiceId}"):
         kwargs["json"] = {"Name": "Matrix Family Practice"}
+    elif (method, template) == ("POST", "/api/v1/{practiceId}/billing/invoices/batch"):
+        kwargs["content"] = orjson.dumps([invoice_body()])
+        kwargs["headers"] = {"Content-Type": "application/json"}
     elif method == "PUT":
         kwargs["json"] = {
             "Channel": "Http",

@@ -30,17 +30,19 @@ from sqlalchemy.engine import make_url
 from invoice_outbox.app import create_app
 from invoice_outbox.db.engine import make_sync_engine
 from invoice_outbox.sendings.documents import Document
-from invoice_outbox.sendings.intake import Submission, submit
+from invoice_outbox.sendings.intake import Submission, submit_invoices
 from invoice_outbox.sendings.keyring import (
     KEYS_SETTING,
     DocumentKeyMissing,
     DocumentKeysInvalid,
+    Keyring,
 )
 from invoice_outbox.sendings.keystore import key_counts
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.rotation import rotate
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
+from invoice_outbox.systems.directory import SystemsDirectory
 from tests.conftest import PRACTICE_A, TEST_DOCUMENT_KEYS, build_settings, fixed_keyring
 from tests.pipeline_helpers import (
     all_sendings,
@@ -55,6 +57,17 @@ from tests.pipeline_helpers import (
 from tests.receivers import HttpReceiver
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+async def submit(state: AppState, submission: Submission, *, keyring: Keyring) -> list[Sending]:
+    """Intake of one submission, as a process holding `keyring` makes it; its sendings."""
+    [result] = await submit_invoices(
+        state.engine, SystemsDirectory(), [submission], now=state.clock.now(), keyring=keyring
+    )
+    result.raise_refusal()
+    return await all_sendings(state, submission.invoice_id)
+
+
 NEW_KEYS = "k2:" + base64.b64encode(b"\x42" * 32).decode() + "," + TEST_DOCUMENT_KEYS
 
 
@@ -258,21 +271,18 @@ def _counts(settings: Settings) -> dict[str, int]:
 async def _seed_under_old_key(state: AppState, count: int) -> list[bytes]:
     """`count` invoices sealed under t1 (as a process with the old keys wrote them)."""
     documents = [orjson.dumps({"Invoice": n, "Patient": f"P{n}"}) for n in range(count)]
-    async with state.sessions() as session:
-        for document in documents:
-            await submit(
-                session,
-                Submission(
-                    practice_id=PRACTICE_A,
-                    invoice_id=uuid.uuid4(),
-                    encounter_id=uuid.uuid4(),
-                    document=document,
-                    content_type="application/json",
-                ),
-                now=state.clock.now(),
-                keyring=fixed_keyring(),
-            )
-        await session.commit()
+    for document in documents:
+        await submit(
+            state,
+            Submission(
+                practice_id=PRACTICE_A,
+                invoice_id=uuid.uuid4(),
+                encounter_id=uuid.uuid4(),
+                document=document,
+                content_type="application/json",
+            ),
+            keyring=fixed_keyring(),
+        )
     return documents
 
 
@@ -324,12 +334,10 @@ async def test_idempotent_intake_survives_rotation(state: AppState, settings: Se
     )
     async with state.sessions() as session:
         await configure_system_in(session, state)
-        [first] = await submit(session, submission, now=state.clock.now(), keyring=fixed_keyring())
         await session.commit()
+    [first] = await submit(state, submission, keyring=fixed_keyring())
     assert await asyncio.to_thread(_sync_rotate, settings, NEW_KEYS, 10) == 1
-    async with state.sessions() as session:
-        [again] = await submit(session, submission, now=state.clock.now(), keyring=state.keyring)
-        await session.commit()
+    [again] = await submit(state, submission, keyring=state.keyring)
     assert (again.id, again.document_id, again.idempotency_key) == (
         first.id,
         first.document_id,
@@ -337,9 +345,7 @@ async def test_idempotent_intake_survives_rotation(state: AppState, settings: Se
     )
     assert _counts(settings) == {"k2": 1}
     corrected = dataclasses.replace(submission, document=b'{"Total":"90.00"}')
-    async with state.sessions() as session:
-        [replaced] = await submit(session, corrected, now=state.clock.now(), keyring=state.keyring)
-        await session.commit()
+    [replaced] = await submit(state, corrected, keyring=state.keyring)
     assert replaced.document_id != first.document_id
 
 
@@ -393,9 +399,7 @@ async def test_intake_answers_503_when_another_process_sealed_with_a_key_it_lack
         document=orjson.dumps(body["Document"]),
         content_type="application/json",
     )
-    async with state.sessions() as session:
-        await submit(session, submission, now=state.clock.now(), keyring=newer)
-        await session.commit()
+    await submit(state, submission, keyring=newer)
     response = await submit_over_api(client, practice_headers, body, expect=503)
     assert response.headers["Retry-After"] == "30"
     assert "lacks its key" in response.json()["Message"]

@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from invoice_outbox.clock import FrozenClock
 from invoice_outbox.db.engine import make_async_engine
-from invoice_outbox.sendings.intake import Submission, submit
+from invoice_outbox.sendings.intake import Outcome as IntakeOutcome
+from invoice_outbox.sendings.intake import Submission, submit_invoices
 from invoice_outbox.sendings.models import Attempt
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
@@ -63,21 +64,20 @@ async def system(
 
 async def _queue(state: AppState, count: int) -> None:
     """`count` invoices for practice A, submitted through intake in one transaction."""
-    async with state.sessions() as session:
-        for n in range(count):
-            await submit(
-                session,
-                Submission(
-                    practice_id=PRACTICE_A,
-                    invoice_id=uuid.uuid4(),
-                    encounter_id=uuid.uuid4(),
-                    document=f'{{"Invoice": {n}}}'.encode(),
-                    content_type="application/json",
-                ),
-                now=state.clock.now(),
-                keyring=state.keyring,
-            )
-        await session.commit()
+    submissions = [
+        Submission(
+            practice_id=PRACTICE_A,
+            invoice_id=uuid.uuid4(),
+            encounter_id=uuid.uuid4(),
+            document=f'{{"Invoice": {n}}}'.encode(),
+            content_type="application/json",
+        )
+        for n in range(count)
+    ]
+    results = await submit_invoices(
+        state.engine, state.systems, submissions, now=state.clock.now(), keyring=state.keyring
+    )
+    assert {r.outcome for r in results} == {IntakeOutcome.ACCEPTED}
 
 
 async def test_two_workers_deliver_each_sending_exactly_once(

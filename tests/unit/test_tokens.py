@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from invoice_outbox.auth.principal import Principal, Role
-from invoice_outbox.auth.tokens import InvalidToken, issue_token, verify_token
+from invoice_outbox.auth.tokens import InvalidToken, VerifiedTokens, issue_token, verify_token
 
 KEY = b"k" * 48
 NOW = datetime.now(UTC)
@@ -106,3 +106,15 @@ def test_bad_claims_refused(claims: dict[str, object]) -> None:
 def test_garbage_refused(garbage: str) -> None:
     with pytest.raises(InvalidToken):
         verify_token(garbage, key=KEY, now=NOW)
+
+
+def test_a_remembered_token_is_still_refused_once_expired_or_under_another_key() -> None:
+    remembered = VerifiedTokens()
+    principal = Principal("dr-smith", Role.PRACTICE, frozenset({PRACTICE}))
+    token = issue_token(principal, key=KEY, now=NOW, lifetime=timedelta(hours=1))
+    assert remembered.verify(token, key=KEY, now=NOW) == principal
+    assert remembered.verify(token, key=KEY, now=NOW + timedelta(minutes=59)) == principal
+    with pytest.raises(InvalidToken):
+        remembered.verify(token, key=KEY, now=NOW + timedelta(hours=2))
+    with pytest.raises(InvalidToken):
+        remembered.verify(token, key=b"another-key-" + b"y" * 40, now=NOW)

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from invoice_outbox.api import (
     audit_routes,
     health,
+    invoice_batch,
     invoices,
     legacy_commands,
     legacy_lists,
@@ -41,7 +42,11 @@ def install_api(app: FastAPI, settings: Settings) -> None:
     """Add the API to `app`: error mapping, request limits, routers, ASP.NET-style paths."""
     install_error_handlers(app)
     app.add_middleware(BoundaryCharacters)  # inside the body limit: it reads form bodies whole
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        larger={"/billing/invoices/batch": settings.max_batch_body_bytes},
+    )
     routers = [
         health.router,
         metrics_route.router,
@@ -53,6 +58,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         resend_routes.router,
         audit_routes.router,
         invoices.router,
+        invoice_batch.router,
         systems.router,
         practice_routes.router,
     ]

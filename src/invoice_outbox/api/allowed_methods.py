@@ -6,6 +6,10 @@ routes).  `AllowedMethods` looks at every route: a method none of them takes get
 ``405 Method Not Allowed`` with ``Allow`` listing exactly the methods the path's routes take,
 and ``OPTIONS`` gets ``204 No Content`` with that ``Allow`` (plus ``OPTIONS``).  Paths no route
 matches go on to the usual 404.
+
+A literal segment beats a parameter: of the routes whose path matches, only those with the
+fewest path parameters count (``.../invoices/batch`` is the batch route's path, not an
+invoice id that the invoice route would refuse).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from invoice_outbox.api.boundary import refusal
 
-#: A route's path as a regex and its methods, or a mount (which takes a whole subtree).
-_Entry = tuple[re.Pattern[str], frozenset[str]] | Mount
+#: A route's path as a regex, its number of path parameters and its methods, or a mount
+#: (which takes a whole subtree).
+_Entry = tuple[re.Pattern[str], int, frozenset[str]] | Mount
 
 
 def route_table(routes: Iterable[BaseRoute]) -> list[_Entry]:
@@ -31,24 +36,29 @@ def route_table(routes: Iterable[BaseRoute]) -> list[_Entry]:
         if isinstance(context.original_route, Mount):
             table.append(context.original_route)
         elif context.path is not None and context.methods:
-            regex, _, _ = compile_path(context.path)
-            table.append((regex, frozenset(context.methods)))
+            regex, _, convertors = compile_path(context.path)
+            table.append((regex, len(convertors), frozenset(context.methods)))
     return table
 
 
 def allowed_methods(table: Sequence[_Entry], path: str, scope: Scope) -> set[str] | None:
-    """The methods of every route whose path matches `path`; None when none matches (or a
-    mount, such as the static files, takes the path)."""
+    """The methods of the routes whose path matches `path` with the fewest parameters; None
+    when none matches (or a mount, such as the static files, takes the path)."""
     found: set[str] | None = None
+    fewest = 0
     for entry in table:
         if isinstance(entry, Mount):
             match, _ = entry.matches(scope)
             if match.value:
                 return None
             continue
-        regex, methods = entry
-        if regex.match(path):
-            found = (found or set()) | methods
+        regex, parameters, methods = entry
+        if not regex.match(path):
+            continue
+        if found is None or parameters < fewest:
+            found, fewest = set(methods), parameters
+        elif parameters == fewest:
+            found |= methods
     return found
 
 

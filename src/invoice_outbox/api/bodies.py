@@ -59,14 +59,7 @@ async def read_body(request: Request, model: type[M], xml_reader: XmlReader) -> 
 
     JSON without a Content-Type too (as older clients send it); any other media type is a 415.
     """
-    media = _media_type(request)
-    if media and media not in _XML_TYPES | _JSON_TYPES and not media.endswith("+json"):
-        raise ApiError(
-            415, f"The request entity's media type '{media}' is not supported for this resource."
-        )
-    raw = await request.body()
-    if not raw:
-        raise ApiError(400, "The request is invalid: the body is empty.")
+    raw = await raw_body(request)
     if is_xml(request):
         root = parse_xml(raw)
         parsed: Any = root
@@ -87,6 +80,19 @@ async def read_body(request: Request, model: type[M], xml_reader: XmlReader) -> 
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
         )
         raise ApiError(400, f"The request is invalid. {problems}.") from None
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body's bytes, of a media type `read_body` reads (else 415), not empty (else 400)."""
+    media = _media_type(request)
+    if media and media not in _XML_TYPES | _JSON_TYPES and not media.endswith("+json"):
+        raise ApiError(
+            415, f"The request entity's media type '{media}' is not supported for this resource."
+        )
+    raw = await request.body()
+    if not raw:
+        raise ApiError(400, "The request is invalid: the body is empty.")
+    return raw
 
 
 def check_json_value(value: Any) -> None:

@@ -102,7 +102,7 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """A pydantic JSON schema with its ``$defs`` inlined (OpenAPI cannot resolve them)."""
     defs = schema.pop("$defs", {})
 
@@ -132,7 +132,7 @@ def body_doc(
     description shows their shape (DataContract XML of the same members).  `properties`
     replaces the schemas of some fields (ones that refer to named schemas, `api/openapi.py`).
     """
-    schema = _inline(model.model_json_schema())
+    schema = inline_schema(model.model_json_schema())
     for name, replacement in (properties or {}).items():
         description = schema["properties"][name].get("description")
         schema["properties"][name] = {**replacement, "description": description}

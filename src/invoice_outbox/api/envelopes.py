@@ -61,7 +61,7 @@ def rows_envelope(
 def command_envelope(
     request: Request,
     state: AppState,
-    data: Mapping[str, Any],
+    data: Mapping[str, Any] | Sequence[Any],
     *,
     root: str,
     message: str,

@@ -8,12 +8,10 @@ of `api.errors`; the routes only parse the body and write the answer.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
-from xml.etree.ElementTree import Element, tostring
+from typing import Any
+from xml.etree.ElementTree import Element
 
-import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.responses import Response
 
 from invoice_outbox.api.bodies import answer, read_body, xml_children
@@ -23,43 +21,15 @@ from invoice_outbox.api.envelopes import rows_envelope
 from invoice_outbox.api.openapi import DOCUMENT_SCHEMA
 from invoice_outbox.api.security import Caller
 from invoice_outbox.sendings.cancellation import InvoiceNotFound
-from invoice_outbox.sendings.intake import IntakeError, Submission, submit_idempotently
+from invoice_outbox.sendings.intake import SendingRow, Submission, submit_invoices
 from invoice_outbox.sendings.invoice_history import attempts_of, invoice_sendings
 from invoice_outbox.sendings.models import Attempt, Sending
-from invoice_outbox.systems.schemas import Name
-from invoice_outbox.worker.waker import commit_and_wake
+from invoice_outbox.sendings.submissions import InvoiceIn, document_bytes
 
 router = APIRouter(tags=["invoices"])
 
-#: The practice's invoice number: 1 to 64 characters, no control characters, trimmed.
-InvoiceNumberText = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
-]
 
-
-class InvoiceIn(BaseModel):
-    """An invoice to deliver.  `Document` is the invoice itself, kept as given."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    InvoiceId: uuid.UUID
-    EncounterId: uuid.UUID
-    Systems: list[Name] | None = Field(default=None, min_length=1, max_length=50)
-    Document: Any = Field(
-        description="The invoice, kept as given. JSON: any value but null. XML: one child "
-        "element of <Document>.",
-    )
-    InvoiceNumber: InvoiceNumberText | None = Field(
-        default=None,
-        description="Optional: the practice's own reference for the invoice (e.g. INV-2026-0042), "
-        "shown beside the id and searchable. Never patient data.",
-    )
-
-
-def _xml_invoice(root: Element) -> dict[str, Any]:
+def xml_invoice(root: Element) -> dict[str, Any]:
     values = xml_children(root)
     for child in root:
         if child.tag.rsplit("}", 1)[-1] == "Document":
@@ -68,14 +38,6 @@ def _xml_invoice(root: Element) -> dict[str, Any]:
     if isinstance(values.get("Systems"), str):
         values["Systems"] = [values["Systems"]] if values["Systems"] else []
     return values
-
-
-def _document(body: InvoiceIn) -> tuple[bytes, str]:
-    if isinstance(body.Document, Element):
-        return tostring(body.Document, encoding="utf-8", xml_declaration=False), "application/xml"
-    if body.Document is None:
-        raise IntakeError("Document is required (the invoice itself)")
-    return orjson.dumps(body.Document), "application/json"
 
 
 @router.post(
@@ -98,15 +60,11 @@ def _document(body: InvoiceIn) -> tuple[bytes, str]:
     openapi_extra=body_doc(InvoiceIn, properties={"Document": DOCUMENT_SCHEMA}),
 )
 async def submit_invoice(
-    request: Request,
-    state: State,
-    session: Session,
-    caller: Caller,
-    practiceId: uuid.UUID,
+    request: Request, state: State, caller: Caller, practiceId: uuid.UUID
 ) -> Response:
     caller.ensure_access(practiceId)
-    body, _ = await read_body(request, InvoiceIn, _xml_invoice)
-    document, content_type = _document(body)
+    body, _ = await read_body(request, InvoiceIn, xml_invoice)
+    document, content_type = document_bytes(body.Document)
     submission = Submission(
         practice_id=practiceId,
         invoice_id=body.InvoiceId,
@@ -116,17 +74,24 @@ async def submit_invoice(
         systems=tuple(body.Systems) if body.Systems is not None else None,
         invoice_number=body.InvoiceNumber,
     )
-    sendings = await submit_idempotently(
-        session, submission, now=state.clock.now(), keyring=state.keyring
+    [result] = await submit_invoices(
+        state.engine,
+        state.systems,
+        [submission],
+        now=state.clock.now(),
+        keyring=state.keyring,
+        waker=state.waker,
+        slots=state.intake_slots,
+        autocommit=state.intake_engine,
     )
-    await commit_and_wake(session, state.waker)
-    rows = [_vo_row(s) for s in sendings]
+    result.raise_refusal()
+    rows = [vo_row(s) for s in result.sendings]
     return rows_envelope(
         request, state, rows, message="Invoice accepted for delivery", status_code=202
     )
 
 
-def _vo_row(s: Sending) -> tuple[Any, ...]:
+def vo_row(s: SendingRow) -> tuple[Any, ...]:
     return (
         s.practice_id,
         s.encounter_id,
@@ -162,8 +127,8 @@ async def invoice_detail(
     value = {
         "PracticeId": practiceId,
         "InvoiceId": invoiceId,
-        "InvoiceNumber": sendings[0].invoice_number,
         "EncounterId": sendings[0].encounter_id,
+        "InvoiceNumber": sendings[0].invoice_number,
         "Sendings": [_sending_view(s, [_attempt_view(a) for a in history[s.id]]) for s in sendings],
     }
     return answer(request, state, value, root="Invoice")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 
 from fastapi import HTTPException
@@ -35,19 +36,34 @@ def _too_large(scope: Scope, message: str) -> Response:
 
 
 class BodySizeLimit:
-    """Refuse bodies over `max_bytes` with 413, whether announced by Content-Length or not."""
+    """Refuse bodies over `max_bytes` with 413, whether announced by Content-Length or not.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    `larger` gives paths ending in a suffix (compared in lower case, after the canonical
+    paths middleware) a limit of their own: a batch of invoices is larger than one invoice.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, larger: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = {suffix.lower(): limit for suffix, limit in (larger or {}).items()}
+
+    def _limit(self, path: str) -> int:
+        lowered = path.lower().rstrip("/")
+        for suffix, limit in self.larger.items():
+            if lowered.endswith(suffix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"The request body is larger than the limit of {self.max_bytes} bytes."
+        max_bytes = self._limit(str(scope.get("path", "")))
+        message = f"The request body is larger than the limit of {max_bytes} bytes."
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
                 await _too_large(scope, message)(scope, receive, send)
                 return
         received = 0
@@ -57,7 +73,7 @@ class BodySizeLimit:
             incoming = await receive()
             if incoming["type"] == "http.request":
                 received += len(incoming.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise BodyTooLarge(message)
             return incoming
 

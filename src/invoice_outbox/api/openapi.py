@@ -45,8 +45,9 @@ DOCUMENT_VALUE: Final = {
         },
     ]
 }
+DOCUMENT_VALUE_REF: Final = "#/components/schemas/DocumentValue"
 #: An invoice document: any such value but null.
-DOCUMENT_SCHEMA: Final = {"not": {"type": "null"}, "$ref": "#/components/schemas/DocumentValue"}
+DOCUMENT_SCHEMA: Final = {"not": {"type": "null"}, "$ref": DOCUMENT_VALUE_REF}
 
 MESSAGE_SCHEMA: Final = {
     "type": "object",

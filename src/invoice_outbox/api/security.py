@@ -15,10 +15,11 @@ from fastapi.security import HTTPBearer
 from invoice_outbox.api.deps import State
 from invoice_outbox.api.errors import unauthorized
 from invoice_outbox.auth.principal import Principal
-from invoice_outbox.auth.tokens import InvalidToken, verify_token
+from invoice_outbox.auth.tokens import InvalidToken, VerifiedTokens
 
 # Declares the scheme in OpenAPI; we parse the header ourselves to answer in the legacy shape.
 _bearer_scheme = HTTPBearer(auto_error=False, description="A token from POST /token or the CLI.")
+_verified = VerifiedTokens()
 
 
 async def current_principal(
@@ -30,7 +31,7 @@ async def current_principal(
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized()
     try:
-        return verify_token(token.strip(), key=state.signing_key, now=state.clock.now())
+        return _verified.verify(token.strip(), key=state.signing_key, now=state.clock.now())
     except InvalidToken:
         raise unauthorized() from None
 

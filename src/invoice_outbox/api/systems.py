@@ -128,6 +128,7 @@ async def put(
         now=now,
     )
     await session.commit()
+    state.systems.invalidate()  # this process's intake sees the change at once
     return answer(
         request, state, system_view(system), root="System", status_code=201 if created else 200
     )

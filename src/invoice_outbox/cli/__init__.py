@@ -12,13 +12,24 @@ every command (its docstring lists the exit codes).
     keys.py      keys status, keys new, keys rotate, keys drop
     sendings.py  sendings list, sendings resend
     practices.py practice name, practice list
+    import_cmd.py  import (import_files.py reads the files)
 """
 
 from __future__ import annotations
 
 import typer
 
-from invoice_outbox.cli import demo_cmd, keys, practices, sendings, serve, systems, tokens, users
+from invoice_outbox.cli import (
+    demo_cmd,
+    import_cmd,
+    keys,
+    practices,
+    sendings,
+    serve,
+    systems,
+    tokens,
+    users,
+)
 from invoice_outbox.cli.common import ErrorMappingGroup
 
 app = typer.Typer(
@@ -37,5 +48,6 @@ app.add_typer(systems.system_app, name="system")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(sendings.sendings_app, name="sendings")
 app.add_typer(practices.practice_app, name="practice")
+app.command("import")(import_cmd.import_)
 
 __all__ = ["app"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
@@ -55,7 +56,11 @@ def make_sync_engine(database_url: str) -> Engine:
 
 
 def make_async_engine(
-    database_url: str, *, pool_size: int = 20, peer_timeout_seconds: float = 0.0
+    database_url: str,
+    *,
+    pool_size: int = 20,
+    peer_timeout_seconds: float = 0.0,
+    autocommit: bool = False,
 ) -> AsyncEngine:
     """The runtime engine: aiosqlite for SQLite files, psycopg 3 (async) for PostgreSQL.
 
@@ -63,6 +68,19 @@ def make_async_engine(
     writes and requests); bursts may open as many again, which are closed after use.
     PostgreSQL connections give up a vanished peer after `peer_timeout_seconds` (0: never;
     see `invoice_outbox.db.liveness`).
+
+    No ping before each checkout (it was a round trip per request, a fifth of a submission's
+    cost).  A connection the database dropped (a restart, an idle timeout) fails on first use
+    instead: SQLAlchemy sees the disconnect, discards that connection and every other one
+    opened before it (the whole pool after a restart), and the next checkout connects anew.
+    The failed statement's caller retries where that is safe (intake, which is idempotent) or
+    answers 503 "try again" (`db.failures`: an invalidated connection is `Unavailable`);
+    ``tests/integration/test_reconnect.py`` proves it.
+
+    `autocommit` (PostgreSQL): every statement is its own transaction, set once per connection
+    (intake's single-statement first pass; switching a pooled connection per use costs more),
+    and Python lists are sent as arrays in binary: that statement carries a whole batch as
+    arrays, and reading them as text cost PostgreSQL and psycopg more than the inserts did.
     """
     urls = normalise_database_url(database_url)
     _ensure_parent(urls)
@@ -70,18 +88,28 @@ def make_async_engine(
         engine = create_async_engine(urls.async_url, hide_parameters=True)
         _prepare_sqlite(engine.sync_engine)
     else:
-        # pool_pre_ping: a connection dropped by a database restart is replaced on checkout,
-        # so the service recovers by itself once the database is back.
+        options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         engine = create_async_engine(
             urls.async_url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            pool_pre_ping=False,
             hide_parameters=True,
             connect_args=peer_timeout_args(peer_timeout_seconds, database_url),
+            **options,
         )
+        if autocommit:
+            _binary_arrays(engine.sync_engine)
     _scrub_errors(engine.sync_engine)
     return engine
+
+
+def _binary_arrays(engine: Engine) -> None:
+    """Lists go as binary arrays on `engine`'s connections (psycopg's choice for ``%s``)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection.adapters.register_dumper(list, ListBinaryDumper)
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -27,6 +27,7 @@ ITEM_NAMES = {
     "Items": "Item",
     "Groups": "CauseGroup",
     "Entries": "AuditEntry",
+    "Data": "InvoiceSubmissionResult",  # a batch submission's results (the only list Data)
 }
 
 

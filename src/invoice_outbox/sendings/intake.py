@@ -1,274 +1,363 @@
-"""Submitting an invoice: one sending per target system, idempotent, corrections replace.
+"""Submitting invoices: one intake for single submissions, batches and bulk imports.
 
-Rules (each sending is one invoice x one system x type Invoice):
-- no sending yet                      → a new Pending sending, due now;
-- same document already queued/sent   → nothing new (the existing sending is returned);
+Rules (each sending is one invoice x one system x type Invoice); an item is one invoice:
+
+- no sending yet                      → new Pending sendings, due now (**Accepted**);
+- same document already queued/sent   → nothing changes (**Duplicate**), the sendings are
+  answered as they are; a system the invoice did not go to yet gets a new sending (Accepted);
 - corrected document, not yet delivered (Pending, Failed, Aborted, Discarded) → the document
-  is replaced and the sending is queued again, due now, with a fresh attempt budget;
-- corrected document while an attempt is in flight → `IntakeConflict` (try again shortly);
-- corrected document after delivery (Sent) or after cancellation → `IntakeConflict`.
-Nothing is ever delivered twice on purpose.  Functions never commit (`submit_idempotently`
-rolls back a transaction that lost an insert race, and only that).
+  is replaced and the sending queued again, due now, with a fresh attempt budget and a new
+  idempotency key (**Corrected**), as one conditional change: only a sending no worker holds;
+- corrected document while an attempt is in flight (Sending), after delivery (Sent) or after
+  cancellation → **Conflict** (nothing changes);
+- another practice's invoice id, or the same invoice for another encounter → **Conflict**;
+- systems that do not exist or do not serve the practice (or none configured) → **Conflict**;
+- an empty document, an empty or too long list of systems → **Invalid**;
+- a stored document of the invoice sealed under a key this process does not hold →
+  **Conflict** (`IntakeKeyMissing` for a single submission: 503, try again), never a
+  replacement, which could deliver it twice.
 
-"Same document" is decided by keyed digests (see `sealing`): the resubmission's digest is
-computed under each stored document's own key, so it holds across key rotations; the stored
-ciphertext is not read.  A stored document under a key this process lacks makes the answer
-unknowable: `IntakeKeyMissing` (try again), never a replacement that could deliver twice.
+Each item is all or nothing: its document, new sendings and replacements are written
+together or not at all, and one item's refusal never touches another's.  Nothing is ever
+delivered twice on purpose.  Documents are stored sealed under the keyring's current key
+(`sealing`), and "the same document" is a keyed digest compared under each stored document's
+own key (`intake_rules`).
+
+How (see `intake_store`): a first pass writes every invoice that has no sendings yet and reads
+the others' sendings -- on PostgreSQL one statement for the whole batch, the common case's
+only round trip.  Whatever that pass cannot settle (a correction, a new system for a known
+invoice, a race lost to a concurrent identical submission) is applied item by item on rows
+locked ``FOR UPDATE``, undoing the item's own writes when a concurrent change got there first
+and looking again.  The systems come from the process's `SystemsDirectory`, not the database.
+
+`submit_invoices` runs a list and commits.  On PostgreSQL its first pass runs on its own, in
+autocommit: one statement that is its own transaction, so a new invoice costs exactly one round
+trip (no BEGIN, no COMMIT); written without ON CONFLICT, it writes every new invoice of the
+list or, if a concurrent submission got one of them first, nothing -- and the list then goes
+the careful way, in one transaction.  What the first pass leaves (corrections, new systems)
+is applied in a transaction after it.  `submit_all` is the careful way inside the caller's
+transaction (never commits).  The rules themselves are `intake_rules`.
 """
 
 from __future__ import annotations
 
-import hmac
+import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from invoice_outbox.errors import Conflict, Invalid
-from invoice_outbox.sendings.documents import Document
+from invoice_outbox.db.failures import as_unavailable, describe
+from invoice_outbox.sendings import transitions
+from invoice_outbox.sendings.intake_rules import (
+    DUE,
+    MAX_SYSTEMS,
+    IntakeConflict,
+    IntakeError,
+    IntakeKeyMissing,
+    ItemResult,
+    Outcome,
+    Plan,
+    Submission,
+    first_pass_result,
+    names_of,
+    plan_of,
+    settled,
+    target_systems,
+)
+from invoice_outbox.sendings.intake_store import (
+    ROW_COLUMNS,
+    FirstPassItem,
+    SendingRow,
+    as_row,
+    discard_unused,
+    first_pass,
+    insert_documents,
+    insert_sendings,
+    note_invoice_numbers,
+    notify_workers,
+    read_existing,
+)
 from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
-from invoice_outbox.sendings.models import Sending
-from invoice_outbox.sendings.sealing import digest, new_document
-from invoice_outbox.sendings.status import SendingType, Status
-from invoice_outbox.sendings.transitions import create_pending, requeue_loaded
-from invoice_outbox.systems.models import System, SystemPractice
+from invoice_outbox.systems.directory import SystemsDirectory, SystemsSnapshot
+from invoice_outbox.worker.waker import Waker
+
+__all__ = [
+    "MAX_SYSTEMS",
+    "IntakeConflict",
+    "IntakeError",
+    "IntakeKeyMissing",
+    "ItemResult",
+    "Outcome",
+    "SendingRow",
+    "Submission",
+    "submit_all",
+    "submit_invoices",
+    "target_systems",
+]
 
 log = logging.getLogger(__name__)
+#: Tries of an intake transaction that met a deadlock or a lost connection.
+TRIES = 3
+#: Looks at one item that kept losing races before it is answered Conflict.
+ITEM_TRIES = 3
+CONCURRENT = "The invoice is being submitted concurrently; try again."
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """One invoice as a practice submits it."""
-
-    practice_id: uuid.UUID
-    invoice_id: uuid.UUID
-    encounter_id: uuid.UUID
-    document: bytes
-    content_type: str
-    systems: tuple[str, ...] | None = None
-    #: The practice's own reference (optional; see `note_invoice_number`).
-    invoice_number: str | None = None
-
-
-class IntakeError(Invalid):
-    """The submission cannot be accepted as it is (the message names the part and why)."""
-
-
-class IntakeConflict(Conflict):
-    """The submission contradicts the current state: the invoice's, or which systems exist and
-    serve the practice (the request is sound, the state refuses it), or an identical one is
-    being submitted at the same moment."""
-
-
-class IntakeKeyMissing(DocumentKeyMissing):
-    """A stored document of the invoice is sealed under a key this process does not hold yet,
-    so whether the submission is the same document cannot be told: try again later (by then
-    the key has reached this process, or an operator has been told by the log)."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "The invoice's stored document cannot be compared now (this server lacks its "
-            "key); try again later.",
-            retry_after_seconds=30,
+async def _apply(connection: AsyncConnection, plan: Plan, *, now: datetime) -> ItemResult:
+    """One item on its own, on its locked sendings: all of it, or nothing and why."""
+    for _ in range(ITEM_TRIES):
+        locked = (await read_existing(connection, [plan.invoice_id], lock=True)).get(
+            plan.invoice_id, []
         )
-
-
-async def _target_systems(session: AsyncSession, submission: Submission) -> list[str]:
-    of_practice = SystemPractice.practice_id == submission.practice_id
-    serving = set((await session.scalars(select(SystemPractice.system).where(of_practice))).all())
-    if submission.systems is None:
-        if not serving:
-            raise IntakeConflict(
-                f"no systems are configured for practice {submission.practice_id}; "
-                "name them in Systems or configure the practice's systems"
-            )
-        return sorted(serving)
-    names = list(dict.fromkeys(submission.systems))
-    if not names:
-        raise IntakeError("Systems is empty; name at least one system, or omit Systems")
-    known = set((await session.scalars(select(System.name).where(System.name.in_(names)))).all())
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise IntakeConflict(f"unknown system(s): {', '.join(unknown)}")
-    foreign = [n for n in names if n not in serving]
-    if foreign:
-        raise IntakeConflict(
-            f"system(s) not configured for practice {submission.practice_id}: {', '.join(foreign)}"
-        )
-    return names
-
-
-def _new_document(keyring: Keyring, submission: Submission, now: datetime) -> Document:
-    return new_document(
-        keyring,
-        practice_id=submission.practice_id,
-        invoice_id=submission.invoice_id,
-        content_type=submission.content_type,
-        body=submission.document,
-        now=now,
-    )
-
-
-class _Digests:
-    """The submission's digest under each key asked for (computed once per key)."""
-
-    def __init__(self, keyring: Keyring, submission: Submission) -> None:
-        self.keyring = keyring
-        self.submission = submission
-        self.by_kid: dict[str, str] = {}
-
-    def matches(self, key_id: str, stored: str) -> bool:
-        mine = self.by_kid.get(key_id)
-        if mine is None:
-            s = self.submission
-            key = self.keyring.require(key_id)
-            mine = self.by_kid[key_id] = digest(key, s.practice_id, s.invoice_id, s.document)
-        return hmac.compare_digest(mine, stored)
-
-
-async def submit(
-    session: AsyncSession, submission: Submission, *, now: datetime, keyring: Keyring
-) -> list[Sending]:
-    """Create or update the invoice's sendings; return them in system order.
-
-    Raises `DocumentKeyMissing` when a stored document of the invoice is sealed under a key
-    this process does not hold (it cannot tell whether the document changed)."""
-    systems = await _target_systems(session, submission)
-    existing = {
-        s.system: s
-        for s in (
-            await session.scalars(
-                select(Sending).where(
-                    Sending.invoice_id == submission.invoice_id,
-                    Sending.sending_type == SendingType.INVOICE.value,
-                )
-            )
-        ).all()
-    }
-    foreign = [s for s in existing.values() if s.practice_id != submission.practice_id]
-    if foreign:
-        # Invoice ids are global: never let one practice touch another's invoice.
-        raise IntakeConflict(f"invoice {submission.invoice_id} belongs to another practice")
-    mismatch = [s for s in existing.values() if s.encounter_id != submission.encounter_id]
-    if mismatch:
-        raise IntakeConflict(
-            f"invoice {submission.invoice_id} was submitted for another encounter; "
-            "an invoice bills exactly one encounter"
-        )
-    document_ids = [s.document_id for s in existing.values() if s.document_id is not None]
-    stored = (
-        {
-            row.id: (row.key_id, row.digest)
-            for row in await session.execute(
-                select(Document.id, Document.key_id, Document.digest).where(
-                    Document.id.in_(document_ids)
-                )
-            )
-        }
-        if document_ids
-        else {}
-    )
-    digests = _Digests(keyring, submission)
-    shared: Document | None = None
-    result = []
-    for system in systems:
-        sending = existing.get(system)
-        current = stored.get(sending.document_id) if sending and sending.document_id else None
-        if sending is not None and current is not None and digests.matches(*current):
-            result.append(sending)
-            continue
-        shared = shared or _new_document(keyring, submission, now)
-        if sending is None:
-            sending = _new_sending(submission, system, shared.id, now)
-            session.add(shared)
-            session.add(sending)
-        else:
-            _replace_document(sending, shared, now)
-            session.add(shared)
-        result.append(sending)
-    note_invoice_number(result, submission.invoice_number)
-    await session.flush()
-    return result
-
-
-async def submit_idempotently(
-    session: AsyncSession, submission: Submission, *, now: datetime, keyring: Keyring
-) -> list[Sending]:
-    """`submit`, flushed; if an identical submission won a race to insert first, its rows.
-
-    The unique (invoice, system, type) key makes the loser's INSERT fail; the session's
-    transaction is then rolled back (so it must hold nothing else yet) and the submission
-    made once more, which finds the winner's sendings: the idempotent answer.  Losing twice
-    is an `IntakeConflict` (try again).  A stored document under a key not held is an
-    `IntakeKeyMissing` (logged for the operator with the key's id; the caller is told to retry).
-    """
-    for last_try in (False, True):
+        refused = settled(plan, locked) if locked else None
+        if refused is not None:
+            return refused
+        found = {e.row.system for e in locked}
+        missing = [n for n in plan.systems if n not in found]
         try:
-            sendings = await submit(session, submission, now=now, keyring=keyring)
-            await session.flush()
-            return sendings
-        except DocumentKeyMissing as exc:
-            log.error(
-                "document key missing at intake",
-                extra={"action": "intake.key_missing", "detail": exc.message},
+            changed = [e.row for e in plan.changed(locked)]
+        except DocumentKeyMissing as error:
+            return plan.key_missing(error)
+        document = plan.document()
+        await insert_documents(connection, [document], now=now)
+        made = await insert_sendings(connection, plan.new_sendings(missing, document.id), now=now)
+        if len(made) < len(missing):  # a concurrent submission made one first: look again
+            await discard_unused(connection, [row.id for row in made], document.id)
+            continue
+        replaced: list[SendingRow] = []
+        if changed:
+            keys = {row.id: uuid.uuid4().hex for row in changed}
+            rows = await transitions.replace_document(
+                connection, keys, document_id=document.id, now=now, returning=ROW_COLUMNS
             )
-            raise IntakeKeyMissing() from None
+            if not rows:  # a worker claimed one meanwhile (or it was delivered): look again
+                await discard_unused(connection, [row.id for row in made], document.id)
+                continue
+            replaced = [as_row(values) for values in rows]
+        answer = [e.row for e in locked] + made + replaced  # later rows win in `result`
+        if replaced:
+            reason = f"the corrected document replaces the one queued for {names_of(replaced)}"
+            if made:
+                reason += f"; also queued for {names_of(made)}"
+            return plan.result(Outcome.CORRECTED, reason, answer)
+        return plan.result(Outcome.ACCEPTED, f"queued for {names_of(made)}", answer)
+    return plan.result(Outcome.CONFLICT, CONCURRENT)
+
+
+@dataclass(slots=True)
+class _Work:
+    """A list of submissions on its way: results so far, the first pass's items (each
+    invoice once), and the plans left for `_rest`."""
+
+    results: list[ItemResult | None]
+    first: dict[uuid.UUID, tuple[Plan, FirstPassItem]] = field(default_factory=dict)
+    later: list[Plan] = field(default_factory=list)
+    #: Plans whose invoice had sendings already: their number (if given) is noted on them.
+    numbered: list[Plan] = field(default_factory=list)
+
+    def done(self) -> list[ItemResult]:
+        return [r for r in self.results if r is not None]
+
+
+def _prepare(
+    snapshot: SystemsSnapshot, submissions: Sequence[Submission], keyring: Keyring
+) -> _Work:
+    """Check every submission; each invoice's first occurrence goes to the first pass."""
+    work = _Work(results=[None] * len(submissions))
+    for index, submission in enumerate(submissions):
+        try:
+            plan = plan_of(index, submission, snapshot, keyring)
+        except IntakeError as exc:
+            work.results[index] = ItemResult(submission.invoice_id, Outcome.INVALID, exc.message)
+            continue
+        except IntakeConflict as exc:
+            work.results[index] = ItemResult(submission.invoice_id, Outcome.CONFLICT, exc.message)
+            continue
+        if plan.invoice_id in work.first:
+            work.later.append(plan)  # the same invoice again: after the first, in order
+            continue
+        document = plan.document()
+        sendings = tuple(plan.new_sendings(plan.systems, document.id))
+        work.first[plan.invoice_id] = (plan, FirstPassItem(plan.invoice_id, document, sendings))
+    return work
+
+
+async def _first(connection: AsyncConnection, work: _Work, *, now: datetime, atomic: bool) -> None:
+    """The first pass; what it settles is answered, the rest left for `_rest`."""
+    items = [item for _, item in work.first.values()]
+    found = await first_pass(connection, items, now=now, atomic=atomic)
+    for invoice_id, (plan, item) in work.first.items():
+        made = found.made.get(invoice_id, [])
+        result = first_pass_result(plan, found.existing.get(invoice_id, []), made)
+        if result is not None:
+            work.results[plan.index] = result
+            if result.outcome is Outcome.DUPLICATE:
+                work.numbered.append(plan)
+            continue
+        if invoice_id not in found.existing:  # lost a race to insert: undo, then look again
+            await discard_unused(connection, [row.id for row in made], item.document.id)
+        work.later.append(plan)
+
+
+#: Outcomes after which the invoice's sendings carry the submission's number.
+_NUMBERED = frozenset({Outcome.ACCEPTED, Outcome.CORRECTED, Outcome.DUPLICATE})
+
+
+async def _note_numbers(connection: AsyncConnection, work: _Work) -> None:
+    """The invoice numbers of `work.numbered` (where given) on their invoices' sendings; a
+    submission without one leaves a number given earlier alone."""
+    numbered: dict[tuple[uuid.UUID, uuid.UUID], str] = {}
+    for plan in sorted(work.numbered, key=lambda p: p.index):  # the list's last number wins
+        if plan.submission.invoice_number is not None:
+            numbered[plan.submission.practice_id, plan.invoice_id] = plan.submission.invoice_number
+    work.numbered.clear()
+    await note_invoice_numbers(connection, [(p, i, n) for (p, i), n in numbered.items()])
+
+
+async def _rest(connection: AsyncConnection, work: _Work, *, now: datetime) -> None:
+    """Each plan the first pass left, on its own locked rows."""
+    applied = False
+    # Invoice order, then list order: locks are taken in the same order by every intake.
+    for plan in sorted(work.later, key=lambda p: (p.invoice_id, p.index)):
+        result = await _apply(connection, plan, now=now)
+        work.results[plan.index] = result
+        applied = applied or result.outcome in DUE
+        if result.outcome in _NUMBERED:
+            work.numbered.append(plan)
+    await _note_numbers(connection, work)
+    if applied:
+        await notify_workers(connection)
+
+
+async def submit_all(
+    connection: AsyncConnection,
+    directory: SystemsDirectory,
+    submissions: Sequence[Submission],
+    *,
+    now: datetime,
+    keyring: Keyring,
+) -> list[ItemResult]:
+    """Apply `submissions` in order, in the caller's transaction; one result each, in order.
+
+    An invoice submitted twice in the list is applied twice, in that order (the second is a
+    Duplicate or a correction of the first).  New documents are sealed under `keyring`'s
+    current key.  Never commits.
+    """
+    work = _prepare(await directory.current(connection), submissions, keyring)
+    await _first(connection, work, now=now, atomic=False)
+    await _rest(connection, work, now=now)
+    return work.done()
+
+
+#: SQLSTATEs of a transaction that lost to a concurrent one (deadlock, serialisation).
+RACES = frozenset({"40P01", "40001"})
+
+
+async def _retrying(attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, redone up to `TRIES` times while it fails transiently -- a database error
+    `db.failures.as_unavailable` calls connection-level or busy (a lost connection, a
+    deadlock, a lock timeout, SQLite locked); intake is idempotent, so even a commit whose
+    answer was lost is safe to redo.  Then one that kept losing races is a Conflict ("try
+    again"), any other the domain's `Unavailable`.  Other errors propagate at once."""
+    for number in range(1, TRIES + 1):
+        try:
+            return await attempt()
         except IntegrityError:
-            await session.rollback()
-            if last_try:
-                raise IntakeConflict(
-                    "The invoice is being submitted concurrently; try again."
-                ) from None
+            raise
+        except DBAPIError as exc:
+            unavailable = as_unavailable(exc)
+            if unavailable is None:
+                raise
+            log.warning(
+                "intake retried",
+                extra={"action": "intake.retry", "attempt": number, "error": describe(exc)},
+            )
+            if number == TRIES:
+                if getattr(exc.orig, "sqlstate", None) in RACES:
+                    raise IntakeConflict(CONCURRENT) from None
+                raise unavailable from exc
     raise AssertionError("unreachable")
 
 
-def _new_sending(
-    submission: Submission, system: str, document_id: uuid.UUID, now: datetime
-) -> Sending:
-    return create_pending(
-        practice_id=submission.practice_id,
-        encounter_id=submission.encounter_id,
-        invoice_id=submission.invoice_id,
-        system=system,
-        sending_type=SendingType.INVOICE,
-        document_id=document_id,
-        now=now,
-    )
+async def _first_on_its_own(
+    engine: AsyncEngine,
+    autocommit: AsyncEngine | None,
+    directory: SystemsDirectory,
+    submissions: Sequence[Submission],
+    now: datetime,
+    keyring: Keyring,
+) -> _Work | None:
+    """PostgreSQL: the first pass as one autocommitted statement; None when a concurrent
+    submission made one of the invoices first (nothing was written: go the careful way)."""
+    async with (autocommit or engine).connect() as connection:
+        if autocommit is None:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        work = _prepare(await directory.current(connection), submissions, keyring)
+        try:
+            await _first(connection, work, now=now, atomic=True)
+        except IntegrityError:
+            return None
+        return work
 
 
-def _replace_document(sending: Sending, document: Document, now: datetime) -> None:
-    status = Status(sending.status)
-    if status is Status.SENDING:
-        raise IntakeConflict(
-            f"a delivery of this invoice to {sending.system} is in progress; "
-            "send the correction again in a minute"
-        )
-    if status is Status.SENT:
-        raise IntakeConflict(
-            f"this invoice was already delivered to {sending.system}; cancel it and submit "
-            "the corrected invoice under a new InvoiceId"
-        )
-    if status is Status.CANCELLED:
-        raise IntakeConflict(f"this invoice was cancelled for {sending.system}")
-    requeue_loaded(sending, now=now)
-    sending.document_id = document.id
-    # A corrected document is new content: a receiver must not drop it as a duplicate.
-    sending.idempotency_key = uuid.uuid4().hex
+async def _rest_in_transaction(engine: AsyncEngine, work: _Work, now: datetime) -> None:
+    async with engine.begin() as connection:
+        await _rest(connection, work, now=now)
 
 
-# Invoice numbers ------------------------------------------------------------------------------
-# Kept apart from the rules above on purpose: the number is a label, not part of what is sent.
+async def _all_in_transaction(
+    engine: AsyncEngine,
+    directory: SystemsDirectory,
+    submissions: Sequence[Submission],
+    now: datetime,
+    keyring: Keyring,
+) -> list[ItemResult]:
+    async with engine.begin() as connection:
+        return await submit_all(connection, directory, submissions, now=now, keyring=keyring)
 
 
-def note_invoice_number(sendings: list[Sending], number: str | None) -> None:
-    """Remember the practice's invoice number on the invoice's sendings (shown beside the id
-    and searchable).  A submission without one leaves a number given earlier alone."""
-    if number is None:
-        return
-    for sending in sendings:
-        if sending.invoice_number != number:
-            sending.invoice_number = number
+async def submit_invoices(
+    engine: AsyncEngine,
+    directory: SystemsDirectory,
+    submissions: Sequence[Submission],
+    *,
+    now: datetime,
+    keyring: Keyring,
+    waker: Waker | None = None,
+    slots: contextlib.AbstractAsyncContextManager[object] | None = None,
+    autocommit: AsyncEngine | None = None,
+) -> list[ItemResult]:
+    """Apply `submissions` and commit (see the module docstring); this process's workers are
+    woken when something is due (other processes' by the NOTIFY the commit delivers).
+
+    `slots` (a semaphore) bounds how many intakes use a connection at once, so a burst waits
+    in line instead of opening and closing connections beyond the pool; `autocommit` is an
+    engine of the same database whose connections are in autocommit (PostgreSQL).  A try that
+    meets a deadlock or a lost connection is redone, up to `TRIES` times; a database that
+    stays unreachable is `Unavailable`.  New documents are sealed under `keyring`'s current
+    key.
+    """
+    async with slots or contextlib.nullcontext():
+        results: list[ItemResult] | None = None
+        if engine.dialect.name == "postgresql":
+            work = await _retrying(
+                lambda: _first_on_its_own(engine, autocommit, directory, submissions, now, keyring)
+            )
+            if work is not None:
+                if work.later or any(p.submission.invoice_number for p in work.numbered):
+                    await _retrying(lambda: _rest_in_transaction(engine, work, now))
+                results = work.done()
+        if results is None:
+            results = await _retrying(
+                lambda: _all_in_transaction(engine, directory, submissions, now, keyring)
+            )
+    if waker is not None and any(r.outcome in DUE for r in results):
+        waker.wake()
+    return results

@@ -152,6 +152,11 @@ class Attempt(Base):
     code: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(100))
+    #: The keyed digest (`sealing.digest`, under the key that sealed the document) of the
+    #: document bytes this attempt handed to the receiver: what the sending's document's
+    #: ``digest`` was at delivery, so a Sent sending can be checked against what was really
+    #: delivered without a plain hash that would confirm a guessed document.
+    document_digest: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("sending_id", "number"),

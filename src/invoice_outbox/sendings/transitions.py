@@ -22,7 +22,7 @@ Functions never commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -33,11 +33,17 @@ from sqlalchemy import (
     Row,
     ScalarSelect,
     TextClause,
+    case,
+    func,
     insert,
+    or_,
+    select,
     text,
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
@@ -47,7 +53,6 @@ from invoice_outbox.sendings.status import (
     SendingType,
     Status,
     can_transition,
-    ensure_transition,
     in_order,
     sources_of,
 )
@@ -119,6 +124,89 @@ def create_pending(
         created_at=now,
         updated_at=now,
     )
+
+
+def pending_values(
+    *,
+    id: uuid.UUID,
+    practice_id: uuid.UUID,
+    encounter_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    system: str,
+    idempotency_key: str,
+    document_id: uuid.UUID,
+    now: datetime,
+    invoice_number: str | None = None,
+) -> dict[str, Any]:
+    """The columns of a new Invoice sending, Pending and due now (no edge: it had no status
+    before), for a Core INSERT; intake's PostgreSQL statement writes the same (`INTAKE_INSERT`)."""
+    return {
+        "id": id,
+        "practice_id": practice_id,
+        "encounter_id": encounter_id,
+        "invoice_id": invoice_id,
+        "system": system,
+        "sending_type": SendingType.INVOICE.value,
+        "status": S.PENDING.value,
+        "attempts": 0,
+        "round_attempts": 0,
+        "sending_time": now,
+        "next_attempt_at": now,
+        "idempotency_key": idempotency_key,
+        "document_id": document_id,
+        "invoice_number": invoice_number,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+#: What intake answers for each sending (the legacy row, and the id).
+INTAKE_RETURNING: Final = (
+    "id, invoice_id, system, practice_id, encounter_id, status, reason, sending_time, "
+    "attempts, sending_type"
+)
+
+
+def intake_insert(source: str, *, skip_existing: bool) -> str:
+    """PostgreSQL: INSERT the new Invoice sendings described by `source` -- a FROM clause
+    whose rows have ``id, practice_id, encounter_id, invoice_id, system, key, document_id,
+    invoice_number`` -- Pending and due at ``:now``, as `pending_values`.  One that exists
+    already (same invoice, system and type: a concurrent submission won a race) is skipped
+    with `skip_existing`, else fails the statement.  Returns `INTAKE_RETURNING` of each row made."""
+    conflict = "ON CONFLICT (invoice_id, system, sending_type) DO NOTHING" if skip_existing else ""
+    return f"""
+        INSERT INTO sendings (id, practice_id, encounter_id, invoice_id, system, sending_type,
+            status, attempts, round_attempts, sending_time, next_attempt_at, idempotency_key,
+            document_id, invoice_number, created_at, updated_at)
+        SELECT n.id, n.practice_id, n.encounter_id, n.invoice_id, n.system,
+            '{SendingType.INVOICE.value}', '{S.PENDING.value}', 0, 0, :now, :now, n.key,
+            n.document_id, n.invoice_number, :now, :now
+        FROM {source}
+        {conflict}
+        RETURNING {INTAKE_RETURNING}"""  # noqa: S608 -- `source` is our own SQL text
+
+
+async def insert_pending(
+    connection: AsyncConnection, rows: Sequence[Mapping[str, Any]], returning: Sequence[Any]
+) -> Sequence[Row[Any]]:
+    """INSERT new sendings (`pending_values` rows); one whose invoice, system and type exist
+    already (a concurrent submission won the race) is skipped.  `returning` of each made."""
+    if not rows:
+        return []
+    statement = (
+        postgresql_insert(Sending)
+        if connection.dialect.name == "postgresql"
+        else sqlite_insert(Sending)
+    )
+    # Many parameter sets: SQLAlchemy sends them as multi-row INSERTs ("insertmanyvalues")
+    # with the statement compiled once (cached), not once per number of rows.
+    result = await connection.execute(
+        statement.on_conflict_do_nothing(
+            index_elements=["invoice_id", "system", "sending_type"]
+        ).returning(*returning),
+        list(rows),
+    )
+    return result.all()
 
 
 def demo_sending(status: Status, **columns: Any) -> Sending:
@@ -226,23 +314,29 @@ async def claim_due_fixed(
 @dataclass(frozen=True, slots=True)
 class SentBatch:
     """Delivered attempts, column by column (as the PostgreSQL statement takes its arrays): the
-    sendings, each one's attempt number (its claim's), start, duration and answer code."""
+    sendings, each one's attempt number (its claim's), start, duration, answer code, the
+    idempotency key it was delivered under and the keyed digest of the document bytes
+    delivered (`Attempt.document_digest`)."""
 
     ids: list[uuid.UUID]
     attempts: list[int]
     started: list[datetime]
     durations: list[int]
     codes: list[int | None]
+    keys: list[str]
+    digests: list[str | None]
 
 
-#: `mark_sent`, PostgreSQL: guarded per row (same worker, same attempt, still Sending), and a
-#: "Sent" attempt for exactly the rows that moved, in one round trip.  Returns their ids.
+#: `mark_sent`, PostgreSQL: guarded per row (same worker, same attempt, same idempotency key,
+#: still Sending), and a "Sent" attempt for exactly the rows that moved, in one round trip.
+#: Returns their ids.
 MARK_SENT_SQL: Final[TextClause] = text(f"""
     WITH delivered AS (
         SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[]),
                              CAST(:started AS timestamptz[]), CAST(:durations AS integer[]),
-                             CAST(:codes AS integer[]))
-            AS d(id, attempt, started_at, duration_ms, code)
+                             CAST(:codes AS integer[]), CAST(:keys AS text[]),
+                             CAST(:digests AS text[]))
+            AS d(id, attempt, started_at, duration_ms, code, key, digest)
     ), sent AS (
         UPDATE sendings AS s
         SET status = '{S.SENT.value}', sent_at = :now, reason = NULL,
@@ -250,13 +344,14 @@ MARK_SENT_SQL: Final[TextClause] = text(f"""
             updated_at = :now
         FROM delivered
         WHERE s.id = delivered.id AND s.attempts = delivered.attempt
+          AND s.idempotency_key = delivered.key
           AND {_sql_guard("s.status", S.SENT, _IN_FLIGHT)} AND s.lease_owner = :worker
         RETURNING s.id
     )
     INSERT INTO attempts (sending_id, number, started_at, duration_ms, outcome, code, reason,
-                          worker)
+                          worker, document_digest)
     SELECT delivered.id, delivered.attempt, delivered.started_at, delivered.duration_ms,
-           'Sent', delivered.code, NULL, :worker
+           'Sent', delivered.code, NULL, :worker, delivered.digest
     FROM delivered JOIN sent ON sent.id = delivered.id
     RETURNING sending_id
 """)  # noqa: S608
@@ -265,9 +360,11 @@ MARK_SENT_SQL: Final[TextClause] = text(f"""
 async def mark_sent(
     connection: AsyncConnection, delivered: SentBatch, *, worker: str, now: datetime
 ) -> set[uuid.UUID]:
-    """Sending → Sent for each of `delivered` still held by `worker` at that attempt, and its
-    "Sent" attempt row.  `cause` stays: a sending that got through after failing is grouped by
-    what it overcame.  Returns the ids that moved (the others' claims no longer held)."""
+    """Sending → Sent for each of `delivered` still held by `worker` at that attempt under the
+    same idempotency key (so what a Sent sending records is what the receiver got), and its
+    "Sent" attempt row with the delivered document's digest.  `cause` stays: a sending that got
+    through after failing is grouped by what it overcame.  Returns the ids that moved (the
+    others' claims no longer held)."""
     ids, attempts = delivered.ids, delivered.attempts
     if not ids:
         return set()
@@ -280,6 +377,8 @@ async def mark_sent(
                 "started": delivered.started,
                 "durations": delivered.durations,
                 "codes": delivered.codes,
+                "keys": delivered.keys,
+                "digests": delivered.digests,
                 "now": now,
                 "worker": worker,
             },
@@ -289,7 +388,9 @@ async def mark_sent(
         update(Sending)
         .where(
             Sending.id.in_(ids),
-            tuple_(Sending.id, Sending.attempts).in_(list(zip(ids, attempts, strict=True))),
+            tuple_(Sending.id, Sending.attempts, Sending.idempotency_key).in_(
+                list(zip(ids, attempts, delivered.keys, strict=True))
+            ),
             _FROM_SENDING[S.SENT],
             Sending.lease_owner == worker,
         )
@@ -315,9 +416,16 @@ async def mark_sent(
             "code": code,
             "reason": None,
             "worker": worker,
+            "document_digest": document_digest,
         }
-        for sending_id, attempt, started_at, duration_ms, code in zip(
-            ids, attempts, delivered.started, delivered.durations, delivered.codes, strict=True
+        for sending_id, attempt, started_at, duration_ms, code, document_digest in zip(
+            ids,
+            attempts,
+            delivered.started,
+            delivered.durations,
+            delivered.codes,
+            delivered.digests,
+            strict=True,
         )
         if sending_id in owned
     ]
@@ -454,17 +562,59 @@ async def requeue(
     return result.all()
 
 
-def requeue_loaded(sending: Sending, *, now: datetime) -> None:
-    """→ Pending on a loaded row (a corrected document replaces the one queued): due now, with
-    a fresh attempt budget.  A Pending one stays Pending; otherwise the edge must exist
-    (`InvalidTransition`)."""
-    status = Status(sending.status)
-    if status is not S.PENDING:
-        sending.status = ensure_transition(status, S.PENDING).value
-    sending.round_attempts = 0
-    sending.next_attempt_at = now
-    sending.updated_at = now
-    sending.discarded_at = sending.discarded_by = sending.discard_reason = None
+#: What a corrected document may replace: a sending no worker holds that was not delivered or
+#: cancelled.  A Pending one stays Pending; the others take their edge to Pending.
+REPLACEABLE: Final = frozenset({S.PENDING, S.FAILED, S.ABORTED, S.DISCARDED})
+_REPLACEABLE_GUARD: Final = or_(
+    Sending.status == S.PENDING.value, _guard(S.PENDING, REPLACEABLE - {S.PENDING})
+)
+
+
+async def replace_document(
+    executor: Executor,
+    keys: Mapping[uuid.UUID, str],
+    *,
+    document_id: uuid.UUID,
+    now: datetime,
+    returning: Sequence[QueryableAttribute[Any]] = (Sending.id,),
+) -> Sequence[Row[Any]]:
+    """A corrected document: → Pending for each of the sendings `keys` names, all or none.
+
+    Only when every one of them is `REPLACEABLE` at this moment (one UPDATE, guarded by the
+    status of each row and by the count of all of them) does each get `document_id`, its new
+    idempotency key from `keys` (new content: a receiver must not drop it as a repeat), a
+    fresh attempt budget, due now.  Otherwise nothing changes and no row is returned: a worker
+    claimed one meanwhile (Sending), or it was delivered or cancelled.  On PostgreSQL the
+    caller has locked the rows (``FOR UPDATE``), so the count cannot go stale under it; on
+    SQLite the statement holds the database's write lock.  Returns `returning` of each row.
+    """
+    ids = list(keys)
+    if not ids:
+        return []
+    in_place = (
+        select(func.count())
+        .select_from(Sending)
+        .where(Sending.id.in_(ids), _REPLACEABLE_GUARD)
+        .scalar_subquery()
+    )
+    result = await executor.execute(
+        update(Sending)
+        .where(Sending.id.in_(ids), _REPLACEABLE_GUARD, in_place == len(ids))
+        .values(
+            status=S.PENDING.value,
+            document_id=document_id,
+            idempotency_key=case(keys, value=Sending.id),
+            round_attempts=0,
+            next_attempt_at=now,
+            updated_at=now,
+            discarded_at=None,
+            discarded_by=None,
+            discard_reason=None,
+        )
+        .returning(*returning)
+        .execution_options(synchronize_session=False)
+    )
+    return result.all()
 
 
 def cancel_loaded(sending: Sending, *, now: datetime) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -70,3 +71,17 @@ class SystemPractice(Base):
         String(100), ForeignKey("systems.name", ondelete="CASCADE"), primary_key=True
     )
     practice_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+
+
+class SystemsVersion(Base):
+    """One row: a number that every change of the systems' names, or of the practices they
+    serve, increases.  Database triggers keep it (migration 0007), so no writer can forget;
+    on PostgreSQL they also NOTIFY ``invoice_outbox_systems``.  Intake's cache of the systems
+    (`systems.directory`) is good for as long as this number stays the same."""
+
+    __tablename__ = "systems_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)

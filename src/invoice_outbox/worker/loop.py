@@ -27,7 +27,7 @@ from invoice_outbox.metrics import DeliveryMetrics
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.sendings.retention import purge_documents
-from invoice_outbox.sendings.sealing import DocumentUnreadable, unseal
+from invoice_outbox.sendings.sealing import DocumentUnreadable, digest, unseal
 from invoice_outbox.settings import Settings
 from invoice_outbox.systems.channels.base import (
     Delivery,
@@ -271,12 +271,13 @@ class Worker:
         if cached[1] is not None:
             raise PermanentDeliveryError(f"{config.name} is refused: {cached[1]}", cause="config")
 
-    def _open(self, claim: claims.Claim, document: StoredDocument) -> bytes:
-        """The document's bytes, opened with the sending's own practice and invoice ids."""
+    def _open(self, claim: claims.Claim, document: StoredDocument) -> tuple[bytes, str]:
+        """The document's bytes, opened with the sending's own practice and invoice ids, and
+        their keyed digest under the key that sealed them (what the attempt records)."""
         assert claim.document_id is not None
         key_id, nonce, body, content_type = document
         try:
-            return unseal(
+            plain = unseal(
                 self.keyring,
                 key_id=key_id,
                 nonce=nonce,
@@ -286,6 +287,8 @@ class Worker:
                 invoice_id=claim.invoice_id,
                 content_type=content_type,
             )
+            key = self.keyring.require(key_id)
+            return plain, digest(key, claim.practice_id, claim.invoice_id, plain)
         except DocumentUnreadable as exc:
             log.warning("document unreadable", extra=_event("delivery.document_unreadable", claim))
             raise PermanentDeliveryError(
@@ -304,6 +307,7 @@ class Worker:
         self, claim: claims.Claim, config: SystemConfig | None, document: StoredDocument | None
     ) -> Outcome:
         started_at, started = self.clock.now(), time.monotonic()
+        delivered_digest: str | None = None
         try:
             if config is None:
                 raise PermanentDeliveryError(
@@ -314,8 +318,9 @@ class Worker:
                     "The invoice document is no longer stored; submit the invoice again",
                     cause="no-document",
                 )
-            plain = self._open(claim, document)
+            plain, opened_digest = self._open(claim, document)
             await self._check_target(config)
+            delivered_digest = opened_digest
             delivered = await self.channels.channel_for(config).deliver(
                 Delivery(
                     sending_id=claim.sending_id,
@@ -328,9 +333,17 @@ class Worker:
                     content_type=document[3],
                 )
             )
-            return Outcome(claim, started_at, _ms(started), delivered=delivered)
+            return Outcome(
+                claim,
+                started_at,
+                _ms(started),
+                delivered=delivered,
+                document_digest=delivered_digest,
+            )
         except DeliveryError as exc:
-            return Outcome(claim, started_at, _ms(started), error=exc)
+            return Outcome(
+                claim, started_at, _ms(started), error=exc, document_digest=delivered_digest
+            )
         except asyncio.CancelledError:
             raise
         except Exception:

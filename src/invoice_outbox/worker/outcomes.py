@@ -41,6 +41,9 @@ class Outcome:
     duration_ms: int
     delivered: Delivered | None = None
     error: DeliveryError | None = None
+    #: The keyed digest of the document bytes handed to the channel (None: none was); see
+    #: `Attempt.document_digest`.
+    document_digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,7 @@ def _attempt_row(
         "code": code,
         "reason": reason,
         "worker": worker,
+        "document_digest": outcome.document_digest,
     }
 
 
@@ -195,6 +199,8 @@ async def _mark_sent(
         started=[o.started_at for o in delivered],
         durations=[o.duration_ms for o in delivered],
         codes=[o.delivered.code if o.delivered else None for o in delivered],
+        keys=[o.claim.idempotency_key for o in delivered],
+        digests=[o.document_digest for o in delivered],
     )
     return await transitions.mark_sent(connection, columns, worker=worker, now=now)
 

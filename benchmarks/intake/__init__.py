@@ -1,0 +1,1 @@
+"""Benchmark: accepting invoices (single, batch) against a baseline and pgbench floors."""
