@@ -16,6 +16,7 @@ from invoice_outbox.db.engine import make_session_factory
 from invoice_outbox.metrics import Metrics
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.settings import Settings
+from invoice_outbox.worker.health import WorkerHealth
 from invoice_outbox.worker.waker import Waker
 
 
@@ -31,6 +32,8 @@ class AppState:
     clock: Clock
     waker: Waker
     metrics: Metrics
+    #: The health of the worker running in this process (None when it runs none).
+    worker_health: WorkerHealth | None = None
 
 
 def build_state(

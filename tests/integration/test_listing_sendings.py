@@ -34,6 +34,9 @@ ITEM_KEYS = [
     "SendingTime",
     "NextAttemptAt",
     "SentAt",
+    "Held",
+    "HeldReason",
+    "HeldSince",
 ]
 
 

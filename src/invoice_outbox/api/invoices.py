@@ -8,6 +8,7 @@ of `api.errors`; the routes only parse the body and write the answer.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element, tostring
 
@@ -26,6 +27,8 @@ from invoice_outbox.sendings.cancellation import InvoiceNotFound
 from invoice_outbox.sendings.intake import IntakeError, Submission, submit_idempotently
 from invoice_outbox.sendings.invoice_history import attempts_of, invoice_sendings
 from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.holds import SystemHold, any_deliverable, held_fields, held_systems
 from invoice_outbox.systems.schemas import Name
 from invoice_outbox.worker.waker import commit_and_wake
 
@@ -104,7 +107,9 @@ async def submit_invoice(
     sendings = await submit_idempotently(
         session, submission, now=state.clock.now(), keyring=state.keyring
     )
-    await commit_and_wake(session, state.waker)
+    # Work for held systems (switched off, down) waits without waking any worker.
+    waiting = {s.system for s in sendings if s.status == Status.PENDING.value}
+    await commit_and_wake(session, state.waker, wake=await any_deliverable(session, waiting))
     rows = [_vo_row(s) for s in sendings]
     return rows_envelope(
         request, state, rows, message="Invoice accepted for delivery", status_code=202
@@ -128,7 +133,11 @@ def _vo_row(s: Sending) -> tuple[Any, ...]:
 @router.get(
     "/api/v1/{practiceId}/billing/invoices/{invoiceId}",
     summary="One invoice: its sendings and every attempt",
-    description="**Admins, or users of that practice.** 404 when the practice has no such invoice.",
+    description=(
+        "**Admins, or users of that practice.** 404 when the practice has no such invoice. "
+        "Each sending: `Status` (the legacy statuses) and `Held`, `HeldReason`, `HeldSince`: "
+        "whether it waits because its system is switched off or down, why, and since when."
+    ),
     response_class=Response,
 )
 async def invoice_detail(
@@ -144,11 +153,16 @@ async def invoice_detail(
     if not sendings:
         raise InvoiceNotFound(practiceId, invoiceId)
     history = await attempts_of(session, [s.id for s in sendings])
+    holds = await held_systems(session)
+    now = state.clock.now()
     value = {
         "PracticeId": practiceId,
         "InvoiceId": invoiceId,
         "EncounterId": sendings[0].encounter_id,
-        "Sendings": [_sending_view(s, [_attempt_view(a) for a in history[s.id]]) for s in sendings],
+        "Sendings": [
+            _sending_view(s, [_attempt_view(a) for a in history[s.id]], holds.get(s.system), now)
+            for s in sendings
+        ],
     }
     return answer(request, state, value, root="Invoice")
 
@@ -165,7 +179,16 @@ def _attempt_view(a: Attempt) -> dict[str, Any]:
     }
 
 
-def _sending_view(s: Sending, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+def _sending_view(
+    s: Sending, attempts: list[dict[str, Any]], hold: SystemHold | None, now: datetime
+) -> dict[str, Any]:
+    held = held_fields(
+        status=s.status,
+        lease_expires_at=s.lease_expires_at,
+        waiting_since=s.sending_time,
+        hold=hold,
+        now=now,
+    )
     return {
         "SendingId": s.id,
         "System": s.system,
@@ -178,5 +201,6 @@ def _sending_view(s: Sending, attempts: list[dict[str, Any]]) -> dict[str, Any]:
         "NextAttemptAt": s.next_attempt_at,
         "SentAt": s.sent_at,
         "IdempotencyKey": s.idempotency_key,
+        **held,
         "Attempts": attempts,
     }

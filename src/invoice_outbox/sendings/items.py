@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
 from invoice_outbox.sendings.models import Sending
-from invoice_outbox.systems.holds import SystemHold
+from invoice_outbox.systems.holds import SystemHold, held_fields
 
 #: The columns of a list row, in the order `sending_item` reads them.
 ITEM_COLUMNS: Final = (
@@ -30,11 +30,20 @@ ITEM_COLUMNS: Final = (
     Sending.sending_time,
     Sending.next_attempt_at,
     Sending.sent_at,
+    Sending.lease_expires_at,
 )
 
 
-def sending_item(row: Sequence[Any]) -> dict[str, Any]:
-    """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label)."""
+def sending_item(
+    row: Sequence[Any],
+    holds: Mapping[str, SystemHold] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label).
+
+    With `holds` (from `held_systems`) and `now`, the item also says whether it is held:
+    `Held`, `HeldReason`, `HeldSince` (`invoice_outbox.systems.holds.held_fields`).
+    """
     (
         sending_id,
         practice_id,
@@ -51,7 +60,7 @@ def sending_item(row: Sequence[Any]) -> dict[str, Any]:
         sent_at,
     ) = row[:13]
     group = group_key(status, cause)
-    return {
+    item = {
         "SendingId": sending_id,
         "PracticeId": practice_id,
         "InvoiceId": invoice_id,
@@ -67,6 +76,17 @@ def sending_item(row: Sequence[Any]) -> dict[str, Any]:
         "NextAttemptAt": next_attempt_at,
         "SentAt": sent_at,
     }
+    if holds is not None and now is not None:
+        item.update(
+            held_fields(
+                status=status,
+                lease_expires_at=row[13] if len(row) > 13 else None,
+                waiting_since=sending_time,
+                hold=holds.get(system),
+                now=now,
+            )
+        )
+    return item
 
 
 def practice_item(
@@ -76,7 +96,7 @@ def practice_item(
 
     `holds` (from `held_systems`): systems holding their queue, so waiting invoices say why.
     """
-    item = sending_item(row)
+    item = sending_item(row, holds or {}, now)
     explanation, next_step = practice_explanation(
         status=item["Status"],
         cause=item["Cause"],
@@ -84,7 +104,7 @@ def practice_item(
         sent_at=item["SentAt"],
         zone=zone,
         now=now,
-        hold=(holds or {}).get(item["System"]),
+        hold=(holds or {}).get(item["System"]) if item["Held"] else None,
     )
     item["Explanation"] = explanation
     item["NextStep"] = next_step

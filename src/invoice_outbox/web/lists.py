@@ -14,6 +14,8 @@ number of failures (see `invoice_outbox.sendings.listing`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,6 +26,7 @@ from invoice_outbox.sendings.items import sending_item
 from invoice_outbox.sendings.list_query import LEGACY_PARAMS
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.state import AppState
+from invoice_outbox.systems.holds import SystemHold, held_systems
 from invoice_outbox.systems.service import list_systems
 from invoice_outbox.web.paging import (
     FILTER_FIELDS,
@@ -71,9 +74,12 @@ async def system_names(state: AppState) -> list[str]:
         return [system.name for system in await list_systems(session)]
 
 
-def row_view(row: Any) -> dict[str, Any]:
-    """A list row: the API's item, and whether it was discarded."""
-    item = sending_item(row)
+def row_view(
+    row: Any, holds: Mapping[str, SystemHold] | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """A list row: the API's item (held or not, given `holds` and `now`), and whether it was
+    discarded."""
+    item = sending_item(row, holds, now)
     item["Discarded"] = item["Status"] == Status.DISCARDED.value
     return item
 
@@ -87,6 +93,9 @@ async def _status_list(
     page = await read_sendings_page(state, params, selection, scope=status.value)
     values = form_values(request, FILTER_FIELDS)
     title, lead = _TITLES[status]
+    async with state.engine.connect() as connection:
+        holds = await held_systems(connection)
+    now = state.clock.now()
     return render(
         request,
         "sending_list.html",
@@ -94,7 +103,7 @@ async def _status_list(
             "title": title,
             "lead": lead,
             "status": status.value,
-            "rows": [row_view(row) for row in page.rows],
+            "rows": [row_view(row, holds, now) for row in page.rows],
             "pager": pager(request, page, number),
             "values": values,
             "filtering": any(values.values()) or bool(show),
