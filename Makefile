@@ -60,6 +60,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.delivery
 	$(BIN)/python -m benchmarks.encryption
 	$(BIN)/python -m benchmarks.intake
+	$(BIN)/python -m benchmarks.lanes
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

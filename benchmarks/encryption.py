@@ -165,7 +165,13 @@ async def _round(
         state: AppState = app.state.runtime
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            system = {"Channel": "Http", "Url": receiver_url, "Practices": [str(PRACTICE)]}
+            # A wide lane: the worker's own concurrency is what is measured, not the lane's.
+            system = {
+                "Channel": "Http",
+                "Url": receiver_url,
+                "Practices": [str(PRACTICE)],
+                "MaxInFlight": 1000,
+            }
             response = await client.put(
                 "/api/v1/billing/systems/Receiver",
                 json={**system, "TimeoutSeconds": 30},

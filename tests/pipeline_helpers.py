@@ -135,6 +135,7 @@ async def running_worker(
     name: str = "worker-1",
     probe_interval: timedelta = timedelta(seconds=30),
     concurrency: int | None = None,
+    max_in_flight: int | None = None,
 ) -> AsyncIterator[Worker]:
     """A Worker on the app's engine, settings and clock, closed at the end."""
     worker = Worker(
@@ -143,6 +144,7 @@ async def running_worker(
         clock=state.clock,
         keyring=state.keyring,
         waker=state.waker,
+        max_in_flight=max_in_flight,
         concurrency=concurrency,
         name=name,
         probe_interval=probe_interval,

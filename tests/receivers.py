@@ -21,6 +21,12 @@ SMTP (aiosmtpd's threaded Controller; usable with `with` or `async with`)::
         ... send to smtp.host, smtp.port ...
         assert smtp.messages[0].message["Message-ID"] == ...
 
+Slow, throttling and choosy receivers (lanes)::
+
+    receiver.respond_with(per_invoice({poison_id: Reply(500)}, Reply(200)))  # one refused
+    receiver.respond_with(Reply(200, delay=0.2))                            # slow
+    receiver.max_in_progress   # the most requests it was answering at once (in-flight limits)
+
 Scripts are consumed one entry per request (HTTP) or per mail transaction (SMTP); when
 the script is empty the default answer is used.  Everything is thread-safe.  Replies that
 delay or hang do so on the server side only: tests wait on recorded events
@@ -37,6 +43,7 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Self
@@ -54,6 +61,7 @@ __all__ = [
     "SmtpAnswer",
     "SmtpReceiver",
     "ThreadedHttpReceiver",
+    "per_invoice",
     "tls_contexts",
 ]
 
@@ -99,6 +107,16 @@ class ReceivedRequest:
 
 
 Responder = Callable[[ReceivedRequest], Reply]
+
+
+def per_invoice(special: Mapping[str, Reply], default: Reply = Reply(200)) -> Responder:
+    """Answer by the request's ``X-Invoice-Id``: `special` for the invoices it names (a
+    receiver choking on one invoice), `default` for every other."""
+
+    def answer(request: ReceivedRequest) -> Reply:
+        return special.get(request.header("X-Invoice-Id") or "", default)
+
+    return answer
 
 
 class _Journal:
@@ -195,9 +213,14 @@ class HttpReceiver:
         self._server: asyncio.Server | None = None
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Responders run here, so one that blocks (a gate) holds only its own request.
+        self._executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="responder")
         self.port = 0
         #: TCP connections accepted so far (how well clients keep connections alive).
         self.connections = 0
+        #: Requests being answered right now, and the most there ever were at once.
+        self.in_progress = 0
+        self.max_in_progress = 0
 
     @property
     def url(self) -> str:
@@ -224,6 +247,7 @@ class HttpReceiver:
 
     async def start(self) -> None:
         self._stopping = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="responder")
         self._server = await asyncio.start_server(self._serve, self.host, 0, ssl=self._tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -238,6 +262,7 @@ class HttpReceiver:
         if self._server is not None:
             # After the connections: from Python 3.12 on this waits for them to close.
             await self._server.wait_closed()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -253,22 +278,29 @@ class HttpReceiver:
         self.connections += 1
         try:
             while request := await _read_request(reader):
-                self._journal.record(request)
-                reply = self._journal.next_answer() or self._journal.default
-                if not isinstance(reply, Reply):
-                    reply = reply(request)
-                if reply.close:
-                    break
-                if reply.hang or reply.delay:
-                    delay = None if reply.hang else reply.delay
-                    try:
-                        await asyncio.wait_for(self._stopping.wait(), delay)
-                        break  # stopping: the hang ends without an answer
-                    except TimeoutError:
-                        pass
-                keep_alive = (request.header("Connection") or "").lower() != "close"
-                writer.write(_encode(reply, keep_alive))
-                await writer.drain()
+                self.in_progress += 1
+                self.max_in_progress = max(self.max_in_progress, self.in_progress)
+                try:
+                    self._journal.record(request)
+                    reply = self._journal.next_answer() or self._journal.default
+                    if not isinstance(reply, Reply):
+                        # A responder may block (a gate): keep this loop serving meanwhile.
+                        loop = asyncio.get_running_loop()
+                        reply = await loop.run_in_executor(self._executor, reply, request)
+                    if reply.close:
+                        break
+                    if reply.hang or reply.delay:
+                        delay = None if reply.hang else reply.delay
+                        try:
+                            await asyncio.wait_for(self._stopping.wait(), delay)
+                            break  # stopping: the hang ends without an answer
+                        except TimeoutError:
+                            pass
+                    keep_alive = (request.header("Connection") or "").lower() != "close"
+                    writer.write(_encode(reply, keep_alive))
+                    await writer.drain()
+                finally:
+                    self.in_progress -= 1
                 if not keep_alive:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):

@@ -24,7 +24,7 @@ from benchmarks.delivery.profiling import PySpy
 from benchmarks.delivery.receiver import Receiver
 from benchmarks.delivery.seed import BENCH_KEYS, SYSTEM, Queue
 from benchmarks.servers import stop_processes
-from invoice_outbox.worker.waker import CHANNEL
+from invoice_outbox.db.waker import CHANNEL
 
 BIN_DIR = Path(sys.executable).parent
 READY_TIMEOUT_S = 60.0

@@ -5,7 +5,9 @@ uvloop with httptools' C parser and keep-alive: it competes with the contenders 
 for the same two cores, so it must cost as little as possible per request.
 
 * ``POST <any path>``: counted, its ``Idempotency-Key`` remembered; answers ``200`` with an
-  empty body.  A request without the header is counted as ``missing_key``.
+  empty body.  A request without the header is counted as ``missing_key``.  Under
+  ``/delay/<ms>/...`` the answer comes after that many milliseconds (a slow receiving system;
+  the waiting costs a timer, not CPU).
 * ``GET /counts``: ``{"requests", "distinct_keys", "duplicates", "missing_key", "key_digest"}``
   (``key_digest``: XOR of `key_hash` over the distinct keys, to compare with the database's;
   ``connections``: TCP connections accepted, i.e. how well the client keeps connections alive).
@@ -43,6 +45,14 @@ _OK_CLOSE = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 def key_hash(key: bytes) -> int:
     """64 bits of BLAKE2b of one key; the XOR over distinct keys is an order-free digest."""
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+
+
+def _delay_s(url: bytes) -> float:
+    """Seconds to wait before answering a request for `url` (``/delay/<ms>/...``), else 0."""
+    if not url.startswith(b"/delay/"):
+        return 0.0
+    digits = url[7:].split(b"/", 1)[0]
+    return int(digits) / 1000 if digits.isdigit() else 0.0
 
 
 class Counts:
@@ -133,8 +143,20 @@ class _Protocol(asyncio.Protocol):
             else:
                 counts.keys.add(key)
                 counts.key_digest ^= key_hash(key)
+            delay = _delay_s(self.url)
+            if delay:
+                keep = self.parser.should_keep_alive()
+                asyncio.get_running_loop().call_later(delay, self._answer_late, keep)
+                return
             self.transport.write(_OK)
         if not self.parser.should_keep_alive():
+            self.transport.close()
+
+    def _answer_late(self, keep_alive: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(_OK)
+        if not keep_alive:
             self.transport.close()
 
 
@@ -177,6 +199,10 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}/invoices"
+
+    def slow_url(self, delay_ms: int, lane: str) -> str:
+        """A URL this receiver answers after `delay_ms` milliseconds (`lane` names the path)."""
+        return f"http://{HOST}:{self.port}/delay/{delay_ms}/{lane}"
 
     def _call(self, method: str, path: str) -> bytes:
         connection = http.client.HTTPConnection(HOST, self.port, timeout=10)

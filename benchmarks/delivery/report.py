@@ -205,10 +205,16 @@ def machine_info(conninfo: str) -> dict[str, Any]:
         for name in names:
             row = connection.execute(f"SHOW {name}").fetchone()
             settings[name] = str(row[0]) if row else "?"
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     packages = {
-        name: version(name)
+        name: installed(name)
         for name in ("celery", "kombu", "amqp", "httpx", "psycopg", "SQLAlchemy", "py-spy")
     }
     return {

@@ -19,13 +19,14 @@ from invoice_outbox.admin.resend_loop import run_resend_jobs
 from invoice_outbox.clock import SystemClock
 from invoice_outbox.db.liveness import peer_timeout_args
 from invoice_outbox.db.urls import normalise_database_url
+from invoice_outbox.db.waker import listen
 from invoice_outbox.runtime import tune_garbage_collector
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.keystore import open_keyring
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState, build_state
+from invoice_outbox.worker.health import WorkerHealth
 from invoice_outbox.worker.loop import Worker
-from invoice_outbox.worker.waker import listen
 
 
 async def worker_state(
@@ -59,6 +60,7 @@ async def run_background_worker(
     if not enabled:
         yield None
         return
+    state.worker_health = WorkerHealth()
     worker = Worker(
         engine=state.engine,
         settings=state.settings,
@@ -66,7 +68,8 @@ async def run_background_worker(
         keyring=state.keyring,
         waker=state.waker,
         metrics=state.metrics.delivery,
-        concurrency=concurrency,
+        max_in_flight=concurrency,
+        health=state.worker_health,
     )
     services_stop = asyncio.Event()
     tasks = [

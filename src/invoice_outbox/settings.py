@@ -140,7 +140,21 @@ class Settings(BaseSettings):
         default=False,
         description="Log the sandbox's own request lines too (the demo's receiver; noisy).",
     )
-    worker_concurrency: int = Field(default=8, gt=0, le=512)
+    worker_max_in_flight: int = Field(
+        default=256,
+        gt=0,
+        le=4096,
+        description="Deliveries one worker has in flight at once, over all systems (each is an "
+        "open connection waiting on a receiver, not CPU); every system's own MaxInFlight also "
+        "applies.",
+    )
+    worker_concurrency: int | None = Field(
+        default=None,
+        gt=0,
+        le=4096,
+        description="The older name of worker_max_in_flight: used as the cap when set and "
+        "worker_max_in_flight is not.",
+    )
     lease_seconds: float = Field(default=120.0, gt=0, description="How long a claim lasts.")
     poll_seconds: float = Field(default=5.0, gt=0, description="Longest idle wait between checks.")
     database_peer_timeout_seconds: float = Field(
@@ -279,6 +293,14 @@ class Settings(BaseSettings):
                 "needs INVOICE_OUTBOX_NOTIFY_EMAIL_FROM and INVOICE_OUTBOX_NOTIFY_SMTP_HOST"
             )
         return value
+
+    @property
+    def worker_cap(self) -> int:
+        """Deliveries a worker may have in flight at once: ``worker_max_in_flight`` when given,
+        else the older ``worker_concurrency`` when given, else the default (256)."""
+        if "worker_max_in_flight" in self.model_fields_set or self.worker_concurrency is None:
+            return self.worker_max_in_flight
+        return self.worker_concurrency
 
     @property
     def notifications_enabled(self) -> bool:

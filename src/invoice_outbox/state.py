@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from invoice_outbox.clock import Clock, SystemClock
 from invoice_outbox.db.engine import make_session_factory
+from invoice_outbox.db.waker import Waker
 from invoice_outbox.metrics import Metrics
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.settings import Settings
 from invoice_outbox.systems.directory import SystemsDirectory
-from invoice_outbox.worker.waker import Waker
+from invoice_outbox.worker.health import WorkerHealth
 
 
 @dataclass(slots=True)
@@ -40,6 +41,8 @@ class AppState:
     #: PostgreSQL: connections in autocommit for intake's one-statement first pass (None:
     #: intake switches a connection of `engine` for it).
     intake_engine: AsyncEngine | None = None
+    #: The health of the worker running in this process (None when it runs none).
+    worker_health: WorkerHealth | None = None
 
 
 #: SQLite has one writer at a time and a pool of 5 connections: more intakes at once would

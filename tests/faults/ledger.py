@@ -22,7 +22,7 @@ import orjson
 import psycopg
 
 from invoice_outbox.auth.principal import Role
-from invoice_outbox.worker.claims import LOST_REASON
+from invoice_outbox.worker.sweeps import LOST_REASON
 from tests.conftest import PRACTICE_A, make_token
 from tests.receivers import ReceivedRequest
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from invoice_outbox.migrate import upgrade
-from invoice_outbox.worker.claims import LOST_REASON
+from invoice_outbox.worker.sweeps import LOST_REASON
 from tests.faults.figures import Figures, report, size
 from tests.faults.ledger import Database, Submitter, configure_receiver, reconcile, until
 from tests.faults.netns import hosts

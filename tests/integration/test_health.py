@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from pydantic import SecretStr
 
 from invoice_outbox.app import create_app
+from invoice_outbox.clock import FrozenClock
 from invoice_outbox.settings import Settings
+from invoice_outbox.state import AppState
+from invoice_outbox.worker.health import WorkerHealth
 
 
 async def test_alive(client: httpx.AsyncClient) -> None:
@@ -57,3 +61,28 @@ async def test_openapi_documents_every_route_and_the_values(client: httpx.AsyncC
     for value in ("Pending", "Sending", "Sent", "Failed", "Aborted", "Cancelled", "Cancellation"):
         assert value in described
     assert "Admins only" in aborted["description"]
+
+
+async def test_not_ready_while_the_worker_cannot_work(
+    client: httpx.AsyncClient, state: AppState, clock: FrozenClock
+) -> None:
+    health = WorkerHealth()
+    state.worker_health = health
+    health.succeeded(clock.now())
+    assert (await client.get("/health/ready")).status_code == 200
+    health.failed(clock.now(), ConnectionError("the database restarted"))
+    assert (await client.get("/health/ready")).status_code == 200  # one failed turn: retrying
+    clock.advance(timedelta(seconds=11))
+    health.failed(clock.now(), ConnectionError("still away"))
+    response = await client.get("/health/ready")
+    assert response.status_code == 503
+    worker = response.json()["Worker"]
+    assert worker.startswith("failing since ")
+    assert "2 failed turns in a row, last: ConnectionError" in worker
+    health.succeeded(clock.now())
+    assert (await client.get("/health/ready")).status_code == 200
+    # A worker whose loop stopped turning (stuck) is not ready either.
+    clock.advance(timedelta(seconds=3 * state.settings.poll_seconds + 31))
+    response = await client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["Worker"].startswith("no turn finished since ")

@@ -135,10 +135,10 @@ async def test_a_correction_after_a_claim_is_refused_and_changes_nothing(
     [before] = await all_sendings(state)
     async with state.engine.connect() as connection:
         transaction = await connection.begin()
-        taken = await claims.claim_due(
+        taken = await claims.claim_lanes(
             connection, worker="w", now=state.clock.now(), lease=timedelta(minutes=2), limit=1
         )
-        assert [c.sending_id for c in taken] == [before.id]
+        assert [c.sending_id for c in taken.claims] == [before.id]
         correction = asyncio.create_task(via(way)({**original, "Document": {"v": 2}}))
         if engine_name == "postgres":
             await _until_waiting_on_a_lock(state)

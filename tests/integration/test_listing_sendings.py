@@ -35,6 +35,9 @@ ITEM_KEYS = [
     "SendingTime",
     "NextAttemptAt",
     "SentAt",
+    "Held",
+    "HeldReason",
+    "HeldSince",
 ]
 
 

@@ -18,7 +18,7 @@ from invoice_outbox.state import AppState
 from invoice_outbox.systems.channels.base import Delivered, RetryableDeliveryError
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.retry import RetryPolicy
-from invoice_outbox.worker import claims
+from invoice_outbox.worker import claims, sweeps
 from invoice_outbox.worker.outcomes import Outcome, Recorded, record_batch
 from tests.pipeline_helpers import all_sendings, attempts_of, configure_system, invoice_body, submit
 from tests.receivers import HttpReceiver
@@ -46,9 +46,10 @@ async def queued(
 
 async def claim(state: AppState, clock: FrozenClock, worker: str, limit: int) -> list[claims.Claim]:
     async with state.engine.begin() as connection:
-        return await claims.claim_due(
+        taken = await claims.claim_lanes(
             connection, worker=worker, now=clock.now(), lease=LEASE, limit=limit
         )
+    return taken.claims
 
 
 async def write(
@@ -120,7 +121,7 @@ async def test_a_stale_outcome_never_overwrites_a_newer_claim_of_the_same_worker
     [first, *_] = await claim(state, clock, "w1", queued)
     clock.advance(LEASE + timedelta(seconds=1))
     async with state.engine.begin() as connection:
-        retaken = await claims.take_over_expired(
+        retaken = await sweeps.take_over_expired(
             connection, worker="w1", now=clock.now(), lease=LEASE, limit=queued
         )
     [again] = [c for c in retaken if c.sending_id == first.sending_id]

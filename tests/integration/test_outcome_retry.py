@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
-from invoice_outbox.worker import loop
+from invoice_outbox.worker import recording
 from invoice_outbox.worker.loop import Worker
 from tests.pipeline_helpers import (
     all_sendings,
@@ -34,8 +34,8 @@ from tests.receivers import HttpReceiver
 
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loop, "RECORD_RETRY_FIRST", 0.01)
-    monkeypatch.setattr(loop, "RECORD_RETRY_MAX", 0.02)
+    monkeypatch.setattr(recording, "RECORD_RETRY_FIRST", 0.01)
+    monkeypatch.setattr(recording, "RECORD_RETRY_MAX", 0.02)
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 def refuse_writes(worker: Worker, times: int | None) -> list[int]:
     """Make the database refuse the worker's outcome writes `times` times (None: always);
     returns the list of tries, growing."""
-    record: Callable[[Any], Awaitable[Any]] = worker._recorder.record
+    record: Callable[[Any], Awaitable[Any]] = worker.recording.recorder.record
     calls: list[int] = []
 
     async def refusing(item: Any) -> Any:
@@ -55,7 +55,7 @@ def refuse_writes(worker: Worker, times: int | None) -> list[int]:
             raise OperationalError("UPDATE sendings", {}, Exception("server closed the connection"))
         return await record(item)
 
-    worker._recorder.record = refusing  # type: ignore[method-assign]
+    worker.recording.recorder.record = refusing  # type: ignore[method-assign]
     return calls
 
 
@@ -93,7 +93,7 @@ async def test_the_worker_stops_trying_when_the_lease_runs_out(
         monkeypatch.setattr(worker, "lease", worker.lease * 0)  # already over when it answers
         calls = refuse_writes(worker, times=None)
         assert await worker.drain() == 1
-    assert len(calls) == loop.RECORD_TRIES_AT_LEAST
+    assert len(calls) == recording.RECORD_TRIES_AT_LEAST
     [sending] = await all_sendings(state)
     assert (sending.status, sending.lease_owner) == ("Sending", "worker-1")  # for a take-over
     assert await attempts_of(state, sending.id) == []

@@ -25,7 +25,7 @@ from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
 from invoice_outbox.systems.channels.base import Delivered
 from invoice_outbox.systems.retry import RetryPolicy
-from invoice_outbox.worker import claims
+from invoice_outbox.worker import claims, sweeps
 from invoice_outbox.worker.loop import Worker
 from invoice_outbox.worker.outcomes import Outcome, record
 from tests.conftest import PRACTICE_A
@@ -58,7 +58,8 @@ async def system(
     admin_headers: dict[str, str],
     receiver: HttpReceiver,
 ) -> str:
-    await configure_system(client, admin_headers, "MediSwitch", receiver.url)
+    # A lane wide enough for both workers' caps (16 each): they claim side by side.
+    await configure_system(client, admin_headers, "MediSwitch", receiver.url, MaxInFlight=64)
     return "MediSwitch"
 
 
@@ -144,9 +145,10 @@ async def test_an_expired_lease_is_taken_over_and_the_lost_attempt_shown(
     await submit_over_api(client, practice_headers, body)
     lease = timedelta(seconds=state.settings.lease_seconds)
     async with state.engine.begin() as connection:
-        [claim] = await claims.claim_due(
+        taken = await claims.claim_lanes(
             connection, worker="worker-a", now=clock.now(), lease=lease, limit=10
         )
+    [claim] = taken.claims
     # worker-a dies here: no delivery, no outcome.
     [held] = await all_sendings(state)
     assert (held.status, held.lease_owner, held.attempts) == ("Sending", "worker-a", 1)
@@ -164,7 +166,7 @@ async def test_an_expired_lease_is_taken_over_and_the_lost_attempt_shown(
     assert (sent.status, sent.attempts, sent.lease_owner) == ("Sent", 2, None)
     attempts = await attempts_of(state, sent.id)
     assert [(a.number, a.outcome) for a in attempts] == [(1, "Retryable"), (2, "Sent")]
-    assert attempts[0].reason == claims.LOST_REASON
+    assert attempts[0].reason == sweeps.LOST_REASON
     assert attempts[1].worker == "worker-b"
     detail = await client.get(
         f"/api/v1/{PRACTICE_A}/billing/invoices/{body['InvoiceId']}", headers=admin_headers
@@ -204,12 +206,14 @@ async def test_the_lost_attempt_names_the_worker_that_was_lost(
     claimed_at = clock.now()
     lease = timedelta(seconds=state.settings.lease_seconds)
     async with state.engine.begin() as connection:
-        await claims.claim_due(connection, worker="worker-a", now=claimed_at, lease=lease, limit=1)
+        await claims.claim_lanes(
+            connection, worker="worker-a", now=claimed_at, lease=lease, limit=1
+        )
     clock.advance(lease + timedelta(seconds=1))
     async with running_worker(state, name="worker-b") as worker_b:
         assert await worker_b.drain() == 1
     [sent] = await all_sendings(state)
     lost, delivered = await attempts_of(state, sent.id)
-    assert lost.reason == claims.LOST_REASON
+    assert lost.reason == sweeps.LOST_REASON
     assert delivered.worker == "worker-b"
     assert (lost.worker, lost.started_at) == ("worker-a", claimed_at)

@@ -117,5 +117,5 @@ async def test_an_empty_database_gives_a_calm_overview(
     await sign_in(client, ADMIN_NAME, ADMIN_PASSWORD)
     page = await client.get("/admin/")
     assert page.status_code == 200
-    assert "Every system is answering." in page.text
+    assert "Every system is switched on and answering." in page.text
     assert f"No failures in the last {data.DAYS} days." in page.text

@@ -55,3 +55,28 @@ def test_urls(raw: str, sync: str, async_: str) -> None:
 def test_unusable_urls(raw: str) -> None:
     with pytest.raises(ValueError, match="needs"):
         normalise_database_url(raw)
+
+
+@pytest.mark.parametrize(
+    ("environment", "cap"),
+    [
+        ({}, 256),
+        ({"INVOICE_OUTBOX_WORKER_CONCURRENCY": "16"}, 16),  # the older name still works
+        ({"INVOICE_OUTBOX_WORKER_MAX_IN_FLIGHT": "64"}, 64),
+        (
+            {
+                "INVOICE_OUTBOX_WORKER_CONCURRENCY": "16",
+                "INVOICE_OUTBOX_WORKER_MAX_IN_FLIGHT": "64",
+            },
+            64,
+        ),
+    ],
+)
+def test_the_workers_cap_on_deliveries_in_flight(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], cap: int
+) -> None:
+    for name in ("INVOICE_OUTBOX_WORKER_CONCURRENCY", "INVOICE_OUTBOX_WORKER_MAX_IN_FLIGHT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().worker_cap == cap

@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from invoice_outbox.admin import audit
 from invoice_outbox.admin.models import ResendJob
 from invoice_outbox.admin.resends import job_plan, next_batch
+from invoice_outbox.db.waker import commit_and_wake
 from invoice_outbox.sendings.commands import discard_many, requeue
 from invoice_outbox.state import AppState
-from invoice_outbox.worker.waker import commit_and_wake
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter
 from sqlalchemy import text
 from starlette.responses import JSONResponse
@@ -19,10 +21,22 @@ async def alive() -> JSONResponse:
 
 @router.get(
     "/health/ready",
-    summary="Ready: the database answers and its schema is current (anyone may call)",
-    responses={503: {"description": "database unreachable or migrations pending"}},
+    summary="Ready: the database answers, its schema is current, and the worker works",
+    description=(
+        "Anyone may call it. 503 when the database is unreachable, migrations are pending, or "
+        "the delivery worker running in this process (`serve` without `--no-worker`) has been "
+        "failing for 10 s or more, or has not finished a turn for much longer than its poll "
+        "interval (`Worker` says why)."
+    ),
+    responses={503: {"description": "database unreachable, migrations pending, worker failing"}},
 )
 async def ready(state: State) -> JSONResponse:
+    health = state.worker_health
+    if health is not None:
+        stuck_after = timedelta(seconds=3 * state.settings.poll_seconds + 30)
+        problem = health.problem(state.clock.now(), stuck_after=stuck_after)
+        if problem is not None:
+            return JSONResponse({"Status": "Unavailable", "Worker": problem}, 503)
     expected = head_revision()
     try:
         async with state.engine.connect() as connection:

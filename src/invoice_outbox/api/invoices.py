@@ -8,6 +8,7 @@ of `api.errors`; the routes only parse the body and write the answer.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -25,6 +26,7 @@ from invoice_outbox.sendings.intake import SendingRow, Submission, submit_invoic
 from invoice_outbox.sendings.invoice_history import attempts_of, invoice_sendings
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.submissions import InvoiceIn, document_bytes
+from invoice_outbox.systems.holds import SystemHold, held_fields, held_systems
 
 router = APIRouter(tags=["invoices"])
 
@@ -108,7 +110,11 @@ def vo_row(s: SendingRow) -> tuple[Any, ...]:
 @router.get(
     "/api/v1/{practiceId}/billing/invoices/{invoiceId}",
     summary="One invoice: its sendings and every attempt",
-    description="**Admins, or users of that practice.** 404 when the practice has no such invoice.",
+    description=(
+        "**Admins, or users of that practice.** 404 when the practice has no such invoice. "
+        "Each sending: `Status` (the legacy statuses) and `Held`, `HeldReason`, `HeldSince`: "
+        "whether it waits because its system is switched off or down, why, and since when."
+    ),
     response_class=Response,
 )
 async def invoice_detail(
@@ -124,12 +130,17 @@ async def invoice_detail(
     if not sendings:
         raise InvoiceNotFound(practiceId, invoiceId)
     history = await attempts_of(session, [s.id for s in sendings])
+    holds = await held_systems(session)
+    now = state.clock.now()
     value = {
         "PracticeId": practiceId,
         "InvoiceId": invoiceId,
         "EncounterId": sendings[0].encounter_id,
         "InvoiceNumber": sendings[0].invoice_number,
-        "Sendings": [_sending_view(s, [_attempt_view(a) for a in history[s.id]]) for s in sendings],
+        "Sendings": [
+            _sending_view(s, [_attempt_view(a) for a in history[s.id]], holds.get(s.system), now)
+            for s in sendings
+        ],
     }
     return answer(request, state, value, root="Invoice")
 
@@ -146,7 +157,16 @@ def _attempt_view(a: Attempt) -> dict[str, Any]:
     }
 
 
-def _sending_view(s: Sending, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+def _sending_view(
+    s: Sending, attempts: list[dict[str, Any]], hold: SystemHold | None, now: datetime
+) -> dict[str, Any]:
+    held = held_fields(
+        status=s.status,
+        lease_expires_at=s.lease_expires_at,
+        waiting_since=s.sending_time,
+        hold=hold,
+        now=now,
+    )
     return {
         "SendingId": s.id,
         "System": s.system,
@@ -159,5 +179,6 @@ def _sending_view(s: Sending, attempts: list[dict[str, Any]]) -> dict[str, Any]:
         "NextAttemptAt": s.next_attempt_at,
         "SentAt": s.sent_at,
         "IdempotencyKey": s.idempotency_key,
+        **held,
         "Attempts": attempts,
     }

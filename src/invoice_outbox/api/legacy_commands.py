@@ -15,9 +15,9 @@ from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import ENVELOPE_RESPONSES
 from invoice_outbox.api.envelopes import guid_envelope, rows_envelope
 from invoice_outbox.api.security import Admin, Caller
+from invoice_outbox.db.waker import commit_and_wake
 from invoice_outbox.sendings.cancellation import cancel_invoice
 from invoice_outbox.sendings.commands import retry_all_failed
-from invoice_outbox.worker.waker import commit_and_wake
 
 router = APIRouter(tags=["legacy billing API"])
 

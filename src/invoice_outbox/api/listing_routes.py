@@ -81,7 +81,9 @@ _ITEM_FIELDS = (
     "`SendingId`, `PracticeId`, `InvoiceId`, `EncounterId`, `System`, `SendingType`, `Status`, "
     "`Reason`, `Cause` (the cause group's slug; `unknown` for a failure recorded without one; "
     "null when nothing failed), `CauseLabel` (the group's name for admins), `SendingAttempts`, "
-    "`SendingTime`, `NextAttemptAt`, `SentAt`"
+    "`SendingTime`, `NextAttemptAt`, `SentAt`, `Held` (true while it waits because its system "
+    "is switched off or down: `Status` stays `Pending` or `Failed`), `HeldReason` (why, e.g. "
+    "`MediSwitch is switched off`), `HeldSince` (since when it has waited for that)"
 )
 _PAGE_SHAPE = (
     '`{"Items": [...], "Total": n, "NextCursor": "..." | null}` (XML root `SendingPage`, items '
@@ -124,7 +126,11 @@ async def list_sendings(request: Request, state: State, caller: Caller) -> Respo
     params = read_params(request.query_params.multi_items(), LIST_PARAMS, state.settings.zone)
     selection = shown_by_default(scoped(params.selection, caller))
     page = await _sendings_page(state, params, selection, "sendings")
-    return _page_answer(request, state, page, [sending_item(row) for row in page.rows])
+    now = state.clock.now()
+    async with reading(state.engine) as connection:
+        holds = await held_systems(connection)
+    items = [sending_item(row, holds, now) for row in page.rows]
+    return _page_answer(request, state, page, items)
 
 
 @router.get(

@@ -21,8 +21,8 @@ from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import COMMAND_RESPONSES, body_doc
 from invoice_outbox.api.envelopes import command_envelope
 from invoice_outbox.api.security import Caller
+from invoice_outbox.db.waker import commit_and_wake
 from invoice_outbox.sendings.status import Status
-from invoice_outbox.worker.waker import commit_and_wake
 
 router = APIRouter(tags=["fixing failures"])
 

@@ -18,7 +18,9 @@ from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import body_doc
 from invoice_outbox.api.security import Admin
+from invoice_outbox.db.waker import commit_and_wake
 from invoice_outbox.errors import InvalidParameter
+from invoice_outbox.systems.lanes import lane_stats
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import (
@@ -46,6 +48,8 @@ def _configuration(system: System | None) -> dict[str, Any]:
         "TimeoutSeconds": system.timeout_seconds,
         "RetryPolicy": system.retry_policy,
         "Enabled": system.enabled,
+        "MaxInFlight": system.max_in_flight,
+        "RatePerSecond": system.rate_per_second,
         "Practices": sorted(str(link.practice_id) for link in system.practices),
     }
 
@@ -82,7 +86,11 @@ def _xml_system(root: Any) -> dict[str, Any]:
         "**Admins only.** `Channel` `Http` (`Url`, optional `AuthHeader`/`AuthValue`) or "
         "`Email` (`Host`, `Port`, `Sender`, `Recipient`, `StartTls`/`UseTls`, `Username`/"
         "`Password`); `Practices` it serves by default; `TimeoutSeconds`; `RetryPolicy` "
-        '(`{"Schedule": ["0s","5s","5m",...], "MaxAttempts": 8, "Jitter": 0.1}`); `Enabled`. '
+        '(`{"Schedule": ["0s","5s","5m",...], "MaxAttempts": 8, "Jitter": 0.1}`); `Enabled` '
+        "(false: its invoices wait, shown as held, and deliveries in flight are given back to "
+        "the queue); `MaxInFlight` (default 8: deliveries waiting on it at once, over every "
+        "worker) and `RatePerSecond` (default none: deliveries started per second, over every "
+        "worker): the system's lane, which other systems' lanes do not wait behind. "
         "Secrets are write-only: omit them to keep the stored value. Targets on loopback, "
         "link-local or private addresses are refused unless "
         "`INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true`. Answers the system (201 when created). "
@@ -127,17 +135,32 @@ async def put(
         details=details,
         now=now,
     )
-    await session.commit()
+    # Enabling a system (or raising its limits) makes its queue claimable: wake the workers.
+    await commit_and_wake(session, state.waker)
     state.systems.invalidate()  # this process's intake sees the change at once
+    stats = (await lane_stats(session, now)).get(name)
     return answer(
-        request, state, system_view(system), root="System", status_code=201 if created else 200
+        request,
+        state,
+        system_view(system, stats, now=now),
+        root="System",
+        status_code=201 if created else 200,
     )
 
 
 @router.get(
     "/api/v1/billing/systems/{name}",
-    summary="One external system: settings (without secrets) and health",
-    description="**Admins only.** `Health.State` is `Healthy`, `Degraded` or `Down` (since …).",
+    summary="One external system: settings (without secrets), health and lane",
+    description=(
+        "**Admins only.** `Health.State` is `Healthy`, `Degraded` (invoices of two or more "
+        "different sendings failed in a row) or `Down` (since …; its queue is held and probed "
+        "every 30 s with a different invoice each time), with `LastSuccessAt`, `LastFailureAt` "
+        "and `LastFailure`. `Lane`: `State` (`Flowing`, `Idle`, `Full`, `Throttled`: the "
+        "receiver asked us to wait until `ThrottledUntil`, or `Held`), `InFlight` / "
+        "`MaxInFlight`, `RatePerSecond`, `Due` (could be delivered now), `Queued`, `Held` "
+        "(waiting because the system is switched off or down) with `HeldReason` and "
+        "`HeldSince`, `OldestDueAgeSeconds`."
+    ),
     response_class=Response,
 )
 async def get(
@@ -146,15 +169,19 @@ async def get(
     system = await get_system(session, name)
     if system is None:
         raise SystemNotFound(name)
-    return answer(request, state, system_view(system), root="System")
+    now = state.clock.now()
+    stats = (await lane_stats(session, now)).get(name)
+    return answer(request, state, system_view(system, stats, now=now), root="System")
 
 
 @router.get(
     "/api/v1/billing/systems",
-    summary="Every external system with its health",
-    description="**Admins only.**",
+    summary="Every external system with its health and lane",
+    description="**Admins only.** Each as `GET api/v1/billing/systems/{name}` answers it.",
     response_class=Response,
 )
 async def index(request: Request, state: State, session: Session, _caller: Admin) -> Response:
-    systems = [system_view(s) for s in await list_systems(session)]
+    now = state.clock.now()
+    stats = await lane_stats(session, now)
+    systems = [system_view(s, stats.get(s.name), now=now) for s in await list_systems(session)]
     return answer(request, state, {"Systems": systems}, root="SystemList")

@@ -81,15 +81,21 @@ def print_banner(settings: Settings, host: str, port: int) -> None:
 
 
 def worker(
-    concurrency: Annotated[
+    max_in_flight: Annotated[
         int | None,
         typer.Option(
-            help="Deliveries at once (default INVOICE_OUTBOX_WORKER_CONCURRENCY).", min=1, max=512
+            "--max-in-flight",
+            "--concurrency",
+            help="Deliveries in flight at once over all systems (default "
+            "INVOICE_OUTBOX_WORKER_MAX_IN_FLIGHT, 256); each system's MaxInFlight also applies. "
+            "--concurrency is its older name.",
+            min=1,
+            max=4096,
         ),
     ] = None,
 ) -> None:
     """Run a delivery worker until SIGTERM/SIGINT (then finish or release what is in flight)."""
-    common.run(_run_worker(common.settings(), concurrency))
+    common.run(_run_worker(common.settings(), max_in_flight))
 
 
 async def _run_worker(settings: Settings, concurrency: int | None) -> None:

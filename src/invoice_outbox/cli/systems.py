@@ -33,6 +33,7 @@ def put(
 
 async def _put(settings: Settings, name: str, raw: bytes) -> str:
     """Validate the configuration (Invalid names the system and the problem), then save it."""
+    from invoice_outbox.db.waker import notify_workers
     from invoice_outbox.systems.schemas import SystemIn
     from invoice_outbox.systems.service import put_system, validate_target
 
@@ -41,6 +42,7 @@ async def _put(settings: Settings, name: str, raw: bytes) -> str:
         await validate_target(spec, allow_private=settings.allow_private_targets)
         async with common.open_session(settings) as session:
             _, created = await put_system(session, name, spec, now=SystemClock().now())
+            await notify_workers(session)  # an enabled system's queue is claimable now
             await session.commit()
     except ValidationError as exc:
         raise Invalid(f"system {name!r} not saved: {_problems(exc)}") from None
@@ -65,7 +67,11 @@ def list_() -> None:
 
 
 async def _list(settings: Settings) -> list[dict[str, object]]:
+    from invoice_outbox.clock import SystemClock
+    from invoice_outbox.systems.lanes import lane_stats
     from invoice_outbox.systems.service import list_systems, system_view
 
+    now = SystemClock().now()
     async with common.open_session(settings) as session:
-        return [system_view(s) for s in await list_systems(session)]
+        stats = await lane_stats(session, now)
+        return [system_view(s, stats.get(s.name), now=now) for s in await list_systems(session)]

@@ -329,8 +329,12 @@ def _local(moment: datetime, zone: tzinfo) -> tuple[str, str]:
 def _held_words(hold: SystemHold, zone: tzinfo) -> tuple[str, str]:
     system = hold.system
     if hold.disabled:
+        since = ""
+        if hold.disabled_at is not None:
+            clock, day = _local(hold.disabled_at, zone)
+            since = f" since {clock} on {day}"
         return (
-            f"{system} is switched off for now, so the invoice is waiting.",
+            f"{system} is switched off for now{since}, so the invoice is waiting.",
             f"Nothing to do: it is sent when an administrator switches {system} on again.",
         )
     since = ""
@@ -362,10 +366,12 @@ def practice_explanation(
 
     A Failed sending whose next attempt is already due at `now` (its system is held while it
     is down, or the worker is busy) is promised an attempt "shortly", not at a past time.
-    `hold`: the sending's system holds its queue (down or switched off); a Pending or Failed
-    sending then says so, instead of promising an attempt that is not coming yet.
+    `hold`: the sending is held (`invoice_outbox.systems.holds.is_held`: its system holds its
+    queue, down or switched off); a waiting sending then says so, instead of promising an
+    attempt that is not coming yet (or "being sent" for one whose worker is gone).
     """
-    if hold is not None and status in (Status.PENDING.value, Status.FAILED.value):
+    waiting = (Status.PENDING.value, Status.FAILED.value, Status.SENDING.value)
+    if hold is not None and status in waiting:
         return _held_words(hold, zone)
     if status == Status.SENT.value:
         if sent_at is None:

@@ -53,6 +53,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from invoice_outbox.db.failures import as_unavailable, describe
+from invoice_outbox.db.waker import Waker
 from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.intake_rules import (
     DUE,
@@ -85,7 +86,6 @@ from invoice_outbox.sendings.intake_store import (
 )
 from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.systems.directory import SystemsDirectory, SystemsSnapshot
-from invoice_outbox.worker.waker import Waker
 
 __all__ = [
     "MAX_SYSTEMS",

@@ -27,11 +27,11 @@ from typing import Any, Final
 from sqlalchemy import TextClause, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from invoice_outbox.db.waker import CHANNEL as DUE_CHANNEL
 from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import SendingType
-from invoice_outbox.worker.waker import CHANNEL as DUE_CHANNEL
 
 
 @dataclass(frozen=True, slots=True)

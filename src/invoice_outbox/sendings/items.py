@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
 from invoice_outbox.sendings.models import Sending
-from invoice_outbox.systems.holds import SystemHold
+from invoice_outbox.systems.holds import SystemHold, held_fields
 
 #: The columns of a list row, in the order `sending_item` reads them.
 ITEM_COLUMNS: Final = (
@@ -32,13 +32,24 @@ ITEM_COLUMNS: Final = (
     Sending.sent_at,
     Sending.invoice_number,
     Sending.aborted_at,
+    Sending.lease_expires_at,
 )
 #: Where `ITEM_COLUMNS` puts when the sending last became Aborted (not part of the item).
 ABORTED_AT: Final = 14
+#: Where `ITEM_COLUMNS` puts the claim's lease (whether a Sending one is really in flight).
+LEASE_EXPIRES_AT: Final = 15
 
 
-def sending_item(row: Sequence[Any]) -> dict[str, Any]:
-    """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label)."""
+def sending_item(
+    row: Sequence[Any],
+    holds: Mapping[str, SystemHold] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label).
+
+    With `holds` (from `held_systems`) and `now`, the item also says whether it is held:
+    `Held`, `HeldReason`, `HeldSince` (`invoice_outbox.systems.holds.held_fields`).
+    """
     (
         sending_id,
         practice_id,
@@ -56,7 +67,7 @@ def sending_item(row: Sequence[Any]) -> dict[str, Any]:
         invoice_number,
     ) = row[:14]
     group = group_key(status, cause)
-    return {
+    item = {
         "SendingId": sending_id,
         "PracticeId": practice_id,
         "InvoiceId": invoice_id,
@@ -73,6 +84,17 @@ def sending_item(row: Sequence[Any]) -> dict[str, Any]:
         "NextAttemptAt": next_attempt_at,
         "SentAt": sent_at,
     }
+    if holds is not None and now is not None:
+        item.update(
+            held_fields(
+                status=status,
+                lease_expires_at=row[LEASE_EXPIRES_AT] if len(row) > LEASE_EXPIRES_AT else None,
+                waiting_since=sending_time,
+                hold=holds.get(system),
+                now=now,
+            )
+        )
+    return item
 
 
 def practice_item(
@@ -88,7 +110,7 @@ def practice_item(
     `told`: ids of the sendings whose abort a notice to the admins reported (only those say
     "your administrator has been told").
     """
-    item = sending_item(row)
+    item = sending_item(row, holds or {}, now)
     explanation, next_step = practice_explanation(
         status=item["Status"],
         cause=item["Cause"],
@@ -96,7 +118,7 @@ def practice_item(
         sent_at=item["SentAt"],
         zone=zone,
         now=now,
-        hold=(holds or {}).get(item["System"]),
+        hold=(holds or {}).get(item["System"]) if item["Held"] else None,
         admin_told=item["SendingId"] in told,
     )
     item["Explanation"] = explanation

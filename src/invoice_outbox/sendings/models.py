@@ -110,9 +110,11 @@ class Sending(Base):
             sqlite_where=_DUE,
             postgresql_where=_DUE,
         ),
-        # Takeover of sendings whose worker died: in-flight rows by lease expiry.
+        # In flight, by system: each lane's in-flight count at claim time, and takeover of
+        # sendings whose worker died (few rows: at most the lanes' limits per worker).
         Index(
-            "ix_sendings_leases",
+            "ix_sendings_in_flight",
+            "system",
             "lease_expires_at",
             sqlite_where=_IN_FLIGHT,
             postgresql_where=_IN_FLIGHT,

@@ -9,9 +9,10 @@ one of two ways:
 - on a row the caller loaded (and locked, where it matters): `ensure_transition` first.
 
 Two edges also have a PostgreSQL path as fixed SQL text, the worker's two hottest statements:
-the claim, and the Sent outcome (its UPDATE and the attempt's INSERT in one round trip).  Built
-with the expression language, each cost more Python to build (and, with IN lists of varying
-length, PostgreSQL more to parse and plan) than the row work it did.  Here the text never
+the claim (`CLAIMED_CTE`, inside the lane claim of ``worker/lane_sql.py``, which picks the rows
+fairly per system), and the Sent outcome (its UPDATE and the attempt's INSERT in one round
+trip).  Built with the expression language, each cost more Python to build (and, with IN lists
+of varying length, PostgreSQL more to parse and plan) than the row work it did.  Here the text never
 changes: rows travel as arrays (``unnest``), so psycopg prepares each statement once per
 connection.  Each edge exists once per engine path; the tests check both give the same results.
 Only our own enum values are formatted into SQL text; every datum is a bound parameter.
@@ -279,32 +280,44 @@ async def take_over(
     )
 
 
-#: `claim` over `worker.claims.claim_due`'s selection, PostgreSQL: up to :limit due sendings of
-#: systems that are not held (disabled or Down), earliest due first, skipping rows another
-#: worker holds.  The due condition is written as the due index's predicate, so it is used.
-CLAIM_DUE_SQL: Final[TextClause] = text(f"""
+#: `claim` as SQL text for PostgreSQL statements that pick the rows themselves (the worker's
+#: lane claim, `invoice_outbox.worker.lane_sql`): a CTE named ``claimed`` over a relation
+#: ``chosen(id, document_id, system_version)`` of rows the statement has locked.  It returns
+#: the `CLAIM_COLUMNS`, then the sealed document (``key_id``, ``nonce``, ``body``,
+#: ``content_type``; NULL once purged) and ``system_version`` (the system's ``updated_at``
+#: when the lane was read).
+CLAIMED_CTE: Final = f"""claimed AS (
     UPDATE sendings AS s
     SET status = '{S.SENDING.value}', lease_owner = :worker, lease_expires_at = :expires,
         attempts = s.attempts + 1, round_attempts = s.round_attempts + 1,
         sending_time = :now, updated_at = :now
-    WHERE s.id IN (
-        SELECT d.id FROM sendings AS d
-        WHERE {_sql_guard("d.status", S.SENDING, CLAIMABLE)} AND d.next_attempt_at <= :now
-          AND d.system NOT IN (SELECT name FROM systems WHERE NOT enabled OR circuit = 'Down')
-        ORDER BY d.next_attempt_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED)
+    FROM chosen AS c LEFT JOIN documents AS doc ON doc.id = c.document_id
+    WHERE s.id = c.id AND {_sql_guard("s.status", S.SENDING, CLAIMABLE)}
     RETURNING s.id, s.system, s.practice_id, s.invoice_id, s.sending_type, s.idempotency_key,
-        s.document_id, s.attempts, s.round_attempts
-""")  # noqa: S608
+        s.document_id, s.attempts, s.round_attempts, doc.key_id, doc.nonce, doc.body,
+        doc.content_type, c.system_version
+)"""  # noqa: S608
 
 
-async def claim_due_fixed(
-    connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
+async def release_lost(
+    connection: AsyncConnection, ids: Sequence[uuid.UUID], *, now: datetime
 ) -> CursorResult[Any]:
-    """PostgreSQL: `CLAIM_DUE_SQL`.  Rows in the order of `CLAIM_COLUMNS`."""
+    """Sending → Pending (first attempt) or Failed (a later one): in-flight sendings whose
+    worker is gone (lease expired) given back to the queue, due now, without spending the
+    attempt (their system holds its queue, so nothing may take them over now).  The caller
+    locked them and records the lost attempt.  Rows of (id, attempts)."""
     return await connection.execute(
-        CLAIM_DUE_SQL, {"worker": worker, "now": now, "expires": now + lease, "limit": limit}
+        update(Sending)
+        .where(Sending.id.in_(list(ids)), _FROM_SENDING[S.PENDING], Sending.lease_expires_at <= now)
+        .values(
+            status=case((Sending.attempts > 1, S.FAILED.value), else_=S.PENDING.value),
+            next_attempt_at=now,
+            round_attempts=case((Sending.round_attempts > 0, Sending.round_attempts - 1), else_=0),
+            updated_at=now,
+            **_SETTLED,
+        )
+        .returning(Sending.id, Sending.attempts)
+        .execution_options(synchronize_session=False)
     )
 
 

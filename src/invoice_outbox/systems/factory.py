@@ -32,6 +32,9 @@ class SystemConfig:
     updated_at: datetime
     #: The parsed `retry_policy` (parsed once per read, not once per outcome).
     retry: RetryPolicy
+    enabled: bool = True
+    circuit: str = "Healthy"
+    max_in_flight: int = 8
 
     def target(self) -> tuple[str, int]:
         """Host and port deliveries connect to (TargetRefused when malformed)."""
@@ -53,6 +56,9 @@ async def load_system_configs(connection: AsyncConnection) -> dict[str, SystemCo
             System.timeout_seconds,
             System.retry_policy,
             System.updated_at,
+            System.enabled,
+            System.circuit,
+            System.max_in_flight,
         )
     )
     return {
@@ -65,6 +71,9 @@ async def load_system_configs(connection: AsyncConnection) -> dict[str, SystemCo
             retry_policy=row.retry_policy,
             updated_at=row.updated_at,
             retry=_policy(row.retry_policy),
+            enabled=bool(row.enabled),
+            circuit=row.circuit,
+            max_in_flight=row.max_in_flight,
         )
         for row in rows
     }
@@ -77,14 +86,17 @@ def _policy(config: dict[str, Any]) -> RetryPolicy:
 class ChannelPool:
     """One channel per system configuration; a changed configuration gets a new channel."""
 
-    def __init__(self, *, clock: Clock) -> None:
+    def __init__(self, *, clock: Clock, max_connections: int = 200) -> None:
         self._clock = clock
+        self._max_connections = max_connections
         self._channels: dict[str, tuple[datetime, DeliveryChannel]] = {}
         # One connection pool for every HTTP system: keep-alive across deliveries.  Made on
         # first use, inside the event loop that delivers.
         self._http: aiohttp.ClientSession | None = None
 
     def channel_for(self, config: SystemConfig) -> DeliveryChannel:
+        """The channel of `config`'s system, built anew when its configuration changed (and
+        its ``updated_at`` with it)."""
         cached = self._channels.get(config.name)
         if cached is not None and cached[0] == config.updated_at:
             return cached[1]
@@ -94,7 +106,7 @@ class ChannelPool:
 
     def _http_client(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = new_http_client()
+            self._http = new_http_client(max_connections=self._max_connections)
         return self._http
 
     def _build(self, config: SystemConfig) -> DeliveryChannel:

@@ -32,6 +32,12 @@ class System(Base):
     ``settings`` holds the channel's non-secret settings; ``secret`` (an auth header value or
     SMTP password) is write-only over the API and never logged.  The circuit columns record the
     system's health as seen by deliveries, so outages hold its queue instead of spending attempts.
+
+    Each system is a *lane* (worker/claims.py): at most ``max_in_flight`` deliveries at once and,
+    optionally, ``rate_per_second`` started per second, both across every worker sharing the
+    database.  ``next_slot_at`` is the lane's pacing state for the rate limit (when the next
+    delivery may start, less the allowed burst); ``paused_until`` holds the lane after the
+    receiver asked us to wait (``Retry-After``, HTTP 429).
     """
 
     __tablename__ = "systems"
@@ -49,6 +55,21 @@ class System(Base):
     down_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_probe_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_failure_reason: Mapped[str | None] = mapped_column(Text)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: When a delivery last got through (written at most about once a second per system).
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: The distinct sendings that failed since the last success (at most the circuit's
+    #: threshold): one sending failing again and again is that sending's problem, not the
+    #: system's, so only distinct sendings degrade the system and open its circuit.
+    failing_sendings: Mapped[list[str]] = mapped_column(
+        JsonColumn, default=list, server_default="[]"
+    )
+    #: When the system was switched off (Enabled false); None while enabled.
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    max_in_flight: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
+    rate_per_second: Mapped[float | None] = mapped_column(Float)
+    next_slot_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     practices: Mapped[list[SystemPractice]] = relationship(
@@ -59,6 +80,8 @@ class System(Base):
         CheckConstraint("channel IN ('Http', 'Email')", name="channel"),
         CheckConstraint("circuit IN ('Healthy', 'Degraded', 'Down')", name="circuit"),
         CheckConstraint("timeout_seconds > 0", name="timeout"),
+        CheckConstraint("max_in_flight > 0", name="max_in_flight"),
+        CheckConstraint("rate_per_second IS NULL OR rate_per_second > 0", name="rate"),
     )
 
 

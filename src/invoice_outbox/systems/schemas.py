@@ -83,6 +83,10 @@ def _system_rules(schema: dict[str, Any]) -> None:
 class SystemIn(BaseModel):
     """``PUT api/v1/billing/systems/{name}``: the whole configuration of one system.
 
+    ``MaxInFlight`` (default 8) and ``RatePerSecond`` (default none) are the system's lane:
+    how many deliveries may wait on it at once and how many may start per second, over every
+    worker; other systems' lanes are not affected by this one's.
+
     Secrets (``AuthValue``, ``Password``) are write-only: omit them to keep the stored value,
     send an empty string to clear it.
     """
@@ -99,6 +103,10 @@ class SystemIn(BaseModel):
     Enabled: bool = True
     TimeoutSeconds: float = Field(default=30.0, gt=0, le=300)
     RetryPolicy: dict[str, Any] | None = None
+    #: The system's lane: deliveries in flight at once, over every worker.
+    MaxInFlight: int = Field(default=8, ge=1, le=1000)
+    #: The system's lane: deliveries started per second, over every worker (None: no limit).
+    RatePerSecond: float | None = Field(default=None, gt=0, le=10_000)
     # Http
     Url: str | None = Field(default=None, max_length=2000)
     AuthHeader: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z0-9-]+$")

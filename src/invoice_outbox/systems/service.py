@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.errors import Conflict, Invalid, NotFound
+from invoice_outbox.systems.lanes import LaneStats, lane_view
 from invoice_outbox.systems.models import System, SystemPractice
 from invoice_outbox.systems.retry import RetryPolicy
 from invoice_outbox.systems.schemas import SystemIn
@@ -71,7 +72,14 @@ async def put_system(
     system = await session.get(System, name)
     created = system is None
     if system is None:
-        system = System(name=name, created_at=now, circuit="Healthy", consecutive_failures=0)
+        system = System(
+            name=name,
+            created_at=now,
+            circuit="Healthy",
+            consecutive_failures=0,
+            failing_sendings=[],
+            enabled=True,
+        )
         session.add(system)
     elif system.channel != spec.Channel and spec.secret() is None:
         system.secret = None  # a secret for the other channel kind means nothing here
@@ -82,7 +90,15 @@ async def put_system(
         system.secret = secret.get_secret_value() or None
     system.timeout_seconds = spec.TimeoutSeconds
     system.retry_policy = policy
+    if not spec.Enabled and (created or system.enabled):
+        system.disabled_at = now
+    elif spec.Enabled:
+        system.disabled_at = None
     system.enabled = spec.Enabled
+    system.max_in_flight = spec.MaxInFlight
+    if system.rate_per_second != spec.RatePerSecond:
+        system.next_slot_at = None  # a new rate starts with a full bucket
+    system.rate_per_second = spec.RatePerSecond
     system.updated_at = now
     system.practices = [
         SystemPractice(system=name, practice_id=p) for p in sorted(set(spec.Practices))
@@ -107,20 +123,26 @@ async def systems_for_practice(session: AsyncSession, practice_id: uuid.UUID) ->
     return sorted(rows.all())
 
 
-def system_view(system: System) -> dict[str, Any]:
-    """The API's picture of a system: settings without secrets, plus its health."""
+def system_view(system: System, lane: LaneStats | None = None, *, now: datetime) -> dict[str, Any]:
+    """The API's picture of a system: settings without secrets, its health, and its lane
+    (`lane`, from `lane_stats`: what is in flight, due and held now)."""
     view: dict[str, Any] = {"Name": system.name, "Channel": system.channel}
     view.update({k: v for k, v in system.settings.items() if v is not None})
     view["HasSecret"] = system.secret is not None
     view["TimeoutSeconds"] = system.timeout_seconds
     view["RetryPolicy"] = system.retry_policy
     view["Enabled"] = system.enabled
+    view["MaxInFlight"] = system.max_in_flight
+    view["RatePerSecond"] = system.rate_per_second
     view["Practices"] = [str(link.practice_id) for link in system.practices]
     view["Health"] = {
         "State": system.circuit,
         "DownSince": system.down_since,
         "ConsecutiveFailures": system.consecutive_failures,
         "LastFailure": system.last_failure_reason,
+        "LastFailureAt": system.last_failure_at,
+        "LastSuccessAt": system.last_success_at,
         "NextProbeAt": system.next_probe_at if system.circuit == "Down" else None,
     }
+    view["Lane"] = lane_view(system, lane or LaneStats(), now=now)
     return view

@@ -34,6 +34,7 @@ from invoice_outbox.admin.resends import ResendRefused
 from invoice_outbox.admin.sending_actions import discard_one, resend_one
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.auth.principal import Principal
+from invoice_outbox.db.waker import commit_and_wake
 from invoice_outbox.errors import NotFound
 from invoice_outbox.practices.service import label, practice_names
 from invoice_outbox.sendings.invoice_history import invoice_sendings
@@ -43,7 +44,6 @@ from invoice_outbox.web.errors import PageError, page_error_of
 from invoice_outbox.web.invoice_view import MAX_REASON, invoice_view
 from invoice_outbox.web.sessions import AdminPage, PagePrincipal
 from invoice_outbox.web.templating import render
-from invoice_outbox.worker.waker import commit_and_wake
 
 log = logging.getLogger(__name__)
 

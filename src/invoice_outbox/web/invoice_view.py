@@ -22,7 +22,7 @@ from invoice_outbox.sendings.commands import resend_sources
 from invoice_outbox.sendings.invoice_history import attempts_of
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.status import Status
-from invoice_outbox.systems.holds import SystemHold, held_systems
+from invoice_outbox.systems.holds import SystemHold, held_fields, held_systems
 
 #: Longest reason an action form accepts (the API's `Reason` limit).
 MAX_REASON: Final = 1000
@@ -115,6 +115,9 @@ class SendingView:
     events: list[AttemptView | ActionView]
     can_resend: bool
     can_discard: bool
+    #: Waiting because its system is switched off or down: why, and since when.
+    held_reason: str | None = None
+    held_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +196,20 @@ def sending_view(
 ) -> SendingView:
     """`sending` for the page; `admin`: the resend/discard forms are offered where they apply,
     and the words are an administrator's (else a practice's); `hold`: its system holds its
-    queue (down or switched off), which the explanation says; `actions`: the audit entries
-    that changed it (the timeline shows them between the attempts)."""
+    queue (down or switched off); a sending waiting for it is shown as held (why, since when),
+    which the explanation says too; `actions`: the audit entries that changed it (the timeline
+    shows them between the attempts)."""
     delivered = sending.status == Status.SENT.value
     group = None if delivered else group_key(sending.status, sending.cause)
+    held = held_fields(
+        status=sending.status,
+        lease_expires_at=sending.lease_expires_at,
+        waiting_since=sending.sending_time,
+        hold=hold,
+        now=now,
+    )
+    if not held["Held"]:
+        hold = None
     explanation, next_step = practice_explanation(
         status=sending.status,
         cause=group,
@@ -220,13 +233,16 @@ def sending_view(
         explanation, next_step = admin_words(sending, describe(group) if group else None, now)
     attempt_views, events = _events(attempts, actions, sending.status)
     discarded = sending.status == Status.DISCARDED.value
+    words = STATUS_WORDS.get(sending.status, sending.status)
+    if hold is not None:
+        words = f"Held: {hold.reason}"
     return SendingView(
         id=sending.id,
         practice_id=sending.practice_id,
         system=sending.system,
         sending_type=sending.sending_type,
         status=sending.status,
-        status_words=STATUS_WORDS.get(sending.status, sending.status),
+        status_words=words,
         discarded=discarded,
         discarded_at=sending.discarded_at,
         discarded_by=sending.discarded_by,
@@ -244,6 +260,8 @@ def sending_view(
         events=events,
         can_resend=admin and Status(sending.status) in resend_sources(force=False, discarded=True),
         can_discard=admin and sending.status == Status.ABORTED.value,
+        held_reason=held["HeldReason"],
+        held_since=held["HeldSince"],
     )
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from collections.abc import AsyncIterator
-from datetime import UTC
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
@@ -34,6 +34,7 @@ from invoice_outbox.sendings.list_query import LEGACY_PARAMS
 from invoice_outbox.sendings.sorted_pages import sorted_statement
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.state import AppState
+from invoice_outbox.systems.holds import SystemHold, held_systems
 from invoice_outbox.web.paging import (
     FILTER_FIELDS,
     ORDERS,
@@ -79,9 +80,15 @@ ABORTED_SHOW: Final = {
 _PATHS: Final = {Status.ABORTED: "/admin/aborted", Status.FAILED: "/admin/failed"}
 
 
-def row_view(row: Any, names: dict[Any, str | None]) -> dict[str, Any]:
-    """A list row: the API's item, its practice's label, and whether it was discarded."""
-    item = sending_item(row)
+def row_view(
+    row: Any,
+    names: dict[Any, str | None],
+    holds: Mapping[str, SystemHold] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A list row: the API's item (held or not, given `holds` and `now`), its practice's
+    label, and whether it was discarded."""
+    item = sending_item(row, holds, now)
     item["Discarded"] = item["Status"] == Status.DISCARDED.value
     item["PracticeLabel"] = label(item["PracticeId"], names.get(item["PracticeId"]))
     return item
@@ -115,6 +122,9 @@ async def _status_list(request: Request, state: AppState, status: Status) -> Res
     title, lead = _TITLES[shown]
     show = request.query_params.get("show", "").strip() if status is Status.ABORTED else None
     values = form.values
+    async with state.engine.connect() as connection:
+        holds = await held_systems(connection)
+    now = state.clock.now()
     return render(
         request,
         "sending_list.html",
@@ -122,7 +132,7 @@ async def _status_list(request: Request, state: AppState, status: Status) -> Res
             "title": title,
             "lead": lead,
             "status": shown.value,
-            "rows": [row_view(row, names) for row in page.rows],
+            "rows": [row_view(row, names, holds, now) for row in page.rows],
             "pager": pager(request, page, form, csv_path=f"{_PATHS[status]}.csv"),
             "values": values,
             "errors": form.errors,

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Final
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.sendings.causes import FAILURE_STATUSES, UNKNOWN, describe
 from invoice_outbox.sendings.models import Sending
-from invoice_outbox.sendings.status import Status
+from invoice_outbox.sendings.status import CLAIMABLE, Status
 from invoice_outbox.systems.models import System
 
 #: Days the failures chart covers (today included).
@@ -29,6 +29,7 @@ MAX_SERIES: Final = 7
 OTHER_SYSTEMS: Final = "Other systems"
 TOP_CAUSES: Final = 5
 _FAILURES: Final = tuple(s.value for s in FAILURE_STATUSES)
+_WAITING: Final = tuple(s.value for s in CLAIMABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,10 @@ class UnhealthySystem:
     down_since: datetime | None
     consecutive_failures: int
     last_failure_reason: str | None
+    enabled: bool = True
+    disabled_at: datetime | None = None
+    #: Invoices waiting for it (queued while it is switched off or down).
+    held: int = 0
 
 
 def day_bounds(today: date, zone: tzinfo, days: int = DAYS) -> list[datetime]:
@@ -123,7 +128,13 @@ async def top_causes(connection: AsyncConnection, limit: int = TOP_CAUSES) -> li
 
 
 async def unhealthy_systems(connection: AsyncConnection) -> Sequence[UnhealthySystem]:
-    """Systems that are Down (first) or Degraded, by name."""
+    """Systems that are Down (first) or Degraded, then those switched off that hold invoices,
+    by name; each with the invoices it holds."""
+    held = (
+        select(func.count())
+        .where(Sending.system == System.name, Sending.status.in_(_WAITING))
+        .scalar_subquery()
+    )
     rows = await connection.execute(
         select(
             System.name,
@@ -131,8 +142,31 @@ async def unhealthy_systems(connection: AsyncConnection) -> Sequence[UnhealthySy
             System.down_since,
             System.consecutive_failures,
             System.last_failure_reason,
+            System.enabled,
+            System.disabled_at,
+            held.label("held"),
         )
-        .where(System.circuit != "Healthy")
-        .order_by(case((System.circuit == "Down", 0), else_=1), System.name)
+        .where(or_(System.circuit != "Healthy", System.enabled.is_(False)))
+        .order_by(
+            case((System.circuit == "Down", 0), (System.circuit == "Degraded", 1), else_=2),
+            System.name,
+        )
     )
-    return [UnhealthySystem(*row) for row in rows]
+    found = []
+    for row in rows:
+        holds = not row.enabled or row.circuit == "Down"
+        if not row.enabled and row.circuit == "Healthy" and not row.held:
+            continue  # switched off and holding nothing: nothing to say on the overview
+        found.append(
+            UnhealthySystem(
+                name=row.name,
+                circuit=row.circuit,
+                down_since=row.down_since,
+                consecutive_failures=row.consecutive_failures,
+                last_failure_reason=row.last_failure_reason,
+                enabled=bool(row.enabled),
+                disabled_at=row.disabled_at,
+                held=int(row.held or 0) if holds else 0,
+            )
+        )
+    return found

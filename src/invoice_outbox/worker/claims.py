@@ -1,36 +1,40 @@
-"""Claiming due sendings under a lease.
+"""Claiming due sendings under a lease, lane by lane.
 
-A claim is one UPDATE over the rows a sub-select picks ``FOR UPDATE SKIP LOCKED`` (PostgreSQL;
-on SQLite the single write lock makes the statement atomic anyway), so two workers never hold
-the same sending.  Claiming increments ``attempts``: the attempt number belongs to the claim,
-and an attempt whose worker died is recorded (visibly) when another worker takes it over.
+A claim moves due sendings to Sending under this worker's lease; rows are locked ``FOR UPDATE
+SKIP LOCKED`` (PostgreSQL; on SQLite the single write lock makes the round atomic anyway), so
+two workers never hold the same sending.  Claiming increments ``attempts``: the attempt number
+belongs to the claim, and an attempt whose worker died is recorded (visibly) when another
+worker takes it over (`invoice_outbox.worker.sweeps`).
 
-Systems that are disabled or down are held: their sendings are not claimed, except one probe
-at a time for a down system whose probe is due.
+`claim_lanes` is one round of the fair scheduler (`invoice_outbox.worker.lanes`): systems that
+are disabled, Down or paused are not claimed from at all (their sendings are *held*); every
+other system with due work gets up to its free slots, round-robin, within the worker's cap.
+PostgreSQL: one fixed statement (`invoice_outbox.worker.lane_sql.CLAIM_LANES_SQL`); SQLite:
+the same selection in a few small statements.  The tests check both give the same results.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, Result, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.sendings import transitions
-from invoice_outbox.sendings.models import Attempt, Sending
-from invoice_outbox.sendings.queries import AnySelect
+from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import CLAIMABLE, Status
 from invoice_outbox.systems.models import System
+from invoice_outbox.worker import lanes as lane_math
+from invoice_outbox.worker.lane_sql import CLAIM_LANES_SQL
 
-LOST_REASON = (
-    "The worker delivering this stopped before recording the outcome; it was sent again "
-    "(the receiver may see a repeat with the same idempotency key)"
-)
+#: A claimed sending's document as stored, still sealed: (key id, nonce, sealed body, content
+#: type); `invoice_outbox.worker.attempts` opens it with the worker's keyring.
+StoredDocument = tuple[str, bytes, bytes, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,171 +53,201 @@ class Claim:
     probe: bool = False
 
 
+@dataclass(slots=True)
+class LaneRound:
+    """What one claim round took: the claims, their documents, and how each lane stood."""
+
+    claims: list[Claim] = field(default_factory=list)
+    documents: dict[uuid.UUID, StoredDocument] = field(default_factory=dict)
+    lanes: list[lane_math.LaneRoom] = field(default_factory=list)
+    #: The ``updated_at`` of each system claimed from (a changed one means a new configuration).
+    versions: dict[str, datetime] = field(default_factory=dict)
+
+
 _CLAIMABLE = [s.value for s in CLAIMABLE]
 
 
-def _held_systems() -> AnySelect:
-    return select(System.name).where(or_(System.enabled.is_(False), System.circuit == "Down"))
+def claim_from_row(row: Any, *, probe: bool = False) -> Claim:
+    """A claim from a row holding the columns of `transitions.CLAIM_COLUMNS` by name."""
+    return Claim(
+        sending_id=row.id,
+        system=row.system,
+        practice_id=row.practice_id,
+        invoice_id=row.invoice_id,
+        sending_type=row.sending_type,
+        idempotency_key=row.idempotency_key,
+        document_id=row.document_id,
+        attempt=row.attempts,
+        round_attempts=row.round_attempts,
+        probe=probe,
+    )
 
 
-def _claims(rows: Result[Any], *, probe: bool = False) -> list[Claim]:
-    return [
-        Claim(
-            sending_id=r.id,
-            system=r.system,
-            practice_id=r.practice_id,
-            invoice_id=r.invoice_id,
-            sending_type=r.sending_type,
-            idempotency_key=r.idempotency_key,
-            document_id=r.document_id,
-            attempt=r.attempts,
-            round_attempts=r.round_attempts,
-            probe=probe,
-        )
-        for r in rows
-    ]
+def _due(now: datetime) -> Any:
+    return and_(Sending.status.in_(_CLAIMABLE), Sending.next_attempt_at <= now)
 
 
-def _insert_ignoring_duplicates(connection: AsyncConnection) -> Insert:
-    """INSERT INTO attempts that skips a number already recorded (never fails a claim round)."""
-    if connection.dialect.name == "postgresql":
-        return postgresql_insert(Attempt).on_conflict_do_nothing()
-    return sqlite_insert(Attempt).on_conflict_do_nothing()
+def deliverable(now: datetime) -> Any:
+    """The systems a lane claim takes from: enabled, not Down, not paused."""
+    return and_(
+        System.enabled.is_(True),
+        System.circuit != "Down",
+        or_(System.paused_until.is_(None), System.paused_until <= now),
+    )
 
 
-async def take_over_expired(
+async def claim_lanes(
     connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
-) -> list[Claim]:
-    """Claim in-flight sendings whose lease expired (their worker died), recording the lost try.
-
-    The lost attempt is recorded under the worker that made it and the time it started (the
-    previous lease owner and SendingTime), so the timeline blames the right process.
-    """
-    expired = (
-        select(Sending.id, Sending.lease_owner, Sending.sending_time)
-        .where(
-            Sending.status == Status.SENDING.value,
-            Sending.lease_expires_at <= now,
-            Sending.system.not_in(_held_systems()),
-        )
-        .order_by(Sending.lease_expires_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    previous = {row.id: row for row in await connection.execute(expired)}
-    if not previous:
-        return []
-    ids = select(Sending.id).where(Sending.id.in_(list(previous))).scalar_subquery()
-    claims = _claims(
-        await transitions.take_over(connection, ids, worker=worker, now=now, lease=lease)
-    )
-    lost = [
-        {
-            "sending_id": c.sending_id,
-            "number": c.attempt - 1,
-            "started_at": previous[c.sending_id].sending_time,
-            "duration_ms": 0,
-            "outcome": "Retryable",
-            "code": None,
-            "reason": LOST_REASON,
-            "worker": previous[c.sending_id].lease_owner,
-        }
-        for c in claims
-        if c.attempt > 1
-    ]
-    if lost:
-        await connection.execute(_insert_ignoring_duplicates(connection), lost)
-    return claims
-
-
-async def claim_due(
-    connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
-) -> list[Claim]:
-    """Claim up to `limit` due sendings of systems that are not held, earliest due first.
-
-    PostgreSQL: one fixed statement (`transitions.CLAIM_DUE_SQL`) with the same selection.
-    """
+) -> LaneRound:
+    """Claim up to `limit` due sendings fairly over the lanes (see the module docstring)."""
+    if limit <= 0:
+        return LaneRound()
+    params = {"worker": worker, "now": now, "expires": now + lease, "limit": limit}
     if connection.dialect.name == "postgresql":
-        rows = await transitions.claim_due_fixed(
-            connection, worker=worker, now=now, lease=lease, limit=limit
-        )
-        return _claims(rows)
-    due = (
-        select(Sending.id)
-        .where(
-            Sending.status.in_(_CLAIMABLE),
-            Sending.next_attempt_at <= now,
-            Sending.system.not_in(_held_systems()),
-        )
-        .order_by(Sending.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = due.scalar_subquery()
-    return _claims(await transitions.claim(connection, ids, worker=worker, now=now, lease=lease))
+        return _round_from_rows(await connection.execute(CLAIM_LANES_SQL, params))
+    return await _claim_lanes_portable(connection, worker=worker, now=now, lease=lease, limit=limit)
 
 
-async def claim_probes(
-    connection: AsyncConnection,
-    *,
-    worker: str,
-    now: datetime,
-    lease: timedelta,
-    probe_interval: timedelta,
-) -> list[Claim]:
-    """For each down system whose probe is due, claim its earliest due sending as the probe.
-
-    The probe slot is taken with a guarded UPDATE on the system, so only one worker probes.
-    """
-    ready = await connection.scalars(
-        update(System)
-        .where(System.circuit == "Down", System.enabled.is_(True), System.next_probe_at <= now)
-        .values(next_probe_at=now + probe_interval)
-        .returning(System.name)
-    )
-    claims: list[Claim] = []
-    for name in ready.all():
-        first = (
-            select(Sending.id)
-            .where(
-                Sending.system == name,
-                Sending.status.in_(_CLAIMABLE),
-                Sending.next_attempt_at <= now,
+def _round_from_rows(rows: Iterable[Any]) -> LaneRound:
+    result = LaneRound()
+    rooms: list[Any] = []
+    for row in rows:
+        if row.kind == 2:
+            rooms.append(row)
+            continue
+        result.claims.append(claim_from_row(row))
+        result.versions[row.system] = row.system_version
+        if row.body is not None:
+            result.documents[row.id] = (
+                row.key_id,
+                bytes(row.nonce),
+                bytes(row.body),
+                row.content_type,
             )
-            .order_by(Sending.next_attempt_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
+    taken = _count(c.system for c in result.claims)
+    result.lanes = [
+        lane_math.LaneRoom(
+            name=r.system,
+            free=int(r.free),
+            picked=int(r.picked),
+            claimed=taken.get(r.system, 0),
+            reopens_at=r.reopens_at,
         )
-        ids = first.scalar_subquery()
-        taken = await transitions.claim(connection, ids, worker=worker, now=now, lease=lease)
-        claims.extend(_claims(taken, probe=True))
-    return claims
+        for r in rooms
+    ]
+    return result
 
 
-async def next_due_time(connection: AsyncConnection) -> datetime | None:
-    """When something next falls due for this worker: a scheduled sending of a system that is
-    not held, an expiring lease, or a down system's probe.  None when nothing is scheduled."""
-    due = await connection.scalar(
-        select(Sending.next_attempt_at)
-        .where(
-            Sending.status.in_(_CLAIMABLE),
-            Sending.next_attempt_at.is_not(None),
-            Sending.system.not_in(_held_systems()),
+def _count(names: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+async def _claim_lanes_portable(
+    connection: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
+) -> LaneRound:
+    """`CLAIM_LANES_SQL` as small statements (SQLite: one writer, so no locks are needed)."""
+    lanes = (
+        await connection.execute(
+            select(
+                System.name,
+                System.max_in_flight,
+                System.rate_per_second,
+                System.next_slot_at,
+                System.updated_at,
+            )
+            .where(
+                deliverable(now),
+                exists().where(Sending.system == System.name, _due(now)),
+            )
+            .order_by(System.name)
         )
-        .order_by(Sending.next_attempt_at)
-        .limit(1)
+    ).all()
+    if not lanes:
+        return LaneRound()
+    in_flight = dict(
+        (
+            await connection.execute(
+                select(Sending.system, func.count())
+                .where(
+                    Sending.status == Status.SENDING.value,
+                    Sending.system.in_([lane.name for lane in lanes]),
+                )
+                .group_by(Sending.system)
+            )
+        ).all()
     )
-    lease = await connection.scalar(
-        select(Sending.lease_expires_at)
-        .where(Sending.status == Status.SENDING.value)
-        .order_by(Sending.lease_expires_at)
-        .limit(1)
+    free: dict[str, int] = {}
+    candidates: dict[str, list[Any]] = {}
+    for lane in lanes:
+        room = lane.max_in_flight - int(in_flight.get(lane.name, 0))
+        if lane.rate_per_second is not None:
+            room = min(room, lane_math.tokens(lane.rate_per_second, lane.next_slot_at, now))
+        free[lane.name] = room
+        if room > 0:
+            candidates[lane.name] = list(
+                (
+                    await connection.execute(
+                        select(Sending.id, Sending.system, Sending.document_id)
+                        .where(Sending.system == lane.name, _due(now))
+                        .order_by(Sending.next_attempt_at)
+                        .limit(room)
+                    )
+                ).all()
+            )
+    chosen = lane_math.fair_pick(candidates, limit)
+    result = LaneRound()
+    if chosen:
+        ids = select(Sending.id).where(Sending.id.in_([c.id for c in chosen])).scalar_subquery()
+        rows = await transitions.claim(connection, ids, worker=worker, now=now, lease=lease)
+        result.claims = [claim_from_row(row) for row in rows]
+        result.documents = await load_documents(connection, result.claims)
+    taken = _count(c.system for c in result.claims)
+    for lane in lanes:
+        reopens = None
+        if lane.rate_per_second is not None:
+            slot = lane.next_slot_at
+            if taken.get(lane.name):
+                slot = lane_math.next_slot(lane.rate_per_second, slot, now, taken[lane.name])
+                await connection.execute(
+                    update(System).where(System.name == lane.name).values(next_slot_at=slot)
+                )
+            base = now if slot is None or slot < now else slot
+            reopens = lane_math.reopens_at(lane.rate_per_second, base)
+        result.lanes.append(
+            lane_math.LaneRoom(
+                name=lane.name,
+                free=free[lane.name],
+                picked=len(candidates.get(lane.name, ())),
+                claimed=taken.get(lane.name, 0),
+                reopens_at=reopens,
+            )
+        )
+        if taken.get(lane.name):
+            result.versions[lane.name] = lane.updated_at
+    return result
+
+
+async def load_documents(
+    connection: AsyncConnection, claims: Sequence[Claim]
+) -> dict[uuid.UUID, StoredDocument]:
+    """The documents of `claims`, by sending id (a purged document is simply absent; sendings
+    of one invoice to several systems share one document)."""
+    wanted = {c.document_id for c in claims if c.document_id is not None}
+    if not wanted:
+        return {}
+    rows = await connection.execute(
+        select(
+            Document.id, Document.key_id, Document.nonce, Document.body, Document.content_type
+        ).where(Document.id.in_(list(wanted)))
     )
-    probe = await connection.scalar(
-        select(System.next_probe_at)
-        .where(System.circuit == "Down", System.enabled.is_(True))
-        .order_by(System.next_probe_at)
-        .limit(1)
-    )
-    times = [t for t in (due, lease, probe) if t is not None]
-    return min(times) if times else None
+    found: dict[uuid.UUID, StoredDocument] = {
+        row.id: (row.key_id, row.nonce, row.body, row.content_type) for row in rows
+    }
+    return {
+        c.sending_id: found[c.document_id]
+        for c in claims
+        if c.document_id is not None and c.document_id in found
+    }

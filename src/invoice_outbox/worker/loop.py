@@ -1,9 +1,19 @@
-"""The worker: claims due sendings, delivers them concurrently, records every outcome.
+"""The worker: claims due sendings lane by lane, delivers them concurrently, records outcomes.
 
 Lifecycle: `run()` until `stop()`.  Stopping ends claiming at once, lets deliveries in flight
 finish for up to `shutdown_grace_seconds`, then interrupts the rest and gives them back to the
 queue (recorded, budget not spent).  Outcomes are saved even while shutting down.
 `drain()` runs rounds until nothing is due *now* (tests and simulations with a moved clock).
+
+A turn of the loop claims (when there is reason to), then waits.  Reasons to claim: work was
+signalled (intake, a resend, a NOTIFY), a timer fired (something falls due, a lane reopens,
+the poll interval), or enough slots freed up in lanes that have work waiting
+(`invoice_outbox.worker.lanes.LaneBook`): a delivery finishing nudges the loop, but one freed
+slot is not worth a database round trip while twenty will soon be.  Held systems' queues are
+never a reason: a worker with only held work waits the whole poll interval.
+
+Any error in a turn (the database restarting, say) is logged at error level and the turn is
+retried with backoff; `health` says whether the worker is working (`/health/ready`, `/metrics`).
 """
 
 from __future__ import annotations
@@ -15,49 +25,33 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from invoice_outbox.clock import Clock
+from invoice_outbox.db.waker import Waker
 from invoice_outbox.metrics import DeliveryMetrics
-from invoice_outbox.sendings.documents import Document
-from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
+from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.retention import purge_documents
-from invoice_outbox.sendings.sealing import DocumentUnreadable, digest, unseal
 from invoice_outbox.settings import Settings
-from invoice_outbox.systems.channels.base import (
-    Delivery,
-    DeliveryError,
-    PermanentDeliveryError,
-    RetryableDeliveryError,
-)
-from invoice_outbox.systems.factory import ChannelPool, SystemConfig, load_system_configs
-from invoice_outbox.systems.retry import RetryPolicy, sample_jitter
-from invoice_outbox.systems.targets import TargetRefused, check_target
-from invoice_outbox.worker import claims
-from invoice_outbox.worker.outcomes import Outcome, Recorded, record_batch, release
-from invoice_outbox.worker.recorder import BatchRecorder
-from invoice_outbox.worker.waker import Waker
+from invoice_outbox.systems.factory import SystemConfig, load_system_configs
+from invoice_outbox.worker import claims, sweeps
+from invoice_outbox.worker.attempts import Attempts
+from invoice_outbox.worker.health import WorkerHealth
+from invoice_outbox.worker.lanes import LaneBook
+from invoice_outbox.worker.outcomes import INTERRUPTED_REASON, Outcome, switched_off_reason
+from invoice_outbox.worker.recording import Recording
 
 log = logging.getLogger(__name__)
-DEFAULT_POLICY = RetryPolicy()
 PROBE_INTERVAL = timedelta(seconds=30)
-#: Expired leases and due probes are looked for at most this often (by the worker's clock):
-#: both are minutes-scale events, and looking costs two statements per claim round.
+#: Expired leases, down systems' probes and switched-off systems are looked for at most this
+#: often while busy (by the worker's clock): minutes-scale events, each look a transaction.
 SWEEP_INTERVAL = timedelta(seconds=1)
-TARGET_CHECK_TTL = 60.0
 MAINTENANCE_SECONDS = 3600.0
-#: A claimed sending's document as stored: (key id, nonce, sealed body, content type).
-StoredDocument = tuple[str, bytes, bytes, str]
-#: Recording an outcome the database refused: first wait, longest wait, tries before giving up
-#: is considered (see `Worker._save`).
-RECORD_RETRY_FIRST = 0.5
-RECORD_RETRY_MAX = 5.0
-RECORD_TRIES_AT_LEAST = 3
+#: The shortest idle wait: something due now that a claim round could not take is retried
+#: after this, not in a tight loop.
+MIN_WAIT_SECONDS = 0.05
 
 
 def worker_name() -> str:
@@ -66,7 +60,7 @@ def worker_name() -> str:
 
 
 class Worker:
-    """One worker process's delivery loop (async; `concurrency` deliveries at once)."""
+    """One worker process's delivery loop (async; at most `cap` deliveries in flight)."""
 
     def __init__(
         self,
@@ -77,71 +71,153 @@ class Worker:
         keyring: Keyring,
         waker: Waker | None = None,
         metrics: DeliveryMetrics | None = None,
+        max_in_flight: int | None = None,
         concurrency: int | None = None,
         name: str | None = None,
         rng: random.Random | None = None,
         probe_interval: timedelta = PROBE_INTERVAL,
+        health: WorkerHealth | None = None,
     ) -> None:
         self.engine = engine
+        # PostgreSQL: the lane claim and the idle look-ahead are one statement each, so they
+        # run without BEGIN/COMMIT round trips (a statement is its own transaction).
+        self._single: AsyncEngine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
         self.settings = settings
         self.clock = clock
         self.keyring = keyring
         self.waker = waker or Waker()
         self.metrics = metrics
-        self.concurrency = concurrency or settings.worker_concurrency
+        #: The worker's own cap on deliveries in flight (`concurrency` is its older name).
+        self.cap = max_in_flight or concurrency or settings.worker_cap
         self.name = name or worker_name()
         self.rng = rng or random.Random()  # noqa: S311 -- jitter, not secrets
         self.probe_interval = probe_interval
         self.lease = timedelta(seconds=settings.lease_seconds)
-        self.channels = ChannelPool(clock=clock)
-        self._inflight: set[asyncio.Task[None]] = set()
+        self.health = health or WorkerHealth()
+        self.book = LaneBook(self.cap)
+        self.attempts = Attempts(
+            clock=clock,
+            keyring=keyring,
+            allow_private=settings.allow_private_targets,
+            max_connections=max(self.cap, 16),
+        )
+        #: Claim rounds, sweeps and idle waits so far (how busy the loop is, for tests/logs).
+        self.claim_rounds = 0
+        self.sweeps = 0
+        self.idle_waits = 0
+        self.last_idle_wait: float | None = None
+        #: Set while the loop waits with nothing in flight (what tests synchronise on).
+        self.idle = asyncio.Event()
+        self._inflight: dict[asyncio.Task[None], claims.Claim] = {}
+        self._switched_off: set[asyncio.Task[None]] = set()
+        self._configs: dict[str, SystemConfig] = {}
         self._stopping = asyncio.Event()
-        self._checked_targets: dict[tuple[str, int], tuple[float, str | None]] = {}
         self._next_maintenance = 0.0
         self._next_sweep: datetime | None = None
-        self._claim_rounds = 0
-        # Claim in rounds of at least this many (or when idle): a claim round costs the same
-        # three statements for one sending as for sixteen.
-        self.refill_at = max(1, self.concurrency // 4)
-        self._recorder: BatchRecorder[tuple[Outcome, SystemConfig | None], Recorded] = (
-            BatchRecorder(engine, self._write_outcomes)
+        self._signals_seen = self.waker.signals
+        self.recording = Recording(
+            engine,
+            worker=self.name,
+            clock=clock,
+            keyring=keyring,
+            rng=self.rng,
+            threshold=settings.circuit_failure_threshold,
+            probe_interval=probe_interval,
+            metrics=metrics,
         )
+
+    @property
+    def concurrency(self) -> int:
+        """The older name of `cap`."""
+        return self.cap
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop claiming; `run` returns once in-flight deliveries are finished or released."""
         self._stopping.set()
-        self.waker.wake()
+        self.waker.nudge()
 
     async def run(self) -> None:
         log.info(
             "worker started",
-            extra={"action": "worker.start", "worker": self.name, "concurrency": self.concurrency},
+            extra={"action": "worker.start", "worker": self.name, "max_in_flight": self.cap},
         )
+        claim, sweep = True, True
         try:
             while not self._stopping.is_set():
-                await self._maintain()
-                if self._inflight and self.concurrency - len(self._inflight) < self.refill_at:
-                    # Busy: the next delivery to finish wakes us (poll as a safety net).
-                    await self.waker.wait(self.settings.poll_seconds)
-                    continue
                 try:
-                    started = await self._fill()
-                except Exception:  # the database may be briefly away: keep the worker alive
-                    log.exception("claim round failed", extra={"action": "worker.claim_error"})
-                    started = 0
-                    await self.waker.wait(self.settings.poll_seconds)
-                    continue
-                if started and len(self._inflight) < self.concurrency:
-                    continue  # there may be more due right now
-                if self._inflight:
-                    # The next delivery to finish wakes us; no need to ask what is due when.
-                    await self.waker.wait(self.settings.poll_seconds)
+                    claim, sweep = await self._turn(claim, sweep)
+                except Exception as exc:
+                    claim, sweep = True, True
+                    delay = self.health.failed(self.clock.now(), exc)
+                    if self.metrics is not None:
+                        self.metrics.loop_failed()
+                    log.error(
+                        "worker turn failed; retrying",
+                        exc_info=True,
+                        extra={
+                            "action": "worker.error",
+                            "worker": self.name,
+                            "errors_in_a_row": self.health.errors_in_a_row,
+                            "retry_in_s": delay,
+                        },
+                    )
+                    await self.waker.wait(delay)
                 else:
-                    await self.waker.wait(await self._idle_seconds())
+                    now = self.clock.now()
+                    self.health.succeeded(now)
+                    if self.metrics is not None:
+                        self.metrics.loop_succeeded(now)
         finally:
             await self._shutdown()
+
+    async def _turn(self, claim: bool, sweep: bool) -> tuple[bool, bool]:
+        """Claim if `claim` (sweeping first if `sweep`), then wait; returns (claim, sweep) for
+        the next turn."""
+        await self._maintain()
+        if claim:
+            await self._fill(sweep=sweep)
+            if self.book.refill_due(self.in_flight):
+                return True, False
+        now = self.clock.now()
+        if self._inflight:
+            # Busy: a delivery finishing nudges the loop; the next sweep is due within a second
+            # (a system switched off meanwhile gets its deliveries back promptly).
+            waits = [self.settings.poll_seconds, self._seconds_to_sweep(now)]
+            timer = self.book.seconds_to_next(now, self.in_flight)
+            timeout = max(0.001, min([*waits, *([timer] if timer is not None else [])]))
+        else:
+            timeout = await self._idle_seconds(now)
+            self.idle_waits += 1
+            self.last_idle_wait = timeout
+        if not self._inflight:
+            self.idle.set()
+        try:
+            woken = await self.waker.wait(timeout)
+        finally:
+            self.idle.clear()
+        if self._stopping.is_set():
+            return False, False
+        news = self.waker.signals != self._signals_seen
+        self._signals_seen = self.waker.signals
+        if news or not woken:
+            return True, not woken  # work arrived, or a timer fired (sweep: leases may be due)
+        now = self.clock.now()
+        return self.book.refill_due(self.in_flight) or self.book.reopened(now), False
+
+    def _seconds_to_sweep(self, now: datetime) -> float:
+        if self._next_sweep is None:
+            return 0.0
+        return max(0.0, (self._next_sweep - now).total_seconds())
 
     async def drain(self) -> int:
         """Deliver everything due now (at the clock's time), round after round; count attempts."""
@@ -150,13 +226,13 @@ class Worker:
             started = await self._fill()
             total += started
             if self._inflight:
-                await asyncio.gather(*self._inflight)
+                await asyncio.gather(*list(self._inflight), return_exceptions=True)
             elif not started:
                 return total
 
     async def aclose(self) -> None:
-        await self._recorder.aclose()
-        await self.channels.aclose()
+        await self.recording.aclose()
+        await self.attempts.aclose()
 
     async def _shutdown(self) -> None:
         if self._inflight:
@@ -165,16 +241,18 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._recorder.aclose()
-        await self.channels.aclose()
+        await self.recording.aclose()
+        await self.attempts.aclose()
         log.info(
             "worker stopped",
             extra={
                 "action": "worker.stop",
                 "worker": self.name,
-                "outcomes": self._recorder.items,
-                "outcome_batches": self._recorder.batches,
-                "claim_rounds": self._claim_rounds,
+                "outcomes": self.recording.items,
+                "outcome_batches": self.recording.batches,
+                "claim_rounds": self.claim_rounds,
+                "sweeps": self.sweeps,
+                "idle_waits": self.idle_waits,
             },
         )
 
@@ -192,272 +270,134 @@ class Worker:
         except Exception:
             log.exception("purge failed", extra={"action": "retention.purge_error"})
 
-    async def _idle_seconds(self) -> float:
-        async with self.engine.connect() as connection:
-            due = await claims.next_due_time(connection)
-        if due is None:
-            return self.settings.poll_seconds
-        wait = (due - self.clock.now()).total_seconds()
-        return min(self.settings.poll_seconds, max(0.05, wait))
+    async def _idle_seconds(self, now: datetime) -> float:
+        """How long to wait with nothing in flight: until the next thing falls due (at most the
+        poll interval)."""
+        async with self._single.connect() as connection:
+            due = await sweeps.next_due_time(connection, now)
+        waits = [self.settings.poll_seconds]
+        if due is not None:
+            waits.append((due - now).total_seconds())
+        reopen = self.book.seconds_to_next(now, 0)
+        if reopen is not None:
+            waits.append(reopen)
+        return max(MIN_WAIT_SECONDS, min(waits))
 
     # -- claiming --------------------------------------------------------------------------
 
-    async def _fill(self) -> int:
-        free = self.concurrency - len(self._inflight)
-        if free <= 0 or self._stopping.is_set():
+    async def _fill(self, *, sweep: bool = False) -> int:
+        """Sweep (when due or asked), then one lane claim round; start what was claimed."""
+        if self._stopping.is_set():
             return 0
         now = self.clock.now()
-        common: dict[str, Any] = {"worker": self.name, "now": now, "lease": self.lease}
-        sweep = self._next_sweep is None or now >= self._next_sweep
-        self._claim_rounds += 1
-        async with self.engine.begin() as connection:
-            taken: list[claims.Claim] = []
-            if sweep:
-                self._next_sweep = now + SWEEP_INTERVAL
-                taken += await claims.take_over_expired(connection, limit=free, **common)
-            if sweep and len(taken) < free:
-                probes = await claims.claim_probes(
-                    connection, probe_interval=self.probe_interval, **common
+        taken: list[claims.Claim] = []
+        documents: dict[uuid.UUID, claims.StoredDocument] = {}
+        if sweep or self._next_sweep is None or now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_INTERVAL
+            taken, documents = await self._sweep(now)
+        free = self.cap - self.in_flight - len(taken)
+        if free > 0:
+            self.claim_rounds += 1
+            async with self._single.begin() as connection:
+                lane_round = await claims.claim_lanes(
+                    connection, worker=self.name, now=now, lease=self.lease, limit=free
                 )
-                taken += probes
-            if len(taken) < free:
-                taken += await claims.claim_due(connection, limit=free - len(taken), **common)
-            if not taken:
-                return 0
-            configs = await load_system_configs(connection)
-            ids = [c.document_id for c in taken if c.document_id is not None]
-            rows = await connection.execute(
-                select(
-                    Document.id,
-                    Document.key_id,
-                    Document.nonce,
-                    Document.body,
-                    Document.content_type,
-                ).where(Document.id.in_(ids))
-            )
-            documents: dict[uuid.UUID, StoredDocument] = {
-                row.id: (row.key_id, row.nonce, row.body, row.content_type) for row in rows
-            }
+            self.book.rounded(lane_round.lanes, now)
+            if any(
+                system not in self._configs or self._configs[system].updated_at != version
+                for system, version in lane_round.versions.items()
+            ):
+                async with self.engine.connect() as connection:
+                    self._use_configs(await load_system_configs(connection))
+            taken += lane_round.claims
+            documents.update(lane_round.documents)
         for claim in taken:
-            document = documents.get(claim.document_id) if claim.document_id else None
-            task = asyncio.create_task(self._deliver(claim, configs.get(claim.system), document))
-            self._inflight.add(task)
-            task.add_done_callback(self._finished)
+            self._start(claim, documents.get(claim.sending_id))
         return len(taken)
 
+    async def _sweep(
+        self, now: datetime
+    ) -> tuple[list[claims.Claim], dict[uuid.UUID, claims.StoredDocument]]:
+        """Expired leases (released when held, else taken over), due probes, configurations;
+        deliveries to systems switched off meanwhile are interrupted and given back."""
+        self.sweeps += 1
+        free = self.cap - self.in_flight
+        worker, lease = self.name, self.lease
+        async with self.engine.begin() as connection:
+            configs = await load_system_configs(connection)
+            released = await sweeps.release_held_expired(connection, now=now)
+            taken = await sweeps.take_over_expired(
+                connection, worker=worker, now=now, lease=lease, limit=free
+            )
+            if len(taken) < free:
+                taken += await sweeps.claim_probes(
+                    connection,
+                    worker=worker,
+                    now=now,
+                    lease=lease,
+                    probe_interval=self.probe_interval,
+                )
+            documents = await claims.load_documents(connection, taken)
+        if released:
+            log.info(
+                "expired leases of held systems released",
+                extra={"action": "worker.released_held", "count": released},
+            )
+        self._use_configs(configs)
+        self._interrupt_switched_off()
+        return taken, documents
+
+    def _use_configs(self, configs: dict[str, SystemConfig]) -> None:
+        self._configs = configs
+        self.book.limits = {name: c.max_in_flight for name, c in configs.items()}
+
+    def _interrupt_switched_off(self) -> None:
+        for task, claim in self._inflight.items():
+            config = self._configs.get(claim.system)
+            if config is not None and not config.enabled and task not in self._switched_off:
+                self._switched_off.add(task)
+                task.cancel()
+
+    def _start(self, claim: claims.Claim, document: claims.StoredDocument | None) -> None:
+        task = asyncio.create_task(self._deliver(claim, document))
+        self._inflight[task] = claim
+        self.book.started(claim.system)
+        task.add_done_callback(self._finished)
+
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self.waker.wake()
+        claim = self._inflight.pop(task, None)
+        self._switched_off.discard(task)
+        if claim is not None:
+            self.book.finished(claim.system)
+        self.waker.nudge()
 
     # -- delivering ------------------------------------------------------------------------
 
-    async def _check_target(self, config: SystemConfig) -> None:
-        """Refuse internal addresses at delivery time too (a name may re-resolve)."""
-        try:
-            host, port = config.target()
-        except TargetRefused as exc:
-            raise PermanentDeliveryError(
-                f"{config.name} is misconfigured: {exc}", cause="config"
-            ) from None
-        cached = self._checked_targets.get((host, port))
-        if cached is None or time.monotonic() - cached[0] > TARGET_CHECK_TTL:
-            try:
-                await check_target(host, port, allow_private=self.settings.allow_private_targets)
-                problem = None
-            except TargetRefused as exc:
-                problem = str(exc)
-            cached = (time.monotonic(), problem)
-            self._checked_targets[(host, port)] = cached
-        if cached[1] is not None:
-            raise PermanentDeliveryError(f"{config.name} is refused: {cached[1]}", cause="config")
-
-    def _open(self, claim: claims.Claim, document: StoredDocument) -> tuple[bytes, str]:
-        """The document's bytes, opened with the sending's own practice and invoice ids, and
-        their keyed digest under the key that sealed them (what the attempt records)."""
-        assert claim.document_id is not None
-        key_id, nonce, body, content_type = document
-        try:
-            plain = unseal(
-                self.keyring,
-                key_id=key_id,
-                nonce=nonce,
-                body=body,
-                document_id=claim.document_id,
-                practice_id=claim.practice_id,
-                invoice_id=claim.invoice_id,
-                content_type=content_type,
-            )
-            key = self.keyring.require(key_id)
-            return plain, digest(key, claim.practice_id, claim.invoice_id, plain)
-        except DocumentUnreadable as exc:
-            log.warning("document unreadable", extra=_event("delivery.document_unreadable", claim))
-            raise PermanentDeliveryError(
-                f"{exc.message[:1].upper()}{exc.message[1:]}; submit the invoice again",
-                cause="document-unreadable",
-            ) from None
-        except DocumentKeyMissing:
-            log.error("document key missing", extra=_event("delivery.document_key_missing", claim))
-            raise RetryableDeliveryError(
-                f"This worker does not hold the key the stored document is encrypted under "
-                f"({key_id!r}); it will be tried again (give every worker that key)",
-                cause="document-key",
-            ) from None
-
-    async def _attempt(
-        self, claim: claims.Claim, config: SystemConfig | None, document: StoredDocument | None
-    ) -> Outcome:
-        started_at, started = self.clock.now(), time.monotonic()
-        delivered_digest: str | None = None
-        try:
-            if config is None:
-                raise PermanentDeliveryError(
-                    f"{claim.system} is not configured; configure it, then resend", cause="config"
-                )
-            if document is None:
-                raise PermanentDeliveryError(
-                    "The invoice document is no longer stored; submit the invoice again",
-                    cause="no-document",
-                )
-            plain, opened_digest = self._open(claim, document)
-            await self._check_target(config)
-            delivered_digest = opened_digest
-            delivered = await self.channels.channel_for(config).deliver(
-                Delivery(
-                    sending_id=claim.sending_id,
-                    idempotency_key=claim.idempotency_key,
-                    practice_id=claim.practice_id,
-                    invoice_id=claim.invoice_id,
-                    sending_type=claim.sending_type,
-                    attempt=claim.attempt,
-                    document=plain,
-                    content_type=document[3],
-                )
-            )
-            return Outcome(
-                claim,
-                started_at,
-                _ms(started),
-                delivered=delivered,
-                document_digest=delivered_digest,
-            )
-        except DeliveryError as exc:
-            return Outcome(
-                claim, started_at, _ms(started), error=exc, document_digest=delivered_digest
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("delivery crashed", extra=_event("delivery.internal_error", claim))
-            error = RetryableDeliveryError(
-                "invoice-outbox hit an internal error delivering this; it will try again",
-                cause="internal",
-            )
-            return Outcome(claim, started_at, _ms(started), error=error)
-
-    async def _deliver(
-        self, claim: claims.Claim, config: SystemConfig | None, document: StoredDocument | None
-    ) -> None:
+    async def _deliver(self, claim: claims.Claim, document: claims.StoredDocument | None) -> None:
+        config = self._configs.get(claim.system)
         started_at, claimed = self.clock.now(), time.monotonic()
         try:
-            outcome = await self._attempt(claim, config, document)
+            outcome = await self.attempts.attempt(claim, config, document)
         except asyncio.CancelledError:
-            await self._release(claim, started_at)
+            task = asyncio.current_task()
+            if task is not None and task in self._switched_off:
+                await self._release(claim, started_at, switched_off_reason(claim.system))
+                return  # interrupted on purpose: the task ends normally
+            await self._release(claim, started_at, INTERRUPTED_REASON)
             raise
         await self._save(outcome, config, lease_ends=claimed + self.lease.total_seconds())
-
-    async def _write_outcomes(
-        self, connection: AsyncConnection, items: Sequence[tuple[Outcome, SystemConfig | None]]
-    ) -> list[Recorded]:
-        policies = {id(outcome): config.retry for outcome, config in items if config is not None}
-        return await record_batch(
-            connection,
-            [outcome for outcome, _ in items],
-            worker=self.name,
-            now=self.clock.now(),
-            policy_of=lambda outcome: policies.get(id(outcome), DEFAULT_POLICY),
-            jitter=lambda: sample_jitter(self.rng),
-            threshold=self.settings.circuit_failure_threshold,
-            probe_interval=self.probe_interval,
-            keyring=self.keyring,
-        )
 
     async def _save(
         self, outcome: Outcome, config: SystemConfig | None, *, lease_ends: float
     ) -> None:
-        """Record `outcome`.  While the database is away (a restart, a failover), keep trying,
-        backing off, until the claim's lease runs out (`lease_ends`, monotonic): the receiver
-        has the document, and giving up early would leave the sending in flight until the
-        lease expires, then deliver it again.  After the lease another worker may take the
-        sending over; the fence in `outcomes` then decides whose outcome stands."""
+        recorded = await self.recording.save(outcome, config, lease_ends=lease_ends)
+        if recorded is None:
+            return
         claim = outcome.claim
-        delay, tries = RECORD_RETRY_FIRST, 0
-        while True:
-            tries += 1
-            try:
-                recorded = await self._recorder.record((outcome, config))
-                break
-            except Exception as exc:
-                if tries >= RECORD_TRIES_AT_LEAST and time.monotonic() + delay > lease_ends:
-                    log.exception(
-                        "could not record outcome; its lease runs out and it is sent again",
-                        extra=_event("delivery.record_error", claim),
-                    )
-                    return
-                log.warning(
-                    "could not record outcome yet; trying again",
-                    extra={
-                        **_event("delivery.record_retry", claim),
-                        "error": type(exc).__name__,
-                        "retry_in": delay,
-                    },
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECORD_RETRY_MAX)
-        cause = outcome.error.cause if outcome.error else None
-        if self.metrics is not None:
-            self.metrics.observe(claim.system, recorded.status, outcome.duration_ms / 1000)
-        aborted = recorded.status == "Aborted"
-        log.log(
-            logging.WARNING if aborted else logging.INFO,
-            "delivery aborted: no more automatic attempts" if aborted else "attempt recorded",
-            extra={
-                "action": "delivery.recorded",
-                "sending_id": str(claim.sending_id),
-                "system": claim.system,
-                "attempt": claim.attempt,
-                "status": recorded.status,
-                "cause": cause,
-                "duration_ms": outcome.duration_ms,
-                "probe": claim.probe,
-            },
-        )
-        if recorded.system_down:
-            log.warning(
-                "system down: its queue is held and probed",
-                extra={"action": "circuit.down", "system": claim.system, "cause": cause},
-            )
-        if recorded.recovered_system:
-            log.warning(
-                "system answering again: its queue is released",
-                extra={"action": "circuit.recovered", "system": claim.system},
-            )
+        if recorded.paused_until is not None:
+            self.book.paused(claim.system, recorded.paused_until)
+        if recorded.recovered_system and claim.probe:
             self.waker.wake()  # its held queue is claimable again
 
-    async def _release(self, claim: claims.Claim, started_at: datetime) -> None:
-        try:
-            async with self.engine.begin() as connection:
-                await release(
-                    connection, claim, worker=self.name, now=self.clock.now(), started_at=started_at
-                )
-            log.info("released at shutdown", extra=_event("delivery.released", claim))
-        except Exception:
-            log.exception("could not release", extra=_event("delivery.release_error", claim))
-
-
-def _event(action: str, claim: claims.Claim) -> dict[str, str]:
-    """Log fields for a sending: ids and the action, never patient data."""
-    return {"action": action, "sending_id": str(claim.sending_id), "system": claim.system}
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
+    async def _release(self, claim: claims.Claim, started_at: datetime, reason: str) -> None:
+        await self.recording.release(claim, started_at, reason)

@@ -6,6 +6,13 @@ The status writes themselves are `invoice_outbox.sendings.transitions` (mark_sen
 abort, release); here is which one an outcome takes.
 A sending cancelled while in flight keeps its Cancelled status; if the receiver got it anyway,
 a Cancellation sending is queued for that system.
+
+What an outcome says about the *system* (`invoice_outbox.worker.circuit`) is gathered per
+system and written once per batch: a success proves it up; a retryable failure counts toward
+its circuit (by distinct sending); a ``Retry-After`` pauses the system's lane until then, and
+an HTTP 429 ("too many requests") pauses it without counting as a failure of the system.
+A failed probe of a down system does not spend the invoice's attempt, and its sending goes to
+the back of the queue (due again after the probe interval), so the next probe tries another.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from invoice_outbox.db.waker import notify_connection
 from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.cancellation import add_cancellation
 from invoice_outbox.sendings.documents import Document
@@ -26,8 +34,10 @@ from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.systems.channels.base import Delivered, DeliveryError
 from invoice_outbox.systems.retry import RetryPolicy, decide
-from invoice_outbox.worker.circuit import note_failure, note_reachable
+from invoice_outbox.worker import circuit
+from invoice_outbox.worker.circuit import HealthNotes, apply_notes, note_reachable
 from invoice_outbox.worker.claims import Claim
+from invoice_outbox.worker.lanes import DEFAULT_THROTTLE
 
 HELD_SUFFIX = " (the system is down: this invoice waits, without spending attempts)"
 
@@ -48,12 +58,33 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """The status the sending ended the attempt in ('lost' when the lease was taken over)."""
+    """The status the sending ended the attempt in ('lost' when the lease was taken over);
+    `recovered_system`: its system was Down or Degraded and this outcome proved it up;
+    `paused_until`: the receiver asked the system's lane to wait until then."""
 
     status: str
     recovered_system: bool = False
-    #: This failure took the system Down (its queue is held from now on).
+    #: This failure took the system Down (its queue is held from now on); reported by one
+    #: outcome of the batch.
     system_down: bool = False
+    #: Like `recovered_system`, but reported by one outcome of the batch (for the log).
+    system_back: bool = False
+    paused_until: datetime | None = None
+
+
+def throttled(error: DeliveryError) -> bool:
+    """HTTP 429: the receiver is up and asks us to slow down (not a failure of the system)."""
+    return error.code == 429 and error.cause == "http-429"
+
+
+def pause_of(error: DeliveryError, now: datetime) -> datetime | None:
+    """Until when a failure pauses its system's lane: its Retry-After, or `DEFAULT_THROTTLE`
+    for a 429 that gave none."""
+    if error.kind != "retryable":
+        return None
+    if error.retry_after is not None and error.retry_after > timedelta(0):
+        return now + error.retry_after
+    return now + DEFAULT_THROTTLE if throttled(error) else None
 
 
 async def _record_failure(
@@ -65,14 +96,18 @@ async def _record_failure(
     now: datetime,
     policy: RetryPolicy,
     jitter: float,
+    probe_interval: timedelta,
 ) -> Status | None:
     """Failed (another attempt scheduled) or Aborted; None when the claim no longer held."""
     claim = outcome.claim
     next_attempt_at: datetime | None = now
     reason, round_attempts = error.reason, None
-    if claim.probe and error.kind == "retryable":
+    if claim.probe and error.kind == "retryable" and not throttled(error):
         # A failed probe says the system is still down; the invoice should not pay for that.
+        # It goes to the back of the queue, so the next probe tries another sending.
         reason, round_attempts = error.reason + HELD_SUFFIX, claim.round_attempts - 1
+        wait = max(probe_interval, error.retry_after or timedelta(0))
+        next_attempt_at = now + wait
     else:
         decision = decide(
             policy,
@@ -122,39 +157,19 @@ async def record(
     probe_interval: timedelta,
     keyring: Keyring | None = None,
 ) -> Recorded:
-    """Write the outcome (caller commits).  See the module docstring for the guarantees.
-
-    `keyring` seals the Cancellation queued when a cancelled sending was delivered anyway."""
-    claim = outcome.claim
-    if outcome.delivered is not None:
-        if not await _mark_sent(connection, [outcome], worker=worker, now=now):
-            return await _record_unowned(
-                connection, outcome, now=now, worker=worker, keyring=keyring
-            )
-        recovered = await note_reachable(connection, claim.system)
-        return Recorded(Status.SENT.value, recovered_system=recovered)
-    error = outcome.error
-    assert error is not None
-    status = await _record_failure(
-        connection, outcome, error, worker=worker, now=now, policy=policy, jitter=jitter
+    """Write one outcome (caller commits): `record_batch` of one."""
+    (recorded,) = await record_batch(
+        connection,
+        [outcome],
+        worker=worker,
+        now=now,
+        policy_of=lambda _: policy,
+        jitter=lambda: jitter,
+        threshold=threshold,
+        probe_interval=probe_interval,
+        keyring=keyring,
     )
-    if status is None:
-        return await _record_unowned(connection, outcome, now=now, worker=worker, keyring=keyring)
-    attempt_outcome = "Retryable" if error.kind == "retryable" else "Permanent"
-    await _insert_attempt(connection, outcome, attempt_outcome, error.code, error.reason, worker)
-    recovered = down = False
-    if error.kind == "retryable":
-        down = await note_failure(
-            connection,
-            claim.system,
-            reason=error.reason,
-            now=now,
-            threshold=threshold,
-            probe_interval=probe_interval,
-        )
-    else:
-        recovered = await note_reachable(connection, claim.system)
-    return Recorded(status.value, recovered_system=recovered, system_down=down)
+    return recorded
 
 
 def _attempt_row(
@@ -215,50 +230,104 @@ async def record_batch(
     jitter: Callable[[], float],
     threshold: int,
     probe_interval: timedelta,
-    keyring: Keyring,
+    stamped: dict[str, datetime] | None = None,
+    keyring: Keyring | None = None,
 ) -> list[Recorded]:
     """Write many outcomes (caller commits); one `Recorded` per outcome, in order.
 
-    Same result as calling `record` for each in order, with fewer statements: deliveries are
-    written in bulk, and a system's health is noted once per run of successes (the order of
-    successes and failures per system is kept, so consecutive-failure counts stay right).
+    Guarded per outcome by its claim (see the module docstring).  Deliveries are written in
+    bulk; what the outcomes say about each system is gathered in order and written once per
+    system, systems in name order.  A down system that a probe found up again wakes every
+    worker (NOTIFY, with the commit): its held queue is claimable.  `keyring` seals the
+    Cancellation queued when a cancelled sending was delivered anyway.
     """
     owned = await _mark_sent(
         connection, [o for o in outcomes if o.delivered is not None], worker=worker, now=now
     )
-    noted_reachable: set[str] = set()
-    results: list[Recorded] = []
+    notes: dict[str, HealthNotes] = {}
+    statuses: list[str] = []
+
+    async def unowned(outcome: Outcome) -> str:
+        recorded = await _record_unowned(
+            connection, outcome, now=now, worker=worker, keyring=keyring
+        )
+        return recorded.status
+
     for outcome in outcomes:
         system = outcome.claim.system
-        if outcome.delivered is None:
-            results.append(
-                await record(
-                    connection,
-                    outcome,
-                    worker=worker,
-                    now=now,
-                    policy=policy_of(outcome),
-                    jitter=jitter(),
-                    threshold=threshold,
-                    probe_interval=probe_interval,
-                    keyring=keyring,
-                )
-            )
-            error = outcome.error
-            if error is not None and error.kind == "retryable":
-                noted_reachable.discard(system)
-            else:
-                noted_reachable.add(system)
-        elif outcome.claim.sending_id not in owned:
-            results.append(
-                await _record_unowned(connection, outcome, now=now, worker=worker, keyring=keyring)
-            )
-        elif system in noted_reachable:
-            results.append(Recorded(Status.SENT.value))
+        error = outcome.error
+        if outcome.delivered is not None:
+            if outcome.claim.sending_id not in owned:
+                statuses.append(await unowned(outcome))
+                continue
+            statuses.append(Status.SENT.value)
+            notes.setdefault(system, HealthNotes()).success()
+            continue
+        assert error is not None
+        status = await _record_failure(
+            connection,
+            outcome,
+            error,
+            worker=worker,
+            now=now,
+            policy=policy_of(outcome),
+            jitter=jitter(),
+            probe_interval=probe_interval,
+        )
+        if status is None:
+            statuses.append(await unowned(outcome))
+            continue
+        attempt_outcome = "Retryable" if error.kind == "retryable" else "Permanent"
+        await _insert_attempt(
+            connection, outcome, attempt_outcome, error.code, error.reason, worker
+        )
+        statuses.append(status.value)
+        note = notes.setdefault(system, HealthNotes())
+        if error.kind == "retryable" and not throttled(error):
+            note.failure(outcome.claim.sending_id, error.reason)
         else:
-            recovered = await note_reachable(connection, system)
-            noted_reachable.add(system)
-            results.append(Recorded(Status.SENT.value, recovered_system=recovered))
+            note.success()  # the system answered: it is up
+        until = pause_of(error, now)
+        if until is not None:
+            note.pause(until)
+    recovered: set[str] = set()
+    downed: set[str] = set()
+    for system in sorted(name for name, note in notes.items() if note.failures):
+        came_back, went_down = await apply_notes(
+            connection,
+            system,
+            notes[system],
+            now=now,
+            threshold=threshold,
+            probe_interval=probe_interval,
+        )
+        if came_back:
+            recovered.add(system)
+        if went_down:
+            downed.add(system)
+    good = sorted(name for name, note in notes.items() if not note.failures)
+    recovered |= await note_reachable(connection, good, now=now, stamped=stamped)
+    for system in good:
+        until = notes[system].pause_until
+        if until is not None:
+            await circuit.pause(connection, system, until)
+    if any(o.claim.probe and o.claim.system in recovered for o in outcomes):
+        await notify_connection(connection)
+    results: list[Recorded] = []
+    told: set[str] = set()  # a change of a system's health is reported by one outcome only
+    for outcome, final in zip(outcomes, statuses, strict=True):
+        system = outcome.claim.system
+        first = system not in told
+        told.add(system)
+        results.append(
+            Recorded(
+                final,
+                recovered_system=system in recovered,
+                paused_until=notes[system].pause_until if system in notes else None,
+                system_down=first and system in downed,
+                system_back=first and system in recovered,
+            )
+        )
     return results
 
 
@@ -316,13 +385,28 @@ async def _record_unowned(
 INTERRUPTED_REASON = "Interrupted: invoice-outbox was shutting down; it will be sent again"
 
 
+def switched_off_reason(system: str) -> str:
+    """Why an attempt was interrupted when its system was switched off."""
+    return (
+        f"Interrupted: {system} was switched off while this was being sent; it waits, "
+        f"and is sent when {system} is switched on again"
+    )
+
+
 async def release(
-    connection: AsyncConnection, claim: Claim, *, worker: str, now: datetime, started_at: datetime
+    connection: AsyncConnection,
+    claim: Claim,
+    *,
+    worker: str,
+    now: datetime,
+    started_at: datetime,
+    reason: str = INTERRUPTED_REASON,
 ) -> bool:
     """Give a claimed sending back to the queue, due now, without spending its attempt budget.
 
-    Used when a worker stops before an attempt finished.  The attempt is recorded (the receiver
-    may have got it).  Returns False when the claim no longer held.
+    Used when a worker stops before an attempt finished, or its system was switched off
+    meanwhile.  The attempt is recorded with `reason` (the receiver may have got it).  Returns
+    False when the claim no longer held.
     """
     released = await transitions.release(
         connection,
@@ -335,5 +419,5 @@ async def release(
     if not released:
         return False
     outcome = Outcome(claim, started_at, 0)
-    await _insert_attempt(connection, outcome, "Retryable", None, INTERRUPTED_REASON, worker)
+    await _insert_attempt(connection, outcome, "Retryable", None, reason, worker)
     return True

@@ -14,19 +14,31 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 CHANNEL = "invoice_outbox_due"
 log = logging.getLogger(__name__)
 
 
 class Waker:
-    """A level-triggered wake-up signal for the worker loop."""
+    """A level-triggered wake-up signal for the worker loop.
+
+    `wake` says work may have arrived (intake, a resend, a NOTIFY); `signals` counts those, so
+    the worker can tell them from a `nudge` (its own deliveries finishing: a slot is free,
+    which is worth a claim round only when enough are, see `worker.lanes.LaneBook`).
+    """
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        #: How many times work was signalled (by `wake`) so far.
+        self.signals = 0
 
     def wake(self) -> None:
+        self.signals += 1
+        self._event.set()
+
+    def nudge(self) -> None:
+        """Wake the waiting worker without news of work."""
         self._event.set()
 
     async def wait(self, seconds: float) -> bool:
@@ -47,14 +59,23 @@ async def notify_workers(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
-async def commit_and_wake(session: AsyncSession, waker: Waker) -> None:
+async def notify_connection(connection: AsyncConnection) -> None:
+    """`notify_workers` on a Core connection (delivered when its transaction commits)."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+async def commit_and_wake(session: AsyncSession, waker: Waker, *, wake: bool = True) -> None:
     """Commit a change that made sendings due, and wake the workers that deliver them.
 
     The one way to end such a transaction (intake, resend, retry-all, cancel, resend jobs):
     other processes' workers by a NOTIFY that PostgreSQL delivers with the commit, this
     process's own through `waker` once the commit is done, so no worker looks before the rows
-    are visible.
+    are visible.  `wake=False` (all of it is for held systems): commit only.
     """
+    if not wake:
+        await session.commit()
+        return
     await notify_workers(session)
     await session.commit()
     waker.wake()
