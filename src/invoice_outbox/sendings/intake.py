@@ -86,6 +86,7 @@ from invoice_outbox.sendings.intake_store import (
 )
 from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.systems.directory import SystemsDirectory, SystemsSnapshot
+from invoice_outbox.systems.holds import any_deliverable
 
 __all__ = [
     "MAX_SYSTEMS",
@@ -161,6 +162,8 @@ class _Work:
     later: list[Plan] = field(default_factory=list)
     #: Plans whose invoice had sendings already: their number (if given) is noted on them.
     numbered: list[Plan] = field(default_factory=list)
+    #: Something became due for a system that is not held: wake this process's workers.
+    wake: bool = False
 
     def done(self) -> list[ItemResult]:
         return [r for r in self.results if r is not None]
@@ -193,6 +196,7 @@ async def _first(connection: AsyncConnection, work: _Work, *, now: datetime, ato
     """The first pass; what it settles is answered, the rest left for `_rest`."""
     items = [item for _, item in work.first.values()]
     found = await first_pass(connection, items, now=now, atomic=atomic)
+    work.wake = work.wake or found.woke
     for invoice_id, (plan, item) in work.first.items():
         made = found.made.get(invoice_id, [])
         result = first_pass_result(plan, found.existing.get(invoice_id, []), made)
@@ -223,16 +227,19 @@ async def _note_numbers(connection: AsyncConnection, work: _Work) -> None:
 
 async def _rest(connection: AsyncConnection, work: _Work, *, now: datetime) -> None:
     """Each plan the first pass left, on its own locked rows."""
-    applied = False
+    due: set[str] = set()
     # Invoice order, then list order: locks are taken in the same order by every intake.
     for plan in sorted(work.later, key=lambda p: (p.invoice_id, p.index)):
         result = await _apply(connection, plan, now=now)
         work.results[plan.index] = result
-        applied = applied or result.outcome in DUE
+        if result.outcome in DUE:
+            due.update(row.system for row in result.sendings)
         if result.outcome in _NUMBERED:
             work.numbered.append(plan)
     await _note_numbers(connection, work)
-    if applied:
+    # Work for held systems (switched off, down) waits without waking anyone.
+    if await any_deliverable(connection, due):
+        work.wake = True
         await notify_workers(connection)
 
 
@@ -250,10 +257,22 @@ async def submit_all(
     Duplicate or a correction of the first).  New documents are sealed under `keyring`'s
     current key.  Never commits.
     """
+    work = await _careful(connection, directory, submissions, now=now, keyring=keyring)
+    return work.done()
+
+
+async def _careful(
+    connection: AsyncConnection,
+    directory: SystemsDirectory,
+    submissions: Sequence[Submission],
+    *,
+    now: datetime,
+    keyring: Keyring,
+) -> _Work:
     work = _prepare(await directory.current(connection), submissions, keyring)
     await _first(connection, work, now=now, atomic=False)
     await _rest(connection, work, now=now)
-    return work.done()
+    return work
 
 
 #: SQLSTATEs of a transaction that lost to a concurrent one (deadlock, serialisation).
@@ -318,9 +337,9 @@ async def _all_in_transaction(
     submissions: Sequence[Submission],
     now: datetime,
     keyring: Keyring,
-) -> list[ItemResult]:
+) -> _Work:
     async with engine.begin() as connection:
-        return await submit_all(connection, directory, submissions, now=now, keyring=keyring)
+        return await _careful(connection, directory, submissions, now=now, keyring=keyring)
 
 
 async def submit_invoices(
@@ -345,19 +364,19 @@ async def submit_invoices(
     key.
     """
     async with slots or contextlib.nullcontext():
-        results: list[ItemResult] | None = None
+        work: _Work | None = None
         if engine.dialect.name == "postgresql":
-            work = await _retrying(
+            first = await _retrying(
                 lambda: _first_on_its_own(engine, autocommit, directory, submissions, now, keyring)
             )
-            if work is not None:
-                if work.later or any(p.submission.invoice_number for p in work.numbered):
-                    await _retrying(lambda: _rest_in_transaction(engine, work, now))
-                results = work.done()
-        if results is None:
-            results = await _retrying(
+            if first is not None:
+                if first.later or any(p.submission.invoice_number for p in first.numbered):
+                    await _retrying(lambda: _rest_in_transaction(engine, first, now))
+                work = first
+        if work is None:
+            work = await _retrying(
                 lambda: _all_in_transaction(engine, directory, submissions, now, keyring)
             )
-    if waker is not None and any(r.outcome in DUE for r in results):
+    if waker is not None and work.wake:
         waker.wake()
-    return results
+    return work.done()

@@ -32,6 +32,7 @@ from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import SendingType
+from invoice_outbox.systems.holds import any_deliverable
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +252,9 @@ class FirstPass:
 
     existing: dict[uuid.UUID, list[Existing]]
     made: dict[uuid.UUID, list[SendingRow]]
+    #: Something was made for a system that is not held: workers are worth waking (on
+    #: PostgreSQL the statement has notified other processes' already).
+    woke: bool = False
 
 
 _DOCUMENT_ARRAYS = ", ".join(
@@ -291,7 +295,11 @@ def _first_pass_sql(*, atomic: bool) -> TextClause:
         )
     }
     ), woke AS (
-        SELECT pg_notify('{DUE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM made)
+        -- Held systems (switched off, down) are not worth waking anyone for.
+        SELECT pg_notify('{DUE_CHANNEL}', '') WHERE EXISTS (
+            SELECT 1 FROM made JOIN systems AS y ON y.name = made.system
+            WHERE y.enabled AND y.circuit <> 'Down'
+        )
     )
     SELECT true AS made, made.*, NULL AS key_id, NULL AS digest,
         (SELECT count(*) FROM woke) AS woke
@@ -350,6 +358,7 @@ async def first_pass(
         rows = await connection.execute(statement, _parameters(items, now))
         for values in rows:
             row = as_row(values[1:])
+            result.woke = result.woke or bool(values[13])
             if values[0]:
                 result.made.setdefault(row.invoice_id, []).append(row)
             else:
@@ -362,4 +371,5 @@ async def first_pass(
     made = await insert_sendings(connection, [s for i in fresh for s in i.sendings], now=now)
     for row in made:
         result.made.setdefault(row.invoice_id, []).append(row)
+    result.woke = await any_deliverable(connection, {row.system for row in made})
     return result

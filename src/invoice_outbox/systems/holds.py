@@ -10,6 +10,7 @@ that, not "it will be sent shortly" or "being sent now".
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,3 +100,12 @@ def held_fields(
     if since is None or (waiting_since is not None and waiting_since > since):
         since = waiting_since
     return {"Held": True, "HeldReason": hold.reason, "HeldSince": since}
+
+
+async def any_deliverable(db: AsyncConnection | AsyncSession, systems: Collection[str]) -> bool:
+    """Whether any of `systems` is delivered to now (not held): new work for them is worth
+    waking the workers for; work for held systems waits without waking anyone."""
+    if not systems:
+        return False
+    held = await held_systems(db)
+    return any(name not in held for name in systems)
