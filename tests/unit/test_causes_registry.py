@@ -17,8 +17,8 @@ from invoice_outbox.sendings.causes import (
     group_key,
     practice_explanation,
 )
+from invoice_outbox.sendings.holds import SystemHold
 from invoice_outbox.sendings.status import Status
-from invoice_outbox.systems.holds import SystemHold
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "invoice_outbox"
 #: Where DeliveryErrors are raised: the channels, and the worker for its own failures.

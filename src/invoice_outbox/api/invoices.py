@@ -22,11 +22,11 @@ from invoice_outbox.api.envelopes import rows_envelope
 from invoice_outbox.api.openapi import DOCUMENT_SCHEMA
 from invoice_outbox.api.security import Caller
 from invoice_outbox.sendings.cancellation import InvoiceNotFound
+from invoice_outbox.sendings.holds import SystemHold, held_fields, held_systems
 from invoice_outbox.sendings.intake import SendingRow, Submission, submit_invoices
 from invoice_outbox.sendings.invoice_history import attempts_of, invoice_sendings
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.submissions import InvoiceIn, document_bytes
-from invoice_outbox.systems.holds import SystemHold, held_fields, held_systems
 
 router = APIRouter(tags=["invoices"])
 

@@ -28,6 +28,7 @@ from invoice_outbox.api.list_params import (
 from invoice_outbox.api.security import Admin, Caller
 from invoice_outbox.sendings.cause_groups import cause_groups, failure_statuses, group_view
 from invoice_outbox.sendings.filters import SendingFilter, shown_by_default
+from invoice_outbox.sendings.holds import held_systems
 from invoice_outbox.sendings.items import ABORTED_AT, ITEM_COLUMNS, practice_item, sending_item
 from invoice_outbox.sendings.list_query import (
     CAUSE_PARAMS,
@@ -44,7 +45,6 @@ from invoice_outbox.sendings.list_query import (
 from invoice_outbox.sendings.listing import Order, Page
 from invoice_outbox.sendings.pages import read_list_page, reading
 from invoice_outbox.state import AppState
-from invoice_outbox.systems.holds import held_systems
 
 router = APIRouter(tags=["finding failures"])
 

@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 from starlette.responses import Response
 
 from invoice_outbox.api.deps import State
+from invoice_outbox.sendings.holds import held_systems
+from invoice_outbox.sendings.lanes import lane_stats
 from invoice_outbox.sendings.models import Sending
-from invoice_outbox.systems.holds import held_systems
-from invoice_outbox.systems.lanes import lane_stats
 from invoice_outbox.systems.models import System
 
 router = APIRouter(tags=["health"])

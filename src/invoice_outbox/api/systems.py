@@ -20,7 +20,7 @@ from invoice_outbox.api.docs import body_doc
 from invoice_outbox.api.security import Admin
 from invoice_outbox.db.waker import commit_and_wake
 from invoice_outbox.errors import InvalidParameter
-from invoice_outbox.systems.lanes import lane_stats
+from invoice_outbox.sendings.lanes import lane_stats, system_with_lane
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import (
@@ -28,7 +28,6 @@ from invoice_outbox.systems.service import (
     get_system,
     list_systems,
     put_system,
-    system_view,
     validate_target,
 )
 
@@ -142,7 +141,7 @@ async def put(
     return answer(
         request,
         state,
-        system_view(system, stats, now=now),
+        system_with_lane(system, stats, now=now),
         root="System",
         status_code=201 if created else 200,
     )
@@ -171,7 +170,7 @@ async def get(
         raise SystemNotFound(name)
     now = state.clock.now()
     stats = (await lane_stats(session, now)).get(name)
-    return answer(request, state, system_view(system, stats, now=now), root="System")
+    return answer(request, state, system_with_lane(system, stats, now=now), root="System")
 
 
 @router.get(
@@ -183,5 +182,5 @@ async def get(
 async def index(request: Request, state: State, session: Session, _caller: Admin) -> Response:
     now = state.clock.now()
     stats = await lane_stats(session, now)
-    systems = [system_view(s, stats.get(s.name), now=now) for s in await list_systems(session)]
+    systems = [system_with_lane(s, stats.get(s.name), now=now) for s in await list_systems(session)]
     return answer(request, state, {"Systems": systems}, root="SystemList")

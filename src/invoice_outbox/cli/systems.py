@@ -68,10 +68,12 @@ def list_() -> None:
 
 async def _list(settings: Settings) -> list[dict[str, object]]:
     from invoice_outbox.clock import SystemClock
-    from invoice_outbox.systems.lanes import lane_stats
-    from invoice_outbox.systems.service import list_systems, system_view
+    from invoice_outbox.sendings.lanes import lane_stats, system_with_lane
+    from invoice_outbox.systems.service import list_systems
 
     now = SystemClock().now()
     async with common.open_session(settings) as session:
         stats = await lane_stats(session, now)
-        return [system_view(s, stats.get(s.name), now=now) for s in await list_systems(session)]
+        return [
+            system_with_lane(s, stats.get(s.name), now=now) for s in await list_systems(session)
+        ]

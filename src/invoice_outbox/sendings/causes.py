@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Final
 
+from invoice_outbox.sendings.holds import SystemHold
 from invoice_outbox.sendings.queries import (
     UNKNOWN_CAUSE,
 )
 from invoice_outbox.sendings.status import Status
-from invoice_outbox.systems.holds import SystemHold
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -366,7 +366,7 @@ def practice_explanation(
 
     A Failed sending whose next attempt is already due at `now` (its system is held while it
     is down, or the worker is busy) is promised an attempt "shortly", not at a past time.
-    `hold`: the sending is held (`invoice_outbox.systems.holds.is_held`: its system holds its
+    `hold`: the sending is held (`invoice_outbox.sendings.holds.is_held`: its system holds its
     queue, down or switched off); a waiting sending then says so, instead of promising an
     attempt that is not coming yet (or "being sent" for one whose worker is gone).
     """

@@ -55,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from invoice_outbox.db.failures import as_unavailable, describe
 from invoice_outbox.db.waker import Waker
 from invoice_outbox.sendings import transitions
+from invoice_outbox.sendings.holds import any_deliverable
 from invoice_outbox.sendings.intake_rules import (
     DUE,
     MAX_SYSTEMS,
@@ -86,7 +87,6 @@ from invoice_outbox.sendings.intake_store import (
 )
 from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.systems.directory import SystemsDirectory, SystemsSnapshot
-from invoice_outbox.systems.holds import any_deliverable
 
 __all__ = [
     "MAX_SYSTEMS",

@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from invoice_outbox.db.waker import CHANNEL as DUE_CHANNEL
 from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.documents import Document
+from invoice_outbox.sendings.holds import any_deliverable
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import SendingType
-from invoice_outbox.systems.holds import any_deliverable
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from datetime import datetime, tzinfo
 from typing import Any, Final
 
 from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
+from invoice_outbox.sendings.holds import SystemHold, held_fields
 from invoice_outbox.sendings.models import Sending
-from invoice_outbox.systems.holds import SystemHold, held_fields
 
 #: The columns of a list row, in the order `sending_item` reads them.
 ITEM_COLUMNS: Final = (
@@ -48,7 +48,7 @@ def sending_item(
     """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label).
 
     With `holds` (from `held_systems`) and `now`, the item also says whether it is held:
-    `Held`, `HeldReason`, `HeldSince` (`invoice_outbox.systems.holds.held_fields`).
+    `Held`, `HeldReason`, `HeldSince` (`invoice_outbox.sendings.holds.held_fields`).
     """
     (
         sending_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.errors import Conflict, Invalid, NotFound
-from invoice_outbox.systems.lanes import LaneStats, lane_view
 from invoice_outbox.systems.models import System, SystemPractice
 from invoice_outbox.systems.retry import RetryPolicy
 from invoice_outbox.systems.schemas import SystemIn
@@ -123,9 +122,9 @@ async def systems_for_practice(session: AsyncSession, practice_id: uuid.UUID) ->
     return sorted(rows.all())
 
 
-def system_view(system: System, lane: LaneStats | None = None, *, now: datetime) -> dict[str, Any]:
+def system_view(system: System, lane: Mapping[str, Any]) -> dict[str, Any]:
     """The API's picture of a system: settings without secrets, its health, and its lane
-    (`lane`, from `lane_stats`: what is in flight, due and held now)."""
+    (`lane`: what is in flight, due and held now, `invoice_outbox.sendings.lanes.lane_view`)."""
     view: dict[str, Any] = {"Name": system.name, "Channel": system.channel}
     view.update({k: v for k, v in system.settings.items() if v is not None})
     view["HasSecret"] = system.secret is not None
@@ -144,5 +143,5 @@ def system_view(system: System, lane: LaneStats | None = None, *, now: datetime)
         "LastSuccessAt": system.last_success_at,
         "NextProbeAt": system.next_probe_at if system.circuit == "Down" else None,
     }
-    view["Lane"] = lane_view(system, lane or LaneStats(), now=now)
+    view["Lane"] = dict(lane)
     return view

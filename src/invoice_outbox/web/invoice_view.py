@@ -19,10 +19,10 @@ from invoice_outbox.admin.models import AuditEntry
 from invoice_outbox.admin.notifications import notified_aborts
 from invoice_outbox.sendings.causes import CauseInfo, describe, group_key, practice_explanation
 from invoice_outbox.sendings.commands import resend_sources
+from invoice_outbox.sendings.holds import SystemHold, held_fields, held_systems
 from invoice_outbox.sendings.invoice_history import attempts_of
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.status import Status
-from invoice_outbox.systems.holds import SystemHold, held_fields, held_systems
 
 #: Longest reason an action form accepts (the API's `Reason` limit).
 MAX_REASON: Final = 1000

@@ -29,12 +29,12 @@ from starlette.responses import Response, StreamingResponse
 
 from invoice_outbox.api.deps import State
 from invoice_outbox.practices.service import PracticeInfo, label
+from invoice_outbox.sendings.holds import SystemHold, held_systems
 from invoice_outbox.sendings.items import ITEM_COLUMNS, sending_item
 from invoice_outbox.sendings.list_query import LEGACY_PARAMS
 from invoice_outbox.sendings.sorted_pages import sorted_statement
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.state import AppState
-from invoice_outbox.systems.holds import SystemHold, held_systems
 from invoice_outbox.web.paging import (
     FILTER_FIELDS,
     ORDERS,

@@ -28,11 +28,11 @@ from invoice_outbox.api.deps import State
 from invoice_outbox.auth.principal import AccessDenied, Principal
 from invoice_outbox.practices.service import PracticeInfo, label
 from invoice_outbox.sendings.filters import SendingFilter
+from invoice_outbox.sendings.holds import held_systems
 from invoice_outbox.sendings.items import ABORTED_AT, practice_item
 from invoice_outbox.sendings.list_query import PRACTICE_VIEW_PARAMS, scoped
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.state import AppState
-from invoice_outbox.systems.holds import held_systems
 from invoice_outbox.web.errors import PageError
 from invoice_outbox.web.lists import csv_response
 from invoice_outbox.web.paging import (

@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from invoice_outbox.api.deps import State
+from invoice_outbox.sendings.lanes import LaneStats, lane_stats, lane_view
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
-from invoice_outbox.systems.lanes import LaneStats, lane_stats, lane_view
 from invoice_outbox.systems.models import System, SystemPractice
 from invoice_outbox.web.sessions import AdminPage
 from invoice_outbox.web.templating import render
@@ -56,7 +56,7 @@ class SystemRow:
     queued: int
     failed: int
     aborted: int
-    #: The lane: `invoice_outbox.systems.lanes.lane_view` (in flight, limit, rate, due, held).
+    #: The lane: `invoice_outbox.sendings.lanes.lane_view` (in flight, limit, rate, due, held).
     lane: dict[str, Any]
     last_success_at: datetime | None
     last_failure_at: datetime | None

@@ -14,10 +14,11 @@ from typing import Any, Final
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from invoice_outbox.sendings.holds import SystemHold
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import CLAIMABLE, Status
-from invoice_outbox.systems.holds import SystemHold
 from invoice_outbox.systems.models import System
+from invoice_outbox.systems.service import system_view
 
 _WAITING: Final = [s.value for s in CLAIMABLE]
 
@@ -104,3 +105,8 @@ def lane_view(system: System, stats: LaneStats, *, now: datetime) -> dict[str, A
         "OldestDueAgeSeconds": age,
         "ThrottledUntil": paused,
     }
+
+
+def system_with_lane(system: System, stats: LaneStats | None, *, now: datetime) -> dict[str, Any]:
+    """`systems.service.system_view` of `system` with its lane (`stats` from `lane_stats`)."""
+    return system_view(system, lane_view(system, stats or LaneStats(), now=now))
