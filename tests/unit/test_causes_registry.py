@@ -15,8 +15,8 @@ from invoice_outbox.sendings.causes import (
     UNKNOWN,
     describe,
     group_key,
-    practice_explanation,
 )
+from invoice_outbox.sendings.practice_words import practice_explanation
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.holds import SystemHold
 

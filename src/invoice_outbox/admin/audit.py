@@ -41,6 +41,8 @@ ACTIONS = (
     "resend_job.finish",
     "invoice.cancel",
     "system.put",
+    "rejection.put",
+    "rejection.delete",
     "user.add",
     "session.sign_in",
     "session.sign_out",

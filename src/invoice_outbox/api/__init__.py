@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from invoice_outbox.api import (
+    acknowledgements,
     audit_routes,
     health,
     invoices,
@@ -20,6 +21,7 @@ from invoice_outbox.api import (
     legacy_lists,
     listing_routes,
     metrics_route,
+    rejection_routes,
     resend_routes,
     sandbox,
     sending_routes,
@@ -52,6 +54,8 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         audit_routes.router,
         invoices.router,
         systems.router,
+        acknowledgements.router,
+        rejection_routes.router,
     ]
     if settings.sandbox:
         routers.append(sandbox.router)

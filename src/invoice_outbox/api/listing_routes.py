@@ -44,6 +44,7 @@ from invoice_outbox.sendings.listing import Order, Page
 from invoice_outbox.sendings.pages import read_list_page, reading
 from invoice_outbox.state import AppState
 from invoice_outbox.systems.holds import held_systems
+from invoice_outbox.systems.rejections import load_catalogue
 
 router = APIRouter(tags=["finding failures"])
 
@@ -80,7 +81,10 @@ _ITEM_FIELDS = (
     "`SendingId`, `PracticeId`, `InvoiceId`, `EncounterId`, `System`, `SendingType`, `Status`, "
     "`Reason`, `Cause` (the cause group's slug; `unknown` for a failure recorded without one; "
     "null when nothing failed), `CauseLabel` (the group's name for admins), `SendingAttempts`, "
-    "`SendingTime`, `NextAttemptAt`, `SentAt`"
+    "`SendingTime`, `NextAttemptAt`, `SentAt`, `Acceptance` (the recipient's verdict: "
+    "`Awaiting`, `Accepted`, `Rejected`, `Overdue`; null for systems that do not tell one), "
+    "`AcceptanceCode` (the recipient's code), `WaitsFor` (a corrected claim waits for this "
+    "sending, the reversal of the accepted one)"
 )
 _PAGE_SHAPE = (
     '`{"Items": [...], "Total": n, "NextCursor": "..." | null}` (XML root `SendingPage`, items '
@@ -123,7 +127,10 @@ async def list_sendings(request: Request, state: State, caller: Caller) -> Respo
     params = read_params(request.query_params.multi_items(), LIST_PARAMS, state.settings.zone)
     selection = shown_by_default(scoped(params.selection, caller))
     page = await _sendings_page(state, params, selection, "sendings")
-    return _page_answer(request, state, page, [sending_item(row) for row in page.rows])
+    async with reading(state.engine) as connection:
+        catalogue = await load_catalogue(connection)
+    items = [sending_item(row, catalogue) for row in page.rows]
+    return _page_answer(request, state, page, items)
 
 
 @router.get(
@@ -132,10 +139,13 @@ async def list_sendings(request: Request, state: State, caller: Caller) -> Respo
     description=(
         "**Admins, or users of that practice.** The practice's sendings with the filters and "
         "paging of `GET api/v1/billing/sendings`; each item also has `Explanation` (what "
-        "happened, in plain words) and `NextStep` (what happens next, or what to do)."
+        "happened, in plain words) and `NextStep` (what happens next, or what to do); a "
+        "sending the recipient rejected has `WhoMustAct` (practice, administrator or software "
+        "vendor) and `MustCorrect` (true: the practice must correct the invoice; `NextStep` is "
+        "the fix)."
     ),
     response_class=Response,
-    responses=_page_responses(", `Explanation`, `NextStep`"),
+    responses=_page_responses(", `Explanation`, `NextStep`, `WhoMustAct`, `MustCorrect`"),
     openapi_extra=query_docs(PRACTICE_VIEW_PARAMS),
 )
 async def practice_invoices(
@@ -149,7 +159,8 @@ async def practice_invoices(
     now = state.clock.now()
     async with reading(state.engine) as connection:
         holds = await held_systems(connection)
-    items = [practice_item(row, zone, now, holds) for row in page.rows]
+        catalogue = await load_catalogue(connection)
+    items = [practice_item(row, zone, now, holds, catalogue) for row in page.rows]
     return _page_answer(request, state, page, items)
 
 
@@ -164,7 +175,11 @@ async def practice_invoices(
         "`Label` (the group's name), `FirstSeen` and `LastSeen` (SendingTime), `Statuses` "
         "(count per status), `Systems`, `SystemCount`, `Practices` (at most "
         f"{PRACTICE_CAP}) and `PracticeCount`, `Retryable` (the worker retries this cause "
-        "by itself). Filters as on the lists; `status` may be `Failed` or `Aborted`."
+        "by itself). A recipient's rejection (cause `code-...`, keyed on the rejection "
+        "catalogue's entry) also has `Meaning`, `Fix`, `WhoMustAct`, `ResendHelps` and "
+        "`Known` (false: a code the catalogue does not explain yet); `ResendAll` is false "
+        "when the fix needs a correction (no blind resend of the group). Filters as on the "
+        "lists; `status` may be `Failed` or `Aborted`."
     ),
     response_class=Response,
     responses={
@@ -182,9 +197,13 @@ async def list_causes(request: Request, state: State, _caller: Admin) -> Respons
     selection = read_cause_selection(request.query_params.multi_items(), state.settings.zone)
     async with reading(state.engine) as connection:
         groups = await cause_groups(connection, selection)
+        catalogue = await load_catalogue(connection)
     statuses = failure_statuses(selection)
     value = {
-        "Groups": [group_view(g, practice_cap=PRACTICE_CAP, statuses=statuses) for g in groups],
+        "Groups": [
+            group_view(g, practice_cap=PRACTICE_CAP, statuses=statuses, catalogue=catalogue)
+            for g in groups
+        ],
         "Total": sum(g.count for g in groups),
     }
     return answer(request, state, value, root="CauseGroups")

@@ -6,7 +6,12 @@ Rules (each sending is one invoice x one system x type Invoice):
 - corrected document, not yet delivered (Pending, Failed, Aborted, Discarded) → the document
   is replaced and the sending is queued again, due now, with a fresh attempt budget;
 - corrected document while an attempt is in flight → `IntakeConflict` (try again shortly);
-- corrected document after delivery (Sent) or after cancellation → `IntakeConflict`.
+- corrected document for a claim the recipient accepted (or is judging: Awaiting, Overdue) →
+  never a second live claim: a `Cancellation` of it (revision r, naming the claim it
+  reverses) due now, then a new `Invoice` of revision r + 1 that waits for the Cancellation to
+  be done (delivered, and accepted where the system tells acceptance), in that order;
+- corrected document after delivery to a Transport system, or after cancellation →
+  `IntakeConflict`.
 Nothing is ever delivered twice on purpose.  Functions never commit (`submit_idempotently`
 rolls back a transaction that lost an insert race, and only that).
 
@@ -29,11 +34,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.errors import Conflict, Invalid
+from invoice_outbox.sendings.cancellation import add_cancellation
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.sealing import digest, new_document
-from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.status import Acceptance, SendingType, Status
 from invoice_outbox.sendings.transitions import create_pending, requeue_loaded
 from invoice_outbox.systems.models import System, SystemPractice
 
@@ -136,17 +142,18 @@ async def submit(
     Raises `DocumentKeyMissing` when a stored document of the invoice is sealed under a key
     this process does not hold (it cannot tell whether the document changed)."""
     systems = await _target_systems(session, submission)
-    existing = {
-        s.system: s
-        for s in (
-            await session.scalars(
-                select(Sending).where(
-                    Sending.invoice_id == submission.invoice_id,
-                    Sending.sending_type == SendingType.INVOICE.value,
-                )
+    existing: dict[str, Sending] = {}
+    for found in (
+        await session.scalars(
+            select(Sending)
+            .where(
+                Sending.invoice_id == submission.invoice_id,
+                Sending.sending_type == SendingType.INVOICE.value,
             )
-        ).all()
-    }
+            .order_by(Sending.revision)
+        )
+    ).all():
+        existing[found.system] = found  # the latest revision of the claim at each system
     foreign = [s for s in existing.values() if s.practice_id != submission.practice_id]
     if foreign:
         # Invoice ids are global: never let one practice touch another's invoice.
@@ -184,6 +191,9 @@ async def submit(
             sending = _new_sending(submission, system, shared.id, now)
             session.add(shared)
             session.add(sending)
+        elif sending.status == Status.SENT.value and sending.acceptance is not None:
+            session.add(shared)
+            sending = await _correct_after_acceptance(session, sending, shared, now, keyring)
         else:
             _replace_document(sending, shared, now)
             session.add(shared)
@@ -237,8 +247,54 @@ def _new_sending(
     )
 
 
+async def _correct_after_acceptance(
+    session: AsyncSession,
+    accepted: Sending,
+    document: Document,
+    now: datetime,
+    keyring: Keyring,
+) -> Sending:
+    """A reversal of `accepted` (a Cancellation, due now), then the corrected claim (the next
+    revision, waiting for the reversal).  Returns the corrected claim."""
+    if accepted.acceptance == Acceptance.REJECTED.value:  # not live: a plain resend would do
+        raise IntakeConflict(f"the claim at {accepted.system} was rejected; resend it")
+    original = await session.scalar(
+        select(Document.content_type).where(Document.id == accepted.document_id)
+    )
+    reversal = await add_cancellation(
+        session,
+        accepted,
+        content_type=original or document.content_type,
+        now=now,
+        keyring=keyring,
+        reversal=True,
+    )
+    if reversal.status == Status.CANCELLED.value or reversal.created_at != now:
+        raise IntakeConflict(f"this invoice was cancelled for {accepted.system}")
+    await session.flush()  # the reversal's id, for the claim that follows it
+    corrected = create_pending(
+        practice_id=accepted.practice_id,
+        encounter_id=accepted.encounter_id,
+        invoice_id=accepted.invoice_id,
+        system=accepted.system,
+        sending_type=SendingType.INVOICE,
+        document_id=document.id,
+        now=now,
+        revision=accepted.revision + 1,
+        follows=reversal.id,
+    )
+    session.add(corrected)
+    return corrected
+
+
 def _replace_document(sending: Sending, document: Document, now: datetime) -> None:
     status = Status(sending.status)
+    if status is Status.PENDING and sending.follows_id is not None and not sending.next_attempt_at:
+        # A corrected claim still waiting for its reversal: corrected again, it keeps waiting.
+        sending.document_id = document.id
+        sending.idempotency_key = uuid.uuid4().hex
+        sending.updated_at = now
+        return
     if status is Status.SENDING:
         raise IntakeConflict(
             f"a delivery of this invoice to {sending.system} is in progress; "

@@ -11,9 +11,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Final
 
-from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
+from invoice_outbox.sendings.causes import describe, group_key
 from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.practice_words import practice_explanation
 from invoice_outbox.systems.holds import SystemHold
+from invoice_outbox.systems.rejections import Catalogue
 
 #: The columns of a list row, in the order `sending_item` reads them.
 ITEM_COLUMNS: Final = (
@@ -30,11 +32,15 @@ ITEM_COLUMNS: Final = (
     Sending.sending_time,
     Sending.next_attempt_at,
     Sending.sent_at,
+    Sending.acceptance,
+    Sending.acceptance_code,
+    Sending.follows_id,
 )
 
 
-def sending_item(row: Sequence[Any]) -> dict[str, Any]:
-    """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label)."""
+def sending_item(row: Sequence[Any], catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """A row of `ITEM_COLUMNS` as a list item (`Cause` is its cause group, with its label;
+    a rejection's label comes from `catalogue`, the file's alone when None)."""
     (
         sending_id,
         practice_id,
@@ -49,7 +55,10 @@ def sending_item(row: Sequence[Any]) -> dict[str, Any]:
         sending_time,
         next_attempt_at,
         sent_at,
-    ) = row[:13]
+        acceptance,
+        acceptance_code,
+        follows_id,
+    ) = row[:16]
     group = group_key(status, cause)
     return {
         "SendingId": sending_id,
@@ -61,22 +70,41 @@ def sending_item(row: Sequence[Any]) -> dict[str, Any]:
         "Status": status,
         "Reason": reason,
         "Cause": group,
-        "CauseLabel": None if group is None else describe(group).label,
+        "CauseLabel": None if group is None else describe(group, catalogue).label,
         "SendingAttempts": attempts,
         "SendingTime": sending_time,
         "NextAttemptAt": next_attempt_at,
         "SentAt": sent_at,
+        "Acceptance": acceptance,
+        "AcceptanceCode": acceptance_code,
+        "WaitsFor": follows_id,
     }
 
 
 def practice_item(
-    row: Sequence[Any], zone: tzinfo, now: datetime, holds: Mapping[str, SystemHold] | None = None
+    row: Sequence[Any],
+    zone: tzinfo,
+    now: datetime,
+    holds: Mapping[str, SystemHold] | None = None,
+    catalogue: Catalogue | None = None,
 ) -> dict[str, Any]:
-    """`sending_item` plus `Explanation` and `NextStep` in plain words (the practice view).
+    """`sending_item` plus `Explanation` and `NextStep` in plain words (the practice view),
+    and for a rejection `WhoMustAct` and `MustCorrect` (the practice must correct it).
 
     `holds` (from `held_systems`): systems holding their queue, so waiting invoices say why.
     """
-    item = sending_item(row)
+    item = sending_item(row, catalogue)
+    info = describe(item["Cause"], catalogue) if item["Cause"] else None
+    who = info.who if info is not None and item["Acceptance"] == "Rejected" else None
+    item["WhoMustAct"] = who
+    item["MustCorrect"] = who == "practice" and item["Status"] == "Aborted"
+    if item["WaitsFor"] is not None and item["Status"] == "Pending" and not item["NextAttemptAt"]:
+        item["Explanation"] = (
+            f"This corrected invoice waits until {item['System']} has accepted the reversal "
+            "of the earlier one, so that it never holds two live claims for this invoice."
+        )
+        item["NextStep"] = "Nothing to do: it is sent as soon as the reversal is accepted."
+        return item
     explanation, next_step = practice_explanation(
         status=item["Status"],
         cause=item["Cause"],
@@ -85,6 +113,9 @@ def practice_item(
         zone=zone,
         now=now,
         hold=(holds or {}).get(item["System"]),
+        acceptance=item["Acceptance"],
+        system=item["System"],
+        catalogue=catalogue,
     )
     item["Explanation"] = explanation
     item["NextStep"] = next_step

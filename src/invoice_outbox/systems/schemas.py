@@ -7,6 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from invoice_outbox.sendings.retry import MAX_DELAY
+from invoice_outbox.sendings.status import AcceptanceMode
+from invoice_outbox.systems.acceptance import AcceptanceIn
+from invoice_outbox.systems.signing import check_secret
 from invoice_outbox.text_patterns import NOT_BLANK
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
@@ -50,11 +54,11 @@ def _system_rules(schema: dict[str, Any]) -> None:
             ],
         },
     ]
-    seconds = 1000 * 86400
+    seconds = MAX_DELAY.total_seconds()
     schema["properties"]["RetryPolicy"] = {
         "description": 'e.g. {"Schedule": ["0s", "5s", "5m"], "MaxAttempts": 3, "Jitter": 0.1}; '
         "every key optional. Delays: seconds, or text such as 5s, 5m, 2h, 250ms (at most "
-        "1000 days).",
+        f"{MAX_DELAY.days} days).",
         "anyOf": [
             {"type": "null"},
             {
@@ -82,8 +86,10 @@ def _system_rules(schema: dict[str, Any]) -> None:
 class SystemIn(BaseModel):
     """``PUT api/v1/billing/systems/{name}``: the whole configuration of one system.
 
-    Secrets (``AuthValue``, ``Password``) are write-only: omit them to keep the stored value,
-    send an empty string to clear it.
+    Secrets (``AuthValue``, ``Password``, ``SigningSecret``, ``Acceptance.Secret``,
+    ``ClientCertificate``/``ClientKey``) are write-only: omit them to keep the stored value,
+    send an empty string to clear it.  A new ``SigningSecret`` (or ``Acceptance.Secret``)
+    rotates: the previous one stays valid for ``SecretOverlapSeconds``.
     """
 
     model_config = ConfigDict(
@@ -111,6 +117,28 @@ class SystemIn(BaseModel):
     UseTls: bool = False
     Username: str | None = Field(default=None, max_length=320)
     Password: SecretStr | None = Field(default=None, max_length=4000)
+    # Acceptance beyond transport, signatures, mTLS
+    Acceptance: AcceptanceIn | None = None
+    SigningSecret: SecretStr | None = Field(default=None, max_length=200)
+    SecretOverlapSeconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    ClientCertificate: SecretStr | None = Field(default=None, max_length=64_000)
+    ClientKey: SecretStr | None = Field(default=None, max_length=64_000)
+    CaCertificate: str | None = Field(default=None, max_length=64_000)
+
+    @model_validator(mode="after")
+    def _acceptance_fields(self) -> SystemIn:
+        signing = self.SigningSecret.get_secret_value() if self.SigningSecret else ""
+        if signing:
+            check_secret(signing, "SigningSecret")
+        if self.Channel == "Email":
+            if signing or self.ClientCertificate or self.ClientKey or self.CaCertificate:
+                raise ValueError(
+                    "SigningSecret, ClientCertificate, ClientKey and CaCertificate belong to "
+                    "Http systems"
+                )
+            if self.Acceptance is not None and self.Acceptance.Mode is AcceptanceMode.RESPONSE:
+                raise ValueError("Acceptance Mode Response needs an Http system")
+        return self
 
     @model_validator(mode="after")
     def _channel_fields(self) -> SystemIn:
@@ -132,7 +160,11 @@ class SystemIn(BaseModel):
     def channel_settings(self) -> dict[str, Any]:
         """The non-secret settings stored with the system."""
         if self.Channel == "Http":
-            return {"Url": self.Url, "AuthHeader": self.AuthHeader}
+            return {
+                "Url": self.Url,
+                "AuthHeader": self.AuthHeader,
+                "CaCertificate": self.CaCertificate,
+            }
         return {
             "Host": self.Host,
             "Port": self.Port or (465 if self.UseTls else 587),

@@ -14,12 +14,14 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.sendings.causes import describe, group_key, practice_explanation
+from invoice_outbox.sendings.causes import describe, group_key
 from invoice_outbox.sendings.commands import resend_sources
-from invoice_outbox.sendings.invoice_history import attempts_of
-from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.invoice_history import acknowledgements_of, attempts_of
+from invoice_outbox.sendings.models import Acknowledgement, Attempt, Sending
+from invoice_outbox.sendings.practice_words import practice_explanation
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.systems.holds import SystemHold, held_systems
+from invoice_outbox.systems.rejections import Catalogue, load_catalogue
 
 #: Longest reason an action form accepts (the API's `Reason` limit).
 MAX_REASON: Final = 1000
@@ -29,6 +31,14 @@ OUTCOMES: Final = {
     "Sent": "Delivered",
     "Retryable": "Failed; tried again later",
     "Permanent": "Refused; not tried again automatically",
+    "Rejected": "Delivered, and rejected by the recipient",
+}
+#: The recipient's verdict in plain words.
+ACCEPTANCE_WORDS: Final = {
+    "Awaiting": "Delivered; waiting for the recipient's verdict",
+    "Accepted": "Accepted by the recipient",
+    "Rejected": "Rejected by the recipient",
+    "Overdue": "No acknowledgement yet, and it is past the deadline",
 }
 #: A sending's status in plain words (next to its badge).
 STATUS_WORDS: Final = {
@@ -60,6 +70,19 @@ class AttemptView:
     code: int | None
     reason: str | None
     worker: str | None
+    recipient_code: str | None = None
+    #: The recipient's own words: only filled for admins (they may carry patient data).
+    recipient_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgementView:
+    received_at: datetime
+    accepted: bool
+    code: str | None
+    message: str | None
+    applied: bool
+    note: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +111,13 @@ class SendingView:
     attempts: list[AttemptView]
     can_resend: bool
     can_discard: bool
+    acceptance: str | None = None
+    acceptance_words: str | None = None
+    acceptance_code: str | None = None
+    acceptance_reference: str | None = None
+    acceptance_due_at: datetime | None = None
+    who_must_act: str | None = None
+    acknowledgements: tuple[AcknowledgementView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +128,7 @@ class InvoiceView:
     sendings: list[SendingView]
 
 
-def attempt_view(attempt: Attempt) -> AttemptView:
+def attempt_view(attempt: Attempt, admin: bool = False) -> AttemptView:
     return AttemptView(
         number=attempt.number,
         started_at=attempt.started_at,
@@ -108,6 +138,8 @@ def attempt_view(attempt: Attempt) -> AttemptView:
         code=attempt.code,
         reason=attempt.reason,
         worker=attempt.worker,
+        recipient_code=attempt.recipient_code,
+        recipient_message=attempt.recipient_message if admin else None,
     )
 
 
@@ -119,6 +151,8 @@ def sending_view(
     now: datetime,
     admin: bool,
     hold: SystemHold | None = None,
+    catalogue: Catalogue | None = None,
+    acknowledgements: Sequence[Acknowledgement] = (),
 ) -> SendingView:
     """`sending` for the page; `admin`: the resend/discard forms are offered where they apply;
     `hold`: its system holds its queue (down or switched off), which the explanation says."""
@@ -131,7 +165,11 @@ def sending_view(
         zone=zone,
         now=now,
         hold=hold,
+        acceptance=sending.acceptance,
+        system=sending.system,
+        catalogue=catalogue,
     )
+    info = describe(group, catalogue) if group is not None else None
     discarded = sending.status == Status.DISCARDED.value
     return SendingView(
         id=sending.id,
@@ -145,7 +183,7 @@ def sending_view(
         discarded_by=sending.discarded_by,
         discard_reason=sending.discard_reason,
         reason=sending.reason,
-        cause_label=None if group is None else describe(group).label,
+        cause_label=None if info is None else info.label,
         explanation=explanation,
         next_step=next_step,
         attempt_count=sending.attempts,
@@ -153,9 +191,23 @@ def sending_view(
         next_attempt_at=sending.next_attempt_at,
         sent_at=sending.sent_at,
         idempotency_key=sending.idempotency_key,
-        attempts=[attempt_view(a) for a in attempts],
+        attempts=[attempt_view(a, admin) for a in attempts],
         can_resend=admin and Status(sending.status) in resend_sources(force=False, discarded=True),
         can_discard=admin and sending.status == Status.ABORTED.value,
+        acceptance=sending.acceptance,
+        acceptance_words=ACCEPTANCE_WORDS.get(sending.acceptance or ""),
+        acceptance_code=sending.acceptance_code,
+        acceptance_reference=sending.acceptance_reference,
+        acceptance_due_at=sending.acceptance_due_at,
+        who_must_act=info.who if info is not None and info.rejection else None,
+        acknowledgements=tuple(
+            AcknowledgementView(
+                a.received_at, a.accepted, a.code, a.message if admin else None, a.applied, a.note
+            )
+            for a in acknowledgements
+        )
+        if admin
+        else (),
     )
 
 
@@ -170,6 +222,8 @@ async def invoice_view(
     """The page's view of an invoice's (non-empty) `sendings`, with their attempts."""
     history = await attempts_of(session, [s.id for s in sendings])
     holds = await held_systems(session)
+    catalogue = await load_catalogue(session)
+    acks = await acknowledgements_of(session, [s.id for s in sendings]) if admin else {}
     first = sendings[0]
     return InvoiceView(
         invoice_id=first.invoice_id,
@@ -177,7 +231,14 @@ async def invoice_view(
         practice_ids=sorted({s.practice_id for s in sendings}),
         sendings=[
             sending_view(
-                s, history[s.id], zone=zone, now=now, admin=admin, hold=holds.get(s.system)
+                s,
+                history[s.id],
+                zone=zone,
+                now=now,
+                admin=admin,
+                hold=holds.get(s.system),
+                catalogue=catalogue,
+                acknowledgements=acks.get(s.id, ()),
             )
             for s in sendings
         ],

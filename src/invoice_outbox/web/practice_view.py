@@ -28,7 +28,9 @@ from invoice_outbox.auth.principal import AccessDenied
 from invoice_outbox.sendings.items import practice_item
 from invoice_outbox.sendings.list_query import PRACTICE_VIEW_PARAMS, scoped
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.sendings.worklists import must_correct
 from invoice_outbox.systems.holds import held_systems
+from invoice_outbox.systems.rejections import load_catalogue
 from invoice_outbox.web.errors import PageError
 from invoice_outbox.web.lists import system_names
 from invoice_outbox.web.paging import (
@@ -94,7 +96,11 @@ async def practice_invoices(request: Request, principal: PagePrincipal, state: S
     now = state.clock.now()
     async with state.engine.connect() as connection:
         holds = await held_systems(connection)
-    items = [practice_item(row, zone, now, holds) for row in page.rows]
+        catalogue = await load_catalogue(connection)
+        to_correct = await must_correct(
+            connection, selection.practices, catalogue=catalogue, zone=zone, now=now
+        )
+    items = [practice_item(row, zone, now, holds, catalogue) for row in page.rows]
     values = form_values(request, FILTER_FIELDS)
     filtered_practice = params.selection.practices if principal.is_admin else None
     return render(
@@ -102,6 +108,7 @@ async def practice_invoices(request: Request, principal: PagePrincipal, state: S
         "practice_invoices.html",
         {
             "items": items,
+            "to_correct": to_correct,
             "pager": pager(request, page, number),
             "values": values,
             "filtering": any(values.values()) or show != DEFAULT_SHOW,

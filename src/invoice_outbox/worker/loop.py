@@ -9,6 +9,7 @@ queue (recorded, budget not spent).  Outcomes are saved even while shutting down
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -35,6 +36,7 @@ from invoice_outbox.systems.channels.base import (
     DeliveryError,
     PermanentDeliveryError,
     RetryableDeliveryError,
+    Verdict,
 )
 from invoice_outbox.systems.factory import ChannelPool, SystemConfig, load_system_configs
 from invoice_outbox.systems.targets import TargetRefused, check_target
@@ -323,7 +325,14 @@ class Worker:
                     content_type=document[3],
                 )
             )
-            return Outcome(claim, started_at, _ms(started), delivered=delivered)
+            acceptance = None if config.acceptance.transport_only else config.acceptance
+            if acceptance is not None and delivered.verdict is None:
+                # Acknowledgement mode (or a Response system's channel that read nothing):
+                # delivered, the verdict comes later.
+                delivered = dataclasses.replace(delivered, verdict=Verdict("pending"))
+            return Outcome(
+                claim, started_at, _ms(started), delivered=delivered, acceptance=acceptance
+            )
         except DeliveryError as exc:
             return Outcome(claim, started_at, _ms(started), error=exc)
         except asyncio.CancelledError:
