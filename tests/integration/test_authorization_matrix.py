@@ -31,10 +31,10 @@ from starlette.routing import Route
 
 from invoice_outbox.admin.models import AuditEntry, ResendJob
 from invoice_outbox.api.errors import DENIED
-from invoice_outbox.api.sandbox import behaviour
 from invoice_outbox.app import create_app
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.auth.users import add_user
+from invoice_outbox.demo import behaviour
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.settings import Settings

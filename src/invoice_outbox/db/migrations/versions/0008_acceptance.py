@@ -10,7 +10,7 @@ New tables: acknowledgements, webhook_receipts (replay protection), rejection_ov
 Frozen history: this file must not import application code.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0005
 """
 
 from collections.abc import Sequence
@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0008"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
