@@ -12,19 +12,14 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 
 from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.errors import ApiError
-from invoice_outbox.sendings.acknowledgements import (
-    Ack,
-    AcknowledgementRefused,
-    Replayed,
-    receive,
-)
+from invoice_outbox.sendings.acknowledgements import Ack, receive
 from invoice_outbox.sendings.status import AcceptanceMode
+from invoice_outbox.state import AppState
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.rejections import load_catalogue
 from invoice_outbox.systems.service import acceptance_config, acknowledgement_keys
@@ -60,6 +55,26 @@ def _keys(system: System | None, now: datetime) -> list[bytes]:
     return keys
 
 
+def _authenticate(
+    found: System | None, request: Request, body: bytes, state: AppState, now: datetime
+) -> None:
+    """The request is signed with the system's acknowledgement secret: the API's own 401
+    otherwise (as a bearer token is checked in `api.security`), saying nothing more."""
+    headers = request.headers
+    try:
+        verify(
+            _keys(found, now),
+            message_id=headers.get("webhook-id"),
+            timestamp=headers.get("webhook-timestamp"),
+            signatures=headers.get("webhook-signature"),
+            body=body,
+            now=now,
+            tolerance_seconds=state.settings.webhook_tolerance_seconds,
+        )
+    except SignatureRefused as exc:
+        raise ApiError(401, exc.message, headers=_CHALLENGE) from None
+
+
 @router.post(
     "/api/v1/billing/acknowledgements/{system}",
     summary="A recipient's acknowledgement: its verdict on a delivered invoice",
@@ -85,25 +100,9 @@ async def acknowledge(request: Request, state: State, session: Session, system: 
     now = state.clock.now()
     body = await request.body()
     found = await session.get(System, system) if len(system) <= 100 else None
-    headers = request.headers
-    try:
-        verify(
-            _keys(found, now),
-            message_id=headers.get("webhook-id"),
-            timestamp=headers.get("webhook-timestamp"),
-            signatures=headers.get("webhook-signature"),
-            body=body,
-            now=now,
-            tolerance_seconds=state.settings.webhook_tolerance_seconds,
-        )
-    except SignatureRefused as exc:
-        raise ApiError(401, exc.message, headers=_CHALLENGE) from None
+    _authenticate(found, request, body, state, now)
     assert found is not None  # a signature verified: the system exists
     spec, _ = await read_body(request, AcknowledgementIn, xml_children)
-    if not spec.IdempotencyKey and not spec.Reference:
-        raise ApiError(
-            400, "The request is invalid: name the sending by IdempotencyKey or Reference."
-        )
     ack = Ack(
         accepted=spec.Accepted,
         idempotency_key=spec.IdempotencyKey,
@@ -112,25 +111,18 @@ async def acknowledge(request: Request, state: State, session: Session, system: 
         message=spec.Message,
     )
     catalogue = await load_catalogue(session)
-    try:
-        result = await receive(
-            session,
-            system=found.name,
-            config=acceptance_config(found),
-            ack=ack,
-            webhook_id=headers["webhook-id"],
-            catalogue=catalogue,
-            now=now,
-        )
-    except AcknowledgementRefused:
-        # Recorded for an administrator, not applied: keep the record, then answer 409.
-        await session.commit()
-        raise
-    try:
-        await session.commit()
-    except IntegrityError:  # the same webhook-id, received twice at once: one wins
-        await session.rollback()
-        raise Replayed() from None
+    result = await receive(
+        session,
+        system=found.name,
+        config=acceptance_config(found),
+        ack=ack,
+        webhook_id=request.headers["webhook-id"],
+        catalogue=catalogue,
+        now=now,
+    )
+    await session.commit()
+    if result.refused is not None:  # recorded for an administrator (committed), not applied
+        raise result.refused
     value = {
         "Applied": result.applied,
         "Acceptance": result.acceptance,

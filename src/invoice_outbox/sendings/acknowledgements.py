@@ -10,7 +10,10 @@ The caller (the API) has verified the Standard Webhooks signature.  Here:
   Rejected with the catalogue's words (the sending is then Aborted, as the legacy list shows);
 - the same verdict again is a repeat: answered as applied before, changing nothing;
 - a verdict contradicting the recorded one, or one for a sending that is not delivered, is
-  recorded (``applied`` false, with a note) for an administrator, never applied.
+  recorded (``applied`` false, with a note) for an administrator, never applied: `receive`
+  returns it with `AckResult.refused` set, for the caller to commit the record and then raise;
+- one naming no sending (neither ``IdempotencyKey`` nor ``Reference``) is
+  `AcknowledgementUnnamed`.
 
 Every acknowledgement that names a sending is kept (table ``acknowledgements``), with the
 recipient's own words, capped and cleaned: administrators see them, logs never do.
@@ -25,9 +28,10 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.errors import Conflict, NotFound
+from invoice_outbox.errors import Conflict, Invalid, NotFound
 from invoice_outbox.sendings import transitions
 from invoice_outbox.sendings.models import Acknowledgement, Sending, WebhookReceipt
 from invoice_outbox.sendings.status import Acceptance, Status
@@ -45,6 +49,7 @@ __all__ = [
     "AckResult",
     "AcknowledgementNotFound",
     "AcknowledgementRefused",
+    "AcknowledgementUnnamed",
     "Replayed",
     "forget_old_receipts",
     "receive",
@@ -72,6 +77,13 @@ class AcknowledgementRefused(Conflict):
     """Recorded for an administrator, not applied (a contradiction, or not delivered yet)."""
 
 
+class AcknowledgementUnnamed(Invalid):
+    """The acknowledgement names no sending: neither IdempotencyKey nor Reference."""
+
+    def __init__(self) -> None:
+        super().__init__("name the sending by IdempotencyKey or Reference")
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     """An acknowledgement as the recipient sent it (raw values; `receive` cleans them)."""
@@ -88,12 +100,14 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class AckResult:
-    """What an applied (or repeated) acknowledgement did."""
+    """What an acknowledgement did: applied, a repeat, or refused (recorded, not applied:
+    `refused` is the error to answer once the record is committed)."""
 
     sending_id: uuid.UUID
     applied: bool
     acceptance: str
-    outcome: Literal["applied", "repeat"]
+    outcome: Literal["applied", "repeat", "refused"]
+    refused: AcknowledgementRefused | None = None
 
 
 async def _find(session: AsyncSession, system: str, ack: Ack) -> Sending | None:
@@ -111,6 +125,25 @@ async def _find(session: AsyncSession, system: str, ack: Ack) -> Sending | None:
         .with_for_update()
     )
     return (await session.scalars(statement)).first()
+
+
+async def _take_webhook_id(
+    session: AsyncSession, system: str, webhook_id: str, now: datetime
+) -> None:
+    """Record the webhook-id as received; `Replayed` when another request took it meanwhile
+    (the same message, received twice at once: one wins, the other applies nothing)."""
+    session.add(WebhookReceipt(system=system, webhook_id=webhook_id[:200], seen_at=now))
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Replayed() from None
+
+
+async def _refused(session: AsyncSession, sending: Sending, message: str) -> AckResult:
+    """The acknowledgement is recorded (with its note), not applied."""
+    await session.flush()
+    refused = AcknowledgementRefused(message)
+    return AckResult(sending.id, False, sending.acceptance or "", "refused", refused)
 
 
 def _same_verdict(sending: Sending, accepted: bool, code: str | None) -> bool:
@@ -133,9 +166,12 @@ async def receive(
 ) -> AckResult:
     """Apply `ack` from `system` (signature already verified).  See the module docstring.
 
-    Raises `AcknowledgementNotFound`, `Replayed`, or `AcknowledgementRefused` (the
-    acknowledgement is then recorded in the session: the caller commits before answering).
+    Raises `AcknowledgementUnnamed`, `AcknowledgementNotFound`, `Replayed`, or
+    `AcknowledgementRefused` when nothing is recorded (an attempt is in flight).  A refusal
+    that is recorded comes back as `AckResult.refused`: the caller commits, then raises it.
     """
+    if not ack.idempotency_key and not ack.reference:
+        raise AcknowledgementUnnamed()
     seen = await session.get(WebhookReceipt, (system, webhook_id))
     if seen is not None:
         raise Replayed()
@@ -162,7 +198,7 @@ async def receive(
         raise AcknowledgementRefused(
             "The invoice is being delivered right now; send the acknowledgement again shortly."
         )
-    session.add(WebhookReceipt(system=system, webhook_id=webhook_id[:200], seen_at=now))
+    await _take_webhook_id(session, system, webhook_id, now)
     session.add(record)
     if _same_verdict(sending, ack.accepted, code):
         record.note = "a repeat of the verdict already recorded"
@@ -171,17 +207,19 @@ async def receive(
     if sending.acceptance in (Acceptance.ACCEPTED.value, Acceptance.REJECTED.value):
         recorded = sending.acceptance
         record.note = f"contradicts the verdict recorded earlier ({recorded}): not applied"
-        await session.flush()
-        raise AcknowledgementRefused(
+        return await _refused(
+            session,
+            sending,
             f"This acknowledgement contradicts the verdict recorded earlier ({recorded}); it "
-            "is recorded for an administrator, not applied."
+            "is recorded for an administrator, not applied.",
         )
     if status is not Status.SENT:
         record.note = f"arrived while the sending was {status.value}: not applied"
-        await session.flush()
-        raise AcknowledgementRefused(
+        return await _refused(
+            session,
+            sending,
             f"The sending is {status.value}, not delivered; the acknowledgement is recorded "
-            "for an administrator, not applied."
+            "for an administrator, not applied.",
         )
     reason = cause = None
     if not ack.accepted:
@@ -201,8 +239,9 @@ async def receive(
     )
     if not moved:  # changed between the read and the write (the row lock makes this rare)
         record.note = "the sending changed meanwhile: not applied"
-        await session.flush()
-        raise AcknowledgementRefused("The sending changed meanwhile; send it again shortly.")
+        return await _refused(
+            session, sending, "The sending changed meanwhile; send it again shortly."
+        )
     record.applied = True
     if ack.accepted and sending.sending_type == "Cancellation":
         await transitions.release_followers(session, [sending.id], now=now)
