@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.deps import Session, State
+from invoice_outbox.api.docs import body_doc
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.sendings.acknowledgements import Ack, receive
 from invoice_outbox.sendings.status import AcceptanceMode
@@ -29,10 +30,20 @@ router = APIRouter(tags=["acknowledgements"])
 _CHALLENGE = {"WWW-Authenticate": 'Signature realm="invoice-outbox", scheme="standard-webhooks"'}
 
 
+#: The fields that name the sending (one is needed).
+_NAMING = ("IdempotencyKey", "Reference")
+
+
 class AcknowledgementIn(BaseModel):
     """A recipient's verdict on one sending."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="ignore",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "anyOf": [{"required": ["IdempotencyKey"]}, {"required": ["Reference"]}]
+        },
+    )
 
     Accepted: bool
     IdempotencyKey: str | None = Field(default=None, max_length=200)
@@ -95,6 +106,14 @@ def _authenticate(
         "takes no acknowledgements: 401."
     ),
     response_class=Response,
+    responses={
+        401: {"description": "Not signed, badly signed or stale, or the system takes none."},
+        409: {
+            "description": "A replay (this webhook-id was received before), or recorded for "
+            "an administrator and not applied (a contradiction, a sending not delivered)."
+        },
+    },
+    openapi_extra=body_doc(AcknowledgementIn),
 )
 async def acknowledge(request: Request, state: State, session: Session, system: str) -> Response:
     now = state.clock.now()

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from invoice_outbox.admin import audit
 from invoice_outbox.api.bodies import answer, read_body, xml_children
 from invoice_outbox.api.deps import Session, State
+from invoice_outbox.api.docs import body_doc
 from invoice_outbox.api.security import Admin
+from invoice_outbox.api.systems import SystemName
 from invoice_outbox.errors import InvalidParameter, NotFound
 from invoice_outbox.systems.rejections import (
     Entry,
@@ -26,9 +28,12 @@ from invoice_outbox.systems.rejections import (
     put_override,
 )
 from invoice_outbox.systems.service import SystemNotFound, acceptance_config, get_system
+from invoice_outbox.text_patterns import NOT_BLANK
 
 router = APIRouter(tags=["rejection catalogue"])
 _CODE_PROBLEM = "must be 1-64 characters without control characters or slashes"
+#: A code in the path, as the schema says it (the route checks it with `_check_code`).
+Code = Annotated[str, Path(json_schema_extra={"pattern": r"^[^\u0000-\u001f/\\]{1,64}$"})]
 
 
 class OverrideIn(BaseModel):
@@ -36,9 +41,9 @@ class OverrideIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    Label: str = Field(min_length=1, max_length=200)
-    Meaning: str = Field(min_length=1, max_length=2000)
-    Fix: str = Field(min_length=1, max_length=2000)
+    Label: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    Meaning: str = Field(min_length=1, max_length=2000, pattern=NOT_BLANK)
+    Fix: str = Field(min_length=1, max_length=2000, pattern=NOT_BLANK)
     WhoMustAct: Literal["practice", "administrator", "software vendor"]
     ResendHelps: bool
 
@@ -81,7 +86,7 @@ async def catalogue(request: Request, state: State, _caller: Admin) -> Response:
     response_class=Response,
 )
 async def system_rejections(
-    request: Request, state: State, session: Session, _caller: Admin, name: str
+    request: Request, state: State, session: Session, _caller: Admin, name: SystemName
 ) -> Response:
     system = await get_system(session, name)
     if system is None:
@@ -102,14 +107,16 @@ async def system_rejections(
         "created). Audited (`rejection.put`); the optional `reason` says why."
     ),
     response_class=Response,
+    responses={201: {"description": "The override, created."}},
+    openapi_extra=body_doc(OverrideIn),
 )
 async def put(
     request: Request,
     state: State,
     session: Session,
     caller: Admin,
-    name: str,
-    code: str,
+    name: SystemName,
+    code: Code,
     reason: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     _check_code(code)
@@ -153,8 +160,8 @@ async def delete(
     state: State,
     session: Session,
     caller: Admin,
-    name: str,
-    code: str,
+    name: SystemName,
+    code: Code,
     reason: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     _check_code(code)

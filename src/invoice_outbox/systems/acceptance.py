@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from invoice_outbox.sendings.status import AcceptanceMode
 from invoice_outbox.systems.channels.base import Verdict, VerdictOutcome
-from invoice_outbox.systems.signing import check_secret
+from invoice_outbox.systems.signing import SECRET_PATTERN, check_secret
 
 __all__ = [
     "MAX_CODE",
@@ -64,15 +64,59 @@ def clean_text(value: Any, cap: int) -> str | None:
     return text if len(text) <= cap else text[: cap - 1] + "…"
 
 
+_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_STEP = rf"(?:{_NAME}|\*)(?:\[(?:@{_NAME}(?:='[^'/\u0000-\u001f]*')?|[1-9][0-9]{{0,3}})\])?"
+#: An XPath setting, as JSON Schema (ECMA-262) and `re` read it: empty, or the subset this
+#: service reads (see the module docstring), white space around it stripped.
+XPATH_PATTERN: Final = rf"^[ \t\r\n]*(?:(?://?{_STEP})+(?:/@{_NAME}|/text\(\))?)?[ \t\r\n]*$"
+#: A JSON pointer setting: empty, or starting with / (white space around it is stripped).
+POINTER_PATTERN: Final = r"^[ \t\r\n]*(?:/[^\u0000-\u0008\u000b\u000c\u000e-\u001f]*)?$"
+
+
+def _acceptance_rules(schema: dict[str, Any]) -> None:
+    """The schema says what `AcceptanceIn._consistent` checks, where a schema can say it."""
+    properties = schema["properties"]
+    properties["Secret"] = {
+        "anyOf": [{"type": "null"}, {"type": "string", "maxLength": 200, "pattern": SECRET_PATTERN}]
+    }
+    for names, pattern in (
+        (("CodePointer", "MessagePointer", "ReferencePointer"), POINTER_PATTERN),
+        (("CodePath", "MessagePath", "ReferencePath"), XPATH_PATTERN),
+    ):
+        for name in names:
+            properties[name] = {
+                "anyOf": [
+                    {"type": "null"},
+                    {"type": "string", "maxLength": 300, "pattern": pattern},
+                ]
+            }
+    present = {"type": "string", "pattern": r"[^ \t\r\n]"}
+    schema["anyOf"] = [  # Response mode: where the code is, and which codes mean Accepted
+        {"properties": {"Mode": {"not": {"const": AcceptanceMode.RESPONSE.value}}}},
+        {
+            "required": ["Accepted"],
+            "properties": {"Accepted": {"minItems": 1}},
+            "anyOf": [
+                {"required": ["CodePointer"], "properties": {"CodePointer": present}},
+                {"required": ["CodePath"], "properties": {"CodePath": present}},
+            ],
+        },
+    ]
+
+
 class AcceptanceIn(BaseModel):
     """``Acceptance`` of ``PUT api/v1/billing/systems/{name}``.
 
+    A code in more than one of `Accepted`, `Pending` and `Rejected` means what the first list
+    naming it says (`AcceptanceConfig.judge`).
     `Secret` (``whsec_<base64>``) verifies acknowledgements; write-only like every secret:
     omit it to keep the stored one, send "" to remove it.  `Within`: seconds after delivery
     before a sending still awaiting a verdict is Overdue (AcknowledgementWithin).
     """
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_acceptance_rules
+    )
 
     Mode: AcceptanceMode = AcceptanceMode.TRANSPORT
     Secret: SecretStr | None = Field(default=None, max_length=200)
@@ -106,9 +150,6 @@ class AcceptanceIn(BaseModel):
                 )
             if not self.Accepted:
                 raise ValueError("Acceptance Mode Response needs the codes that mean Accepted")
-        lists = [set(self.Accepted), set(self.Rejected), set(self.Pending)]
-        if lists[0] & lists[1] or lists[0] & lists[2] or lists[1] & lists[2]:
-            raise ValueError("a code may be in only one of Accepted, Rejected and Pending")
         if self.Secret is not None and self.Secret.get_secret_value():
             check_secret(self.Secret.get_secret_value(), "Acceptance.Secret")
         return self
@@ -224,6 +265,11 @@ def _compile_path(path: str, name: str = "path") -> tuple[str, str | None]:
     with a message naming `name` for what ElementTree cannot use."""
     attribute = None
     text = path.strip()
+    if not re.fullmatch(XPATH_PATTERN, text):
+        raise ValueError(
+            f"Acceptance.{name} must be an absolute XPath starting with / of the form "
+            "/a/b, //b, /a/b[@type='x'] or /a/b[2], optionally ending in /@attribute or /text()"
+        )
     if text.endswith("/text()"):
         text = text[: -len("/text()")]
     match = re.fullmatch(r"(.*)/@([A-Za-z_][\w.-]*)", text)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from invoice_outbox.sendings.retry import MAX_DELAY
 from invoice_outbox.sendings.status import AcceptanceMode
 from invoice_outbox.systems.acceptance import AcceptanceIn
-from invoice_outbox.systems.signing import check_secret
+from invoice_outbox.systems.signing import SECRET_PATTERN, check_secret
 from invoice_outbox.text_patterns import NOT_BLANK
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
@@ -22,6 +22,10 @@ URL_PATTERN = (
     r"^[ \t\r\n]*https?://[A-Za-z0-9.-]+(?::[0-9]{1,4})?(?:[/?#][^\s\u0000-\u001f]*)?[ \t\r\n]*$"
 )
 _DELAY_TEXT = r"^[0-9]{1,4}(?:ms|s|m|h)$"
+
+
+#: Settings only an Http system has (an Email system must leave them out).
+_HTTP_ONLY = ("SigningSecret", "ClientCertificate", "ClientKey", "CaCertificate")
 
 
 def _system_rules(schema: dict[str, Any]) -> None:
@@ -45,6 +49,13 @@ def _system_rules(schema: dict[str, Any]) -> None:
                 "Recipient": {"type": "string", "maxLength": 320, "pattern": NOT_BLANK},
                 "Url": absent_or_null,
                 "AuthValue": absent_or_null,
+                **dict.fromkeys(_HTTP_ONLY, absent_or_null),
+                "Acceptance": {  # an Email system's answer has no verdict to read
+                    "anyOf": [
+                        {"type": "null"},
+                        {"properties": {"Mode": {"not": {"const": AcceptanceMode.RESPONSE.value}}}},
+                    ]
+                },
             },
             "required": ["Channel", "Host", "Sender", "Recipient"],
             "anyOf": [  # not StartTls (by default true) and UseTls both
@@ -54,6 +65,9 @@ def _system_rules(schema: dict[str, Any]) -> None:
             ],
         },
     ]
+    schema["properties"]["SigningSecret"] = {
+        "anyOf": [{"type": "null"}, {"type": "string", "maxLength": 200, "pattern": SECRET_PATTERN}]
+    }
     seconds = MAX_DELAY.total_seconds()
     schema["properties"]["RetryPolicy"] = {
         "description": 'e.g. {"Schedule": ["0s", "5s", "5m"], "MaxAttempts": 3, "Jitter": 0.1}; '
@@ -131,7 +145,7 @@ class SystemIn(BaseModel):
         if signing:
             check_secret(signing, "SigningSecret")
         if self.Channel == "Email":
-            if signing or self.ClientCertificate or self.ClientKey or self.CaCertificate:
+            if any(getattr(self, name) is not None for name in _HTTP_ONLY):
                 raise ValueError(
                     "SigningSecret, ClientCertificate, ClientKey and CaCertificate belong to "
                     "Http systems"

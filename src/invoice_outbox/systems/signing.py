@@ -23,6 +23,7 @@ from typing import Final
 
 __all__ = [
     "PREFIX",
+    "SECRET_PATTERN",
     "SignatureRefused",
     "check_secret",
     "secret_key",
@@ -34,6 +35,14 @@ __all__ = [
 PREFIX: Final = "whsec_"
 _MIN_KEY_BYTES: Final = 16
 _MAX_KEY_BYTES: Final = 128
+_QUAD: Final = "[A-Za-z0-9+/]{4}"
+#: A secret setting as JSON Schema (ECMA-262) and `re` read it: what `check_secret` accepts
+#: (``whsec_`` and the padded base64 of 16 to 128 bytes), or nothing (which clears it); the
+#: schemas strip white space around it.
+SECRET_PATTERN: Final = (
+    rf"^[ \t\r\n]*(?:whsec_(?:(?:{_QUAD}){{6,42}}|(?:{_QUAD}){{5,42}}"
+    r"(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)))?[ \t\r\n]*$"
+)
 #: Signatures a header may carry before we stop looking (a sender rotates one secret at once).
 _MAX_SIGNATURES: Final = 8
 
