@@ -4,12 +4,15 @@ claim at the same recipient.  Real receiver, real worker, both engines."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
 import orjson
+from sqlalchemy import select
 
 from invoice_outbox.clock import FrozenClock
+from invoice_outbox.sendings.documents import Document
 from invoice_outbox.state import AppState
 from tests.conftest import PRACTICE_A
 from tests.pipeline_helpers import configure_system, invoice_body, running_worker, submit
@@ -89,6 +92,20 @@ async def test_acknowledged_claim_is_reversed_then_replaced_in_order(
         "Invoice",
     ]
     assert orjson.loads(receiver.requests[2].body) == corrected["Document"]
+    # The reversal and the correction are sealed at rest as every document is.
+    async with state.sessions() as session:
+        stored = (
+            await session.execute(
+                select(Document.key_id, Document.nonce, Document.body).where(
+                    Document.invoice_id == uuid.UUID(body["InvoiceId"])
+                )
+            )
+        ).all()
+    assert len(stored) == 3  # the claim, its reversal, the correction
+    for key_id, nonce, sealed in stored:
+        assert key_id is not None
+        assert nonce is not None
+        assert not any(text in sealed for text in (b"Reverses", b"480.00", b"520.00"))
     final = {
         (s["SendingType"], s["Revision"]): s
         for s in await _sendings(client, admin_headers, body["InvoiceId"])
