@@ -24,6 +24,17 @@ class SystemConfigError(Invalid, ValueError):
     """The configuration cannot be accepted; the message says why."""
 
 
+class AcknowledgementSecretMissing(Conflict):
+    """Acknowledgement mode with no secret to verify acknowledgements: none given, none
+    stored (the request may be sound; the system's state lacks the secret)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Acceptance Mode Acknowledgement needs a Secret (whsec_...): acknowledgements "
+            "are verified with it."
+        )
+
+
 class SystemNotFound(NotFound):
     """No system has the name."""
 
@@ -147,10 +158,7 @@ def _put_acceptance(system: System, spec: SystemIn, now: datetime) -> None:
         and acceptance.Mode is AcceptanceMode.ACKNOWLEDGEMENT
         and not system.acceptance_secret
     ):
-        raise SystemConfigError(
-            "Acceptance Mode Acknowledgement needs a Secret (whsec_...): acknowledgements "
-            "are verified with it"
-        )
+        raise AcknowledgementSecretMissing()
     try:
         client_tls_context(
             system.client_certificate,
