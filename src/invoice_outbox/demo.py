@@ -6,13 +6,17 @@ a rejected member number, a mailbox refusing a message) and carry no patient dat
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-from sqlalchemy import func, select
+from pydantic import SecretStr
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.practices.service import set_name
@@ -20,8 +24,9 @@ from invoice_outbox.sendings.intake import Submission, submit_all
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.sealing import new_document
-from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.status import AcceptanceMode, SendingType, Status
 from invoice_outbox.sendings.transitions import demo_sending
+from invoice_outbox.systems.acceptance import AcceptanceIn
 from invoice_outbox.systems.directory import SystemsDirectory
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system
@@ -29,6 +34,11 @@ from invoice_outbox.systems.service import put_system
 SEED = 20260205
 #: The demo practices' names (made up).
 PRACTICE_NAMES = ("Rosebank Family Practice", "Sea Point Medical Centre", "Parkview Paediatrics")
+
+
+def _secret() -> SecretStr:
+    """A fresh Standard Webhooks secret (the demo's own; never printed)."""
+    return SecretStr("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +147,24 @@ async def configure_demo_systems(
     base = sandbox_url.rstrip("/")
     specs = {
         "MediSwitch": SystemIn(
-            Channel="Http", Url=f"{base}/mediswitch", TimeoutSeconds=5, Practices=practice_ids
+            Channel="Http",
+            Url=f"{base}/mediswitch",
+            TimeoutSeconds=5,
+            Practices=practice_ids,
+            # Every delivery signed; the sandbox answers like a switch: a verdict in the body,
+            # or "pending" and a signed acknowledgement later (or never: Overdue after 30 s).
+            SigningSecret=_secret(),
+            Acceptance=AcceptanceIn(
+                Mode=AcceptanceMode.RESPONSE,
+                Kind="switch",
+                Secret=_secret(),
+                Within=30,
+                CodePointer="/result/code",
+                MessagePointer="/result/message",
+                ReferencePointer="/claimRef",
+                Accepted=["00"],
+                Pending=["P1"],
+            ),
         ),
         "PracticeLedger": SystemIn(
             Channel="Http",
@@ -158,6 +185,37 @@ async def configure_demo_systems(
     }
     for name, spec in specs.items():
         await put_system(session, name, spec, now=now)
+
+
+def behaviour(idempotency_key: str) -> str:
+    """Which behaviour of the demo switch (`api.sandbox`) a sending meets: accept, blip, down,
+    slow, reject, later (acknowledged later) or never (never acknowledged); stable across its
+    attempts, since it is read from a hash of its idempotency key."""
+    bucket = hashlib.sha256(idempotency_key.encode()).digest()[0] % 20
+    for limit, kind in (
+        (10, "accept"),
+        (12, "blip"),
+        (13, "down"),
+        (14, "slow"),
+        (16, "reject"),
+        (19, "later"),
+    ):
+        if bucket < limit:
+            return kind
+    return "never"
+
+
+#: What the demo's live invoices to MediSwitch meet, in turn: every verdict shows within a
+#: minute of `make run`, whatever keys chance would have drawn.
+SWITCH_PLAN = ("accept", "later", "reject", "accept", "never", "blip", "accept", "later", "reject")
+
+
+def key_for(kind: str, rng: random.Random) -> str:
+    """An idempotency key (32 hex digits, as intake makes them) that meets `kind`."""
+    while True:
+        key = f"{rng.getrandbits(128):032x}"
+        if behaviour(key) == kind:
+            return key
 
 
 async def submit_live_invoices(
@@ -187,7 +245,20 @@ async def submit_live_invoices(
     results = await submit_all(
         connection, SystemsDirectory(), submissions, now=now, keyring=keyring
     )
-    return sum(1 for r in results if r.sendings)
+    # The MediSwitch sandbox answers by the idempotency key: meet each switch behaviour in
+    # turn (accepted, acknowledged later, rejected, never acknowledged, a blip).
+    count = 0
+    for result in results:
+        for row in result.sendings:
+            if row.system == "MediSwitch":
+                plan = SWITCH_PLAN[count % len(SWITCH_PLAN)]
+                await session.execute(
+                    update(Sending)
+                    .where(Sending.id == row.id)
+                    .values(idempotency_key=key_for(plan, rng))
+                )
+        count += 1 if result.sendings else 0
+    return count
 
 
 async def load_demo(

@@ -1,5 +1,6 @@
-"""Composition root of the background work: the delivery worker, the resend-job and
-notification loops, and the LISTEN connection that wakes workers on PostgreSQL.
+"""Composition root of the background work: the delivery worker, the resend-job,
+notification and acceptance (overdue) loops, and the LISTEN connection that wakes workers on
+PostgreSQL.
 
 Used by `app.py` (a worker inside `serve`) and by the `worker` command; nothing else imports it.
 """
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from invoice_outbox import schema  # noqa: F401  (every table known before the first flush)
+from invoice_outbox.admin.acceptance_loop import run_acceptance_checks
 from invoice_outbox.admin.notify_loop import run_notifications
 from invoice_outbox.admin.resend_loop import run_resend_jobs
 from invoice_outbox.clock import SystemClock
@@ -76,6 +78,7 @@ async def run_background_worker(
         asyncio.create_task(worker.run(), name="worker"),
         asyncio.create_task(run_resend_jobs(state, services_stop), name="resend-jobs"),
         asyncio.create_task(run_notifications(state, services_stop), name="notifications"),
+        asyncio.create_task(run_acceptance_checks(state, services_stop), name="acceptance"),
     ]
     conninfo = libpq_conninfo(state.settings.database_url)
     if conninfo is not None:
@@ -88,10 +91,10 @@ async def run_background_worker(
     finally:
         worker.stop()
         services_stop.set()
-        await asyncio.gather(*tasks[:3])
-        for task in tasks[3:]:
+        await asyncio.gather(*tasks[:4])
+        for task in tasks[4:]:
             task.cancel()
-        await asyncio.gather(*tasks[3:], return_exceptions=True)
+        await asyncio.gather(*tasks[4:], return_exceptions=True)
 
 
 async def run_worker_until_signalled(state: AppState, *, concurrency: int | None) -> None:

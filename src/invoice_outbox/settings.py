@@ -172,6 +172,18 @@ class Settings(BaseSettings):
     circuit_failure_threshold: int = Field(
         default=5, gt=0, description="Consecutive failures after which a system counts as down."
     )
+    # Acceptance beyond transport (acknowledgements, overdue verdicts).
+    webhook_tolerance_seconds: int = Field(
+        default=300,
+        ge=30,
+        le=3600,
+        description="An acknowledgement's webhook-timestamp may be this far from our clock.",
+    )
+    acceptance_check_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often sendings awaiting a verdict past their deadline become Overdue.",
+    )
 
     # The dashboard's sign-in (web/): sessions and the slow-down after failed sign-ins.
     session_idle_seconds: int = Field(

@@ -143,6 +143,54 @@ def test_demo_invoices_are_really_delivered(server: str, cli_env: dict[str, str]
     assert 'invoice_outbox_deliveries_total{outcome="Sent",system="MediSwitch"}' in metrics
 
 
+def test_the_sandbox_behaves_like_a_switch(server: str, cli_env: dict[str, str]) -> None:
+    """As a new user sees it after `make run`: within a minute or so, Accepted, Rejected (with
+    the switch's code and the catalogue's words) and Overdue ("no acknowledgement yet"), and
+    acknowledgements the sandbox sent back, signed, to our acknowledgement API."""
+    token = _cli(cli_env, "token", "--role", "admin").stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    route = f"{server}/api/v1/billing/sendings?system=MediSwitch&limit=1000"
+    seen: dict[str, list[dict[str, object]]] = {}
+    # Poll the observable result (bounded): Overdue needs the demo's 30 s deadline to pass.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        items = httpx.get(route, headers=headers).json()["Items"]
+        seen = {}
+        for item in items:
+            seen.setdefault(str(item["Acceptance"]), []).append(item)
+        if {"Accepted", "Rejected", "Overdue"} <= set(seen) and _acknowledged(server, headers):
+            break
+        time.sleep(0.5)
+    assert {"Accepted", "Rejected", "Overdue"} <= set(seen), sorted(seen)
+    rejected = seen["Rejected"][0]
+    assert rejected["Status"] == "Aborted"
+    assert rejected["AcceptanceCode"]
+    assert str(rejected["CauseLabel"])
+    assert _acknowledged(server, headers), "the sandbox's acknowledgements were applied"
+    aborted = httpx.get(f"{server}/api/v1/billing/invoices/aborted", headers=headers).json()
+    assert any("rejected the invoice" in str(row["Reason"]) for row in aborted)
+
+
+def _acknowledged(server: str, headers: dict[str, str]) -> bool:
+    """Some sending's verdict came by an acknowledgement (applied)."""
+    audit = httpx.get(
+        f"{server}/api/v1/billing/sendings?system=MediSwitch&limit=1000", headers=headers
+    ).json()["Items"]
+    for item in audit:
+        if item["Acceptance"] in ("Accepted", "Rejected") and item["AcceptanceCode"] in (
+            "00",
+            "05",
+        ):
+            detail = httpx.get(
+                f"{server}/api/v1/{item['PracticeId']}/billing/invoices/{item['InvoiceId']}",
+                headers=headers,
+            ).json()
+            for sending in detail["Sendings"]:
+                if any(a["Applied"] for a in sending.get("Acknowledgements", [])):
+                    return True
+    return False
+
+
 def test_practice_token_and_user_sign_in(server: str, cli_env: dict[str, str]) -> None:
     practice = "1c2d9508-589f-4ac3-8898-16c402da5ea8"
     token = _cli(cli_env, "token", "--role", "practice", "--practice", practice)

@@ -31,10 +31,10 @@ from starlette.routing import Route
 
 from invoice_outbox.admin.models import AuditEntry, ResendJob
 from invoice_outbox.api.errors import DENIED
-from invoice_outbox.api.sandbox import behaviour
 from invoice_outbox.app import create_app
 from invoice_outbox.auth.principal import Role
 from invoice_outbox.auth.users import add_user
+from invoice_outbox.demo import behaviour
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.status import Status
 from invoice_outbox.settings import Settings
@@ -113,7 +113,16 @@ MATRIX: dict[tuple[str, str], Expect] = {
     # Naming a practice: the first name creates it (201).
     ("PUT", "/api/v1/billing/practices/{practiceId}"): Expect(201, 403, 403, 401),
     ("GET", "/api/v1/billing/practices"): ADMIN_ONLY,
+    ("GET", "/api/v1/billing/rejections"): ADMIN_ONLY,
+    ("GET", "/api/v1/billing/systems/{name}/rejections"): ADMIN_ONLY,
+    ("PUT", "/api/v1/billing/systems/{name}/rejections/{code}"): Expect(201, 403, 403, 401),
+    # No override exists in the seed: the admin learns that (404), others nothing.
+    ("DELETE", "/api/v1/billing/systems/{name}/rejections/{code}"): Expect(404, 403, 403, 401),
+    # The recipient system itself, by signature: no caller here signs, so all get 401.
+    ("POST", "/api/v1/billing/acknowledgements/{system}"): public(401),
 }
+#: Routes whose callers authenticate by a Standard Webhooks signature, not a bearer token.
+SIGNED_ROUTES = {("POST", "/api/v1/billing/acknowledgements/{system}")}
 SANDBOX_ONLY = {("POST", "/sandbox/{name}")}
 # Served outside the OpenAPI schema; anyone may read them.
 DOCS_ROUTES = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
@@ -274,6 +283,16 @@ def request_for(method: str, template: str, seed_: Seed) -> tuple[str, dict[str,
     elif (method, template) == ("POST", "/api/v1/{practiceId}/billing/invoices/batch"):
         kwargs["content"] = orjson.dumps([invoice_body()])
         kwargs["headers"] = {"Content-Type": "application/json"}
+    elif template.endswith("/rejections/{code}") and method == "PUT":
+        kwargs["json"] = {
+            "Label": "Matrix label",
+            "Meaning": "m",
+            "Fix": "f",
+            "WhoMustAct": "practice",
+            "ResendHelps": False,
+        }
+    elif template.startswith("/api/v1/billing/acknowledgements/"):
+        kwargs["json"] = {"IdempotencyKey": "x", "Accepted": True}
     elif method == "PUT":
         kwargs["json"] = {
             "Channel": "Http",
@@ -293,6 +312,8 @@ def _fill(template: str, seed_: Seed) -> str:
         .replace("{sendingId}", str(sending_id))
         .replace("{jobId}", str(seed_.job_id))
         .replace("{name}", SYSTEM)
+        .replace("{system}", SYSTEM)
+        .replace("{code}", "04")
         .replace("{sentDate}", SENT_DATE)
     )
 
@@ -365,7 +386,11 @@ async def test_route_caller(
 
     assert response.status_code == expected, response.text
     if expected in (401, 403, 404):
-        assert_denied(response, expected)
+        if (method, template) in SIGNED_ROUTES:
+            assert "not signed" in response.json()["Message"], response.text
+            assert response.headers["WWW-Authenticate"].startswith("Signature")
+        else:
+            assert_denied(response, expected)
         assert await snapshot(state) == before, "a refused call changed something"
     if caller in ("practice_b", "no_token"):
         assert_no_leak(response, seeded.secrets(), url)

@@ -85,6 +85,13 @@ async def test_groups_with_counts_times_systems_and_practices(
         "Practices": sorted([str(PRACTICE_A), str(PRACTICE_B)]),
         "PracticeCount": 2,
         "Retryable": True,
+        "Meaning": "The system the invoice is sent to is temporarily unavailable.",
+        "Fix": "We will keep trying automatically; nothing to do unless it stays like this for "
+        "a day.",
+        "WhoMustAct": None,
+        "ResendHelps": None,
+        "Known": True,
+        "ResendAll": True,
     }
     groups = {g["Cause"]: g for g in body["Groups"]}
     assert groups["timeout"]["Count"] == 2

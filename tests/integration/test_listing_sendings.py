@@ -38,6 +38,9 @@ ITEM_KEYS = [
     "Held",
     "HeldReason",
     "HeldSince",
+    "Acceptance",
+    "AcceptanceCode",
+    "WaitsFor",
 ]
 
 
@@ -105,6 +108,8 @@ async def test_the_shape_of_a_page(
     assert first["CauseLabel"] == "HTTP 503 Service Unavailable"
     assert first["SendingTime"] == "2026-02-05T15:06:25Z"
     assert uuid.UUID(first["SendingId"])
+    # A Transport system tells no verdict; nothing waits for this sending.
+    assert (first["Acceptance"], first["AcceptanceCode"], first["WaitsFor"]) == (None, None, None)
 
 
 async def test_all_statuses_in_sending_time_order_across_pages(

@@ -120,6 +120,7 @@ async def test_aborted_sendings_are_reported_once_per_interval_without_patient_d
             "System": "MediSwitch",
             "Aborted": 3,
             "Recovered": 0,
+            "Overdue": 0,
         },
         {
             "Cause": "http-400",
@@ -127,6 +128,7 @@ async def test_aborted_sendings_are_reported_once_per_interval_without_patient_d
             "System": "PracticeLedger",
             "Aborted": 1,
             "Recovered": 0,
+            "Overdue": 0,
         },
     ]
     text = payload["text"]

@@ -32,6 +32,7 @@ from tests.pipeline_helpers import (
     submit,
 )
 from tests.receivers import HttpReceiver, ReceivedRequest, Reply
+from tests.webhook_signing import ACK_SECRET
 
 RETRY_ALL = "/api/v1/billing/invoices/retryallfailed"
 
@@ -281,15 +282,23 @@ async def test_cancelling_a_sent_invoice_delivers_one_cancellation(
     ]
 
 
+@pytest.mark.parametrize(
+    "acceptance",
+    [None, {"Mode": "Acknowledgement", "Secret": ACK_SECRET, "Within": 3600}],
+    ids=["transport", "acknowledgement"],
+)
 async def test_cancel_while_in_flight_then_delivered_queues_a_cancellation(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     practice_headers: dict[str, str],
     state: AppState,
+    acceptance: dict[str, Any] | None,
 ) -> None:
+    """Also for a system that tells acceptance (its delivered outcome carries a verdict)."""
     body = invoice_body()
+    settings: dict[str, Any] = {} if acceptance is None else {"Acceptance": acceptance}
     with gated_receiver() as (receiver, gate):
-        await configure_system(client, admin_headers, "MediSwitch", receiver.url)
+        await configure_system(client, admin_headers, "MediSwitch", receiver.url, **settings)
         await submit(client, practice_headers, body)
         async with running_worker(state) as worker:
             delivering = asyncio.create_task(worker.drain())

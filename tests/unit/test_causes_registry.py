@@ -15,9 +15,9 @@ from invoice_outbox.sendings.causes import (
     UNKNOWN,
     describe,
     group_key,
-    practice_explanation,
 )
 from invoice_outbox.sendings.holds import SystemHold
+from invoice_outbox.sendings.practice_words import practice_explanation
 from invoice_outbox.sendings.status import Status
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "invoice_outbox"

@@ -7,9 +7,11 @@ import itertools
 import pytest
 
 from invoice_outbox.sendings.status import (
+    ACCEPTANCE_TRANSITIONS,
     CLAIMABLE,
     RETRYABLE,
     SHOWN_BY_DEFAULT,
+    Acceptance,
     InvalidTransition,
     Status,
     can_transition,
@@ -35,6 +37,7 @@ ALLOWED = {
     (S.DISCARDED, S.PENDING),
     (S.DISCARDED, S.CANCELLED),
     (S.SENT, S.PENDING),
+    (S.SENT, S.ABORTED),  # the recipient rejected it after delivery (an acknowledgement)
 }
 EVERY_PAIR = list(itertools.product(Status, Status))
 
@@ -90,3 +93,24 @@ def test_only_an_aborted_sending_can_be_discarded_and_worklists_leave_it_out() -
     assert S.DISCARDED not in RETRYABLE  # retry-all and bulk resends leave it alone
     assert S.DISCARDED not in CLAIMABLE
     assert frozenset(Status) - SHOWN_BY_DEFAULT == {S.DISCARDED}
+
+
+A = Acceptance
+ACCEPTANCE_ALLOWED = {
+    (None, A.AWAITING),
+    (None, A.ACCEPTED),
+    (None, A.REJECTED),
+    (A.AWAITING, A.ACCEPTED),
+    (A.AWAITING, A.REJECTED),
+    (A.AWAITING, A.OVERDUE),
+    (A.OVERDUE, A.ACCEPTED),
+    (A.OVERDUE, A.REJECTED),
+}
+
+
+def test_acceptance_graph_is_exactly_the_documented_edges() -> None:
+    edges = {(s, t) for s, targets in ACCEPTANCE_TRANSITIONS.items() for t in targets}
+    assert edges == ACCEPTANCE_ALLOWED
+    # A verdict is final: a contradicting acknowledgement is recorded, never applied.
+    assert ACCEPTANCE_TRANSITIONS[A.ACCEPTED] == ACCEPTANCE_TRANSITIONS[A.REJECTED] == set()
+    assert [a.value for a in Acceptance] == ["Awaiting", "Accepted", "Rejected", "Overdue"]

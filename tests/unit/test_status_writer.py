@@ -38,6 +38,9 @@ MIGRATIONS = SRC / "migrations" / "versions"
 
 _STATEMENT_MAKERS = {"update", "insert", "postgresql_insert", "sqlite_insert"}
 _STATUS_MEMBERS = {"PENDING", "SENDING", "SENT", "FAILED", "ABORTED", "CANCELLED", "DISCARDED"}
+# The acceptance column (the recipient's verdict) has one writer too: the scan reads a module
+# with `acceptance` spelt as `status` (and `Acceptance` as `Status`), so these members count.
+_STATUS_MEMBERS |= {"AWAITING", "ACCEPTED", "REJECTED", "OVERDUE"}
 _SQL_UPDATE = re.compile(
     r"\bUPDATE\s+sendings\b(?:\s+(?:AS\s+)?\w+)?\s+SET\b"
     r"(?P<set>.*?)(?=\bFROM\b|\bWHERE\b|\bRETURNING\b|;|$)",
@@ -276,6 +279,37 @@ def test_no_module_but_transitions_writes_the_status_of_sendings() -> None:
         if (writes := status_writes(path.read_text()))
     }
     assert offenders == {}, "status writes outside sendings/transitions.py: " + str(offenders)
+
+
+def acceptance_writes(source: str) -> list[str]:
+    """Where `source` writes a sending's acceptance (the same scan, the column renamed)."""
+    swapped = re.sub(r"\bacceptance\b", "status", source)
+    return status_writes(re.sub(r"\bAcceptance\b", "Status", swapped))
+
+
+def test_no_module_but_transitions_writes_the_acceptance_of_sendings() -> None:
+    offenders = {
+        str(path.relative_to(SRC)): writes
+        for path in _modules()
+        if (writes := acceptance_writes(path.read_text()))
+    }
+    assert offenders == {}, "acceptance writes outside sendings/transitions.py: " + str(offenders)
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "sending.acceptance = Acceptance.ACCEPTED.value",
+        "update(Sending).values(acceptance='Overdue')",
+        "SQL = text(\"UPDATE sendings SET acceptance = 'Rejected' WHERE id = :id\")",
+    ],
+)
+def test_the_scan_catches_an_acceptance_write(snippet: str) -> None:
+    assert acceptance_writes(snippet)
+
+
+def test_transitions_writes_acceptance() -> None:
+    assert acceptance_writes(WRITER.read_text())
 
 
 def test_the_scan_sees_every_kind_of_write_transitions_makes() -> None:

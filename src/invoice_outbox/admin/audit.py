@@ -46,6 +46,8 @@ ACTIONS = (
     "discard_job.finish",
     "invoice.cancel",
     "system.put",
+    "rejection.put",
+    "rejection.delete",
     "user.add",
     "user.password",
     "user.unlock",

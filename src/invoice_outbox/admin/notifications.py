@@ -43,7 +43,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -56,8 +56,9 @@ from invoice_outbox.admin.notify_message import (
     render_text,
 )
 from invoice_outbox.clock import Clock
+from invoice_outbox.sendings.causes import OVERDUE
 from invoice_outbox.sendings.models import Sending
-from invoice_outbox.sendings.status import Status
+from invoice_outbox.sendings.status import Acceptance, Status
 from invoice_outbox.settings import Settings
 from invoice_outbox.state import AppState
 from invoice_outbox.systems.channels.base import Delivery, DeliveryError
@@ -81,8 +82,10 @@ async def build_summary(
     connection: AsyncConnection, *, since: datetime, until: datetime
 ) -> Summary:
     """Count, per (cause, system), the sendings that became Aborted in ``[since, until)``
-    (by ``aborted_at``; not those discarded since) and those recovered in it (Sent,
-    ``sent_at`` in the period, after an abort).  Reads counts only: no ids, no reasons."""
+    (by ``aborted_at``; not those discarded since; a recipient's rejection is one, under its
+    catalogue cause), those recovered in it (Sent, ``sent_at`` in the period, after an
+    abort), and per system those whose acknowledgement became overdue in it (cause
+    `OVERDUE`).  Reads counts only: no ids, no reasons."""
     aborted = (
         select(Sending.cause, Sending.system, func.count())
         .where(
@@ -104,11 +107,20 @@ async def build_summary(
         )
         .group_by(Sending.cause, Sending.system)
     )
+    overdue = (
+        select(literal(OVERDUE), Sending.system, func.count())
+        .where(
+            Sending.acceptance == Acceptance.OVERDUE.value,
+            Sending.acceptance_due_at >= since,
+            Sending.acceptance_due_at < until,
+        )
+        .group_by(Sending.system)
+    )
     counts: dict[tuple[str | None, str], list[int]] = {}
-    for index, query in enumerate((aborted, recovered)):
+    for index, query in enumerate((aborted, recovered, overdue)):
         for cause, system, count in (await connection.execute(query)).all():
-            counts.setdefault((cause, system), [0, 0])[index] += count
-    groups = [Group(cause, system, a, r) for (cause, system), (a, r) in counts.items()]
+            counts.setdefault((cause, system), [0, 0, 0])[index] += count
+    groups = [Group(cause, system, a, r, o) for (cause, system), (a, r, o) in counts.items()]
     groups.sort(key=lambda g: (-g.aborted, -g.recovered, g.cause or "", g.system))
     return Summary(since=since, until=until, groups=tuple(groups))
 

@@ -37,6 +37,9 @@ class Group:
     system: str
     aborted: int
     recovered: int
+    #: Delivered, and the recipient's acknowledgement is past its deadline (cause
+    #: `OVERDUE`, a group of its own).
+    overdue: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,10 @@ class Summary:
         return sum(group.recovered for group in self.groups)
 
     @property
+    def overdue_count(self) -> int:
+        return sum(group.overdue for group in self.groups)
+
+    @property
     def is_empty(self) -> bool:
         return not self.groups
 
@@ -73,6 +80,9 @@ class Summary:
                 "Aborted": group.aborted,
                 "Recovered": group.recovered,
             }
+            if group.overdue:
+                entry["Overdue"] = entry.get("Overdue", 0) + group.overdue
+                entry["Systems"][group.system]["Overdue"] = group.overdue
         return by_cause
 
 
@@ -89,9 +99,14 @@ def _duration(delta: timedelta) -> str:
 def headline(summary: Summary) -> str:
     """The first line of the text, and the e-mail's subject."""
     aborted = summary.aborted_count
+    overdue = ""
+    if summary.overdue_count:
+        overdue = (
+            f"{summary.overdue_count} still without the recipient's verdict past its deadline, "
+        )
     return (
         f"invoice-outbox: {aborted} invoice{'s' if aborted != 1 else ''} could not be sent, "
-        f"{summary.recovered_count} got through after failing, "
+        f"{summary.recovered_count} got through after failing, {overdue}"
         f"in the last {_duration(summary.until - summary.since)}"
     )
 
@@ -104,6 +119,10 @@ def _section(title: str, lines: list[tuple[str, int]]) -> list[str]:
     if rest := lines[MAX_LINES:]:
         out.append(f"  and {len(rest)} more groups: {sum(count for _, count in rest)}")
     return out
+
+
+def _rejection(group: Group) -> bool:
+    return group.cause is not None and causes.describe(group.cause).rejection
 
 
 def _group_text(group: Group) -> str:
@@ -123,14 +142,28 @@ def render_text(summary: Summary, settings: Settings) -> str:
         f"Period: {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} ({settings.timezone})",
     ]
     by_aborted = sorted(
-        (g for g in summary.groups if g.aborted), key=lambda g: (-g.aborted, _group_text(g))
+        (g for g in summary.groups if g.aborted and not _rejection(g)),
+        key=lambda g: (-g.aborted, _group_text(g)),
     )
+    rejected = sorted(
+        (g for g in summary.groups if g.aborted and _rejection(g)),
+        key=lambda g: (-g.aborted, _group_text(g)),
+    )
+    overdue = sorted((g for g in summary.groups if g.overdue), key=lambda g: (-g.overdue, g.system))
     by_recovered = sorted(
         (g for g in summary.groups if g.recovered), key=lambda g: (-g.recovered, _group_text(g))
     )
     lines += _section(
         "Could not be sent (no more automatic attempts):",
         [(_group_text(g), g.aborted) for g in by_aborted],
+    )
+    lines += _section(
+        "Rejected by the recipient (the practice or an administrator must act):",
+        [(_group_text(g), g.aborted) for g in rejected],
+    )
+    lines += _section(
+        "Delivered, but no acknowledgement by the deadline:",
+        [(g.system, g.overdue) for g in overdue],
     )
     lines += _section(
         "Got through after failing:", [(_group_text(g), g.recovered) for g in by_recovered]
@@ -154,6 +187,7 @@ def render_document(summary: Summary, settings: Settings) -> dict[str, Any]:
         "PeriodEnd": summary.until.isoformat(),
         "Aborted": summary.aborted_count,
         "Recovered": summary.recovered_count,
+        "Overdue": summary.overdue_count,
         "Groups": [
             {
                 "Cause": group.cause,
@@ -161,6 +195,7 @@ def render_document(summary: Summary, settings: Settings) -> dict[str, Any]:
                 "System": group.system,
                 "Aborted": group.aborted,
                 "Recovered": group.recovered,
+                "Overdue": group.overdue,
             }
             for group in summary.groups
         ],

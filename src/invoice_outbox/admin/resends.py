@@ -22,11 +22,13 @@ from invoice_outbox.admin import audit
 from invoice_outbox.admin.models import AuditEntry, AuditLink, ResendJob
 from invoice_outbox.auth.principal import Principal
 from invoice_outbox.errors import Conflict, Forbidden, Invalid, NotFound, OutboxError
+from invoice_outbox.sendings.causes import describe
 from invoice_outbox.sendings.commands import resend_sources
 from invoice_outbox.sendings.filters import SendingFilter
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.queries import selection_clauses
 from invoice_outbox.sendings.status import RETRYABLE, SendingType, Status
+from invoice_outbox.systems.rejections import load_catalogue
 
 SAMPLE_SIZE = 20
 MAX_SENDING_IDS = 10_000
@@ -76,6 +78,17 @@ class ResendJobNotFound(NotFound):
 
     def __init__(self, job_id: uuid.UUID) -> None:
         super().__init__(f"No resend job has the id {job_id}.")
+
+
+class ResendNeedsCorrection(Conflict):
+    """A cause group whose fix is a correction: resending it unchanged cannot help."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(
+            f'The fix for "{label}" is a correction of each invoice: sending them again '
+            "unchanged cannot help. Have the practices correct them (a corrected invoice is "
+            "sent by itself), or pass Force to resend them anyway."
+        )
 
 
 # Selections ------------------------------------------------------------------------------
@@ -404,6 +417,10 @@ async def create_job(
         snapshot_at = previewed.snapshot_at
     if selection is None:
         selection = Selection()
+    if selection.cause is not None and not dry_run and not force:
+        info = describe(selection.cause, await load_catalogue(session))
+        if info.needs_correction:
+            raise ResendNeedsCorrection(info.label)
     the_plan = discard_plan(selection) if action == "discard" else plan(selection, force=force)
     summary = (
         dict(previewed.selection.get("Preview") or {})

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from invoice_outbox.api import (
+    acknowledgements,
     audit_routes,
     health,
     invoice_batch,
@@ -22,6 +23,7 @@ from invoice_outbox.api import (
     listing_routes,
     metrics_route,
     practice_routes,
+    rejection_routes,
     resend_routes,
     sandbox,
     sending_routes,
@@ -61,6 +63,8 @@ def install_api(app: FastAPI, settings: Settings) -> None:
         invoice_batch.router,
         systems.router,
         practice_routes.router,
+        acknowledgements.router,
+        rejection_routes.router,
     ]
     if settings.sandbox:
         routers.append(sandbox.router)

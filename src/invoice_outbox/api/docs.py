@@ -10,8 +10,11 @@ from pydantic import BaseModel
 
 STATUS_VALUES = (
     "`Status`: `Pending` (waiting for its first or next attempt), `Sending` (an attempt is in "
-    "flight), `Sent` (the system accepted it), `Failed` (the last attempt failed; another is "
-    "scheduled), `Aborted` (no more automatic attempts), `Cancelled` (the invoice was cancelled), "
+    "flight), `Sent` (delivered: the system took it; one whose recipient's verdict is still to "
+    "come is Sent too), `Failed` (the last attempt failed; another is "
+    "scheduled), `Aborted` (no more automatic attempts; also a sending the recipient rejected "
+    'after receiving it, its Reason naming the rejection: "MediSwitch rejected the invoice: '
+    'code 04, Invalid member number"), `Cancelled` (the invoice was cancelled), '
     "`Discarded` (an admin or the practice gave up on it for good; never on the legacy "
     "`aborted` and `failed` lists). "
     "`System`: the name of a configured external system (e.g. a billing system, a medical-aid "

@@ -24,8 +24,12 @@ from invoice_outbox.api.security import Caller
 from invoice_outbox.sendings.cancellation import InvoiceNotFound
 from invoice_outbox.sendings.holds import SystemHold, held_fields, held_systems
 from invoice_outbox.sendings.intake import SendingRow, Submission, submit_invoices
-from invoice_outbox.sendings.invoice_history import attempts_of, invoice_sendings
-from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.invoice_history import (
+    acknowledgements_of,
+    attempts_of,
+    invoice_sendings,
+)
+from invoice_outbox.sendings.models import Acknowledgement, Attempt, Sending
 from invoice_outbox.sendings.submissions import InvoiceIn, document_bytes
 
 router = APIRouter(tags=["invoices"])
@@ -113,7 +117,15 @@ def vo_row(s: SendingRow) -> tuple[Any, ...]:
     description=(
         "**Admins, or users of that practice.** 404 when the practice has no such invoice. "
         "Each sending: `Status` (the legacy statuses) and `Held`, `HeldReason`, `HeldSince`: "
-        "whether it waits because its system is switched off or down, why, and since when."
+        "whether it waits because its system is switched off or down, why, and since when. "
+        "Each sending has its transport `Status` and, for systems that tell one, the "
+        "recipient's verdict: `Acceptance` (`Awaiting`, `Accepted`, `Rejected`, `Overdue`; "
+        "null for Transport systems), `AcceptanceCode`, `AcceptanceReference` (the "
+        "recipient's own reference), `AcceptanceAt`, `AcceptanceDueAt`; `Revision` (a "
+        "correction after acceptance is a Cancellation of revision r, then an Invoice of "
+        "revision r + 1) and `WaitsFor`. Attempts carry `RecipientCode`; admins also see the "
+        "recipient's own words (`RecipientMessage`) and each sending's `Acknowledgements` "
+        "(applied or not, with a note): they may carry patient data, so practices never do."
     ),
     response_class=Response,
 )
@@ -132,21 +144,29 @@ async def invoice_detail(
     history = await attempts_of(session, [s.id for s in sendings])
     holds = await held_systems(session)
     now = state.clock.now()
+    admin = caller.is_admin
+    acks = await acknowledgements_of(session, [s.id for s in sendings]) if admin else {}
     value = {
         "PracticeId": practiceId,
         "InvoiceId": invoiceId,
         "EncounterId": sendings[0].encounter_id,
         "InvoiceNumber": sendings[0].invoice_number,
         "Sendings": [
-            _sending_view(s, [_attempt_view(a) for a in history[s.id]], holds.get(s.system), now)
+            _sending_view(
+                s,
+                [_attempt_view(a, admin) for a in history[s.id]],
+                [_ack_view(a) for a in acks.get(s.id, [])] if admin else None,
+                holds.get(s.system),
+                now,
+            )
             for s in sendings
         ],
     }
     return answer(request, state, value, root="Invoice")
 
 
-def _attempt_view(a: Attempt) -> dict[str, Any]:
-    return {
+def _attempt_view(a: Attempt, admin: bool) -> dict[str, Any]:
+    view = {
         "Number": a.number,
         "StartedAt": a.started_at,
         "DurationMs": a.duration_ms,
@@ -154,11 +174,31 @@ def _attempt_view(a: Attempt) -> dict[str, Any]:
         "Code": a.code,
         "Reason": a.reason,
         "Worker": a.worker,
+        "RecipientCode": a.recipient_code,
+    }
+    if admin:  # the recipient's own words may carry patient data: admins only
+        view["RecipientMessage"] = a.recipient_message
+    return view
+
+
+def _ack_view(a: Acknowledgement) -> dict[str, Any]:
+    return {
+        "ReceivedAt": a.received_at,
+        "Accepted": a.accepted,
+        "Code": a.code,
+        "Reference": a.reference,
+        "Message": a.message,
+        "Applied": a.applied,
+        "Note": a.note,
     }
 
 
 def _sending_view(
-    s: Sending, attempts: list[dict[str, Any]], hold: SystemHold | None, now: datetime
+    s: Sending,
+    attempts: list[dict[str, Any]],
+    acks: list[dict[str, Any]] | None,
+    hold: SystemHold | None,
+    now: datetime,
 ) -> dict[str, Any]:
     held = held_fields(
         status=s.status,
@@ -167,7 +207,7 @@ def _sending_view(
         hold=hold,
         now=now,
     )
-    return {
+    view = {
         "SendingId": s.id,
         "System": s.system,
         "SendingType": s.sending_type,
@@ -180,5 +220,15 @@ def _sending_view(
         "SentAt": s.sent_at,
         "IdempotencyKey": s.idempotency_key,
         **held,
+        "Acceptance": s.acceptance,
+        "AcceptanceCode": s.acceptance_code,
+        "AcceptanceReference": s.acceptance_reference,
+        "AcceptanceAt": s.acceptance_at,
+        "AcceptanceDueAt": s.acceptance_due_at,
+        "Revision": s.revision,
+        "WaitsFor": s.follows_id,
         "Attempts": attempts,
     }
+    if acks is not None:
+        view["Acknowledgements"] = acks
+    return view

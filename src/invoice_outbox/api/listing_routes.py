@@ -45,6 +45,7 @@ from invoice_outbox.sendings.list_query import (
 from invoice_outbox.sendings.listing import Order, Page
 from invoice_outbox.sendings.pages import read_list_page, reading
 from invoice_outbox.state import AppState
+from invoice_outbox.systems.rejections import load_catalogue
 
 router = APIRouter(tags=["finding failures"])
 
@@ -83,7 +84,11 @@ _ITEM_FIELDS = (
     "null when nothing failed), `CauseLabel` (the group's name for admins), `SendingAttempts`, "
     "`SendingTime`, `NextAttemptAt`, `SentAt`, `Held` (true while it waits because its system "
     "is switched off or down: `Status` stays `Pending` or `Failed`), `HeldReason` (why, e.g. "
-    "`MediSwitch is switched off`), `HeldSince` (since when it has waited for that)"
+    "`MediSwitch is switched off`), `HeldSince` (since when it has waited for that), "
+    "`Acceptance` (the recipient's verdict: "
+    "`Awaiting`, `Accepted`, `Rejected`, `Overdue`; null for systems that do not tell one), "
+    "`AcceptanceCode` (the recipient's code), `WaitsFor` (a corrected claim waits for this "
+    "sending, the reversal of the accepted one)"
 )
 _PAGE_SHAPE = (
     '`{"Items": [...], "Total": n, "NextCursor": "..." | null}` (XML root `SendingPage`, items '
@@ -129,7 +134,8 @@ async def list_sendings(request: Request, state: State, caller: Caller) -> Respo
     now = state.clock.now()
     async with reading(state.engine) as connection:
         holds = await held_systems(connection)
-    items = [sending_item(row, holds, now) for row in page.rows]
+        catalogue = await load_catalogue(connection)
+    items = [sending_item(row, holds, now, catalogue) for row in page.rows]
     return _page_answer(request, state, page, items)
 
 
@@ -139,10 +145,13 @@ async def list_sendings(request: Request, state: State, caller: Caller) -> Respo
     description=(
         "**Admins, or users of that practice.** The practice's sendings with the filters and "
         "paging of `GET api/v1/billing/sendings`; each item also has `Explanation` (what "
-        "happened, in plain words) and `NextStep` (what happens next, or what to do)."
+        "happened, in plain words) and `NextStep` (what happens next, or what to do); a "
+        "sending the recipient rejected has `WhoMustAct` (practice, administrator or software "
+        "vendor) and `MustCorrect` (true: the practice must correct the invoice; `NextStep` is "
+        "the fix)."
     ),
     response_class=Response,
-    responses=_page_responses(", `Explanation`, `NextStep`"),
+    responses=_page_responses(", `Explanation`, `NextStep`, `WhoMustAct`, `MustCorrect`"),
     openapi_extra=query_docs(PRACTICE_VIEW_PARAMS),
 )
 async def practice_invoices(
@@ -157,7 +166,8 @@ async def practice_invoices(
     async with reading(state.engine) as connection:
         holds = await held_systems(connection)
         told = await notified_aborts(connection, [(row[0], row[ABORTED_AT]) for row in page.rows])
-    items = [practice_item(row, zone, now, holds, told) for row in page.rows]
+        catalogue = await load_catalogue(connection)
+    items = [practice_item(row, zone, now, holds, told, catalogue) for row in page.rows]
     return _page_answer(request, state, page, items)
 
 
@@ -172,7 +182,11 @@ async def practice_invoices(
         "`Label` (the group's name), `FirstSeen` and `LastSeen` (SendingTime), `Statuses` "
         "(count per status), `Systems`, `SystemCount`, `Practices` (at most "
         f"{PRACTICE_CAP}) and `PracticeCount`, `Retryable` (the worker retries this cause "
-        "by itself). Filters as on the lists; `status` may be `Failed` or `Aborted`."
+        "by itself). A recipient's rejection (cause `code-...`, keyed on the rejection "
+        "catalogue's entry) also has `Meaning`, `Fix`, `WhoMustAct`, `ResendHelps` and "
+        "`Known` (false: a code the catalogue does not explain yet); `ResendAll` is false "
+        "when the fix needs a correction (no blind resend of the group). Filters as on the "
+        "lists; `status` may be `Failed` or `Aborted`."
     ),
     response_class=Response,
     responses={
@@ -190,9 +204,13 @@ async def list_causes(request: Request, state: State, _caller: Admin) -> Respons
     selection = read_cause_selection(request.query_params.multi_items(), state.settings.zone)
     async with reading(state.engine) as connection:
         groups = await cause_groups(connection, selection)
+        catalogue = await load_catalogue(connection)
     statuses = failure_statuses(selection)
     value = {
-        "Groups": [group_view(g, practice_cap=PRACTICE_CAP, statuses=statuses) for g in groups],
+        "Groups": [
+            group_view(g, practice_cap=PRACTICE_CAP, statuses=statuses, catalogue=catalogue)
+            for g in groups
+        ],
         "Total": sum(g.count for g in groups),
     }
     return answer(request, state, value, root="CauseGroups")

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from invoice_outbox.admin import audit
-from invoice_outbox.api.bodies import answer, read_body, xml_children
+from invoice_outbox.api.bodies import answer, read_body, xml_flat
 from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import body_doc
 from invoice_outbox.api.security import Admin
@@ -28,6 +28,7 @@ from invoice_outbox.systems.service import (
     get_system,
     list_systems,
     put_system,
+    secrets_of,
     validate_target,
 )
 
@@ -50,6 +51,7 @@ def _configuration(system: System | None) -> dict[str, Any]:
         "MaxInFlight": system.max_in_flight,
         "RatePerSecond": system.rate_per_second,
         "Practices": sorted(str(link.practice_id) for link in system.practices),
+        "Acceptance": system.acceptance_settings or {},
     }
 
 
@@ -71,10 +73,18 @@ def _changes(
     }
 
 
+def _as_list(values: dict[str, Any], key: str) -> None:
+    if isinstance(values.get(key), str):
+        values[key] = [values[key]] if values[key] else []
+
+
 def _xml_system(root: Any) -> dict[str, Any]:
-    values = xml_children(root)
-    if isinstance(values.get("Practices"), str):
-        values["Practices"] = [values["Practices"]] if values["Practices"] else []
+    values = xml_flat(root, nested=frozenset({"Acceptance"}))
+    _as_list(values, "Practices")
+    acceptance = values.get("Acceptance")
+    if isinstance(acceptance, dict):
+        for key in ("Accepted", "Rejected", "Pending"):
+            _as_list(acceptance, key)
     return values
 
 
@@ -90,6 +100,14 @@ def _xml_system(root: Any) -> dict[str, Any]:
         "the queue); `MaxInFlight` (default 8: deliveries waiting on it at once, over every "
         "worker) and `RatePerSecond` (default none: deliveries started per second, over every "
         "worker): the system's lane, which other systems' lanes do not wait behind. "
+        "Acceptance beyond transport: `Acceptance` `{Mode: Transport|Response|Acknowledgement, "
+        "Secret (whsec_..., verifies acknowledgements), Within (seconds before Overdue), Kind "
+        "(the rejection catalogue's family of codes), CodePointer/MessagePointer/"
+        "ReferencePointer (JSON pointers) or CodePath/MessagePath/ReferencePath (XPath), "
+        "Accepted/Rejected/Pending (code lists)}`. `SigningSecret` (whsec_...): every HTTP "
+        "delivery carries Standard Webhooks headers; a new one rotates, the previous staying "
+        "valid for `SecretOverlapSeconds` (default 86400). `ClientCertificate`/`ClientKey` "
+        "(PEM): mTLS; `CaCertificate` (PEM) trusts a private CA. "
         "Secrets are write-only: omit them to keep the stored value. Targets on loopback, "
         "link-local or private addresses are refused unless "
         "`INVOICE_OUTBOX_ALLOW_PRIVATE_TARGETS=true`. Answers the system (201 when created). "
@@ -122,9 +140,10 @@ async def put(
     now = state.clock.now()
     await validate_target(spec, allow_private=state.settings.allow_private_targets)
     existing = await get_system(session, name)
-    before, old_secret = _configuration(existing), existing.secret if existing else None
+    before, old_secrets = _configuration(existing), secrets_of(existing)
     system, created = await put_system(session, name, spec, now=now)
-    details = _changes(before, _configuration(system), system.secret != old_secret, created)
+    changed_secret = secrets_of(system) != old_secrets
+    details = _changes(before, _configuration(system), changed_secret, created)
     await audit.record(
         session,
         principal=caller,

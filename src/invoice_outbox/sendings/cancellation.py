@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from xml.sax.saxutils import escape
 
 import orjson
 from sqlalchemy import select
@@ -30,15 +31,21 @@ class InvoiceNotFound(NotFound):
         super().__init__(f"Practice {practice_id} has no invoice {invoice_id}.")
 
 
-def cancellation_document(sending: Sending, content_type: str) -> bytes:
-    """What a receiver gets to cancel an invoice: ids only, no patient data."""
+def cancellation_document(sending: Sending, content_type: str, *, reversal: bool = False) -> bytes:
+    """What a receiver gets to cancel an invoice: ids only, no patient data.  A `reversal`
+    (a correction after acceptance) also names the claim it reverses: the idempotency key its
+    delivery carried (``Reverses``) and the recipient's own reference when it gave one."""
     ids = {
         "InvoiceId": str(sending.invoice_id),
         "EncounterId": str(sending.encounter_id),
         "PracticeId": str(sending.practice_id),
     }
+    if reversal:
+        ids["Reverses"] = sending.idempotency_key
+        if sending.acceptance_reference:
+            ids["Reference"] = sending.acceptance_reference
     if content_type == "application/xml":
-        fields = "".join(f"<{k}>{v}</{k}>" for k, v in ids.items())
+        fields = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in ids.items())
         return f"<InvoiceCancellation>{fields}</InvoiceCancellation>".encode()
     return orjson.dumps({**ids, "Cancelled": True})
 
@@ -50,18 +57,21 @@ async def add_cancellation(
     content_type: str,
     now: datetime,
     keyring: Keyring,
+    reversal: bool = False,
 ) -> Sending:
-    """Queue a Cancellation for the system that received `delivered` (once per system)."""
+    """Queue a Cancellation for the system that received `delivered` (once per system and
+    revision of the claim; see `cancellation_document` for `reversal`)."""
     existing = await session.scalar(
         select(Sending).where(
             Sending.invoice_id == delivered.invoice_id,
             Sending.system == delivered.system,
             Sending.sending_type == SendingType.CANCELLATION.value,
+            Sending.revision == delivered.revision,
         )
     )
     if existing is not None:
         return existing
-    body = cancellation_document(delivered, content_type)
+    body = cancellation_document(delivered, content_type, reversal=reversal)
     document = new_document(
         keyring,
         practice_id=delivered.practice_id,
@@ -78,6 +88,7 @@ async def add_cancellation(
         sending_type=SendingType.CANCELLATION,
         document_id=document.id,
         now=now,
+        revision=delivered.revision,
     )
     session.add_all([document, cancellation])
     return cancellation

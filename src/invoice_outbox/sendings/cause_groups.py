@@ -22,6 +22,7 @@ from invoice_outbox.sendings.filters import SendingFilter
 from invoice_outbox.sendings.models import Sending
 from invoice_outbox.sendings.queries import AnySelect, cause_clause, selection_clauses
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.rejections import Catalogue
 
 __all__ = [
     "CauseGroup",
@@ -175,10 +176,14 @@ async def cause_groups(connection: AsyncConnection, selection: SendingFilter) ->
 
 
 def group_view(
-    group: CauseGroup, *, practice_cap: int, statuses: Iterable[Status]
+    group: CauseGroup,
+    *,
+    practice_cap: int,
+    statuses: Iterable[Status],
+    catalogue: Catalogue | None = None,
 ) -> dict[str, Any]:
     """One group as the API's CauseGroup shape (PascalCase, in this order)."""
-    info = group.info
+    info = describe(group.cause, catalogue)
     return {
         "Cause": group.cause,
         "Count": group.count,
@@ -192,4 +197,10 @@ def group_view(
         "Practices": group.sorted_practices(practice_cap),
         "PracticeCount": len(group.practices),
         "Retryable": info.retryable,
+        "Meaning": info.explanation,
+        "Fix": info.next_step,
+        "WhoMustAct": info.who,
+        "ResendHelps": info.resend_helps,
+        "Known": info.known,
+        "ResendAll": not info.needs_correction,
     }

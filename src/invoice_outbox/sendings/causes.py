@@ -12,8 +12,8 @@ Every text is fixed in this module: nothing from a request, a reason or a docume
 put into one, so no patient data can appear in them.  Unknown slugs get a generic entry
 (``http-418`` → "HTTP 418"); `describe` never fails.
 
-Besides the fixed texts, a practice's explanation may name the system an invoice goes to (an
-administrator's configuration, never patient data).  Counting by cause is `cause_groups`.
+What a practice is told about a sending (with these words) is `practice_words`; counting by
+cause is `cause_groups`.
 """
 
 from __future__ import annotations
@@ -21,27 +21,29 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
 from typing import Final
 
-from invoice_outbox.sendings.holds import SystemHold
 from invoice_outbox.sendings.queries import (
     UNKNOWN_CAUSE,
 )
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.rejections import PREFIX as REJECTION_PREFIX
+from invoice_outbox.systems.rejections import Catalogue, file_catalogue
 
 __all__ = [
     "FAILURE_STATUSES",
     "KNOWN",
+    "OVERDUE",
     "UNKNOWN",
     "CauseInfo",
     "describe",
     "group_key",
-    "practice_explanation",
 ]
 
 #: The group of failures recorded without a cause (older rows, manual changes).
 UNKNOWN: Final = UNKNOWN_CAUSE
+#: Delivered sendings whose acknowledgement is past its deadline (notices, overview).
+OVERDUE: Final = "acknowledgement-overdue"
 #: The statuses cause groups are made of (discarded sendings were given up on: not a worklist).
 FAILURE_STATUSES: Final = (Status.FAILED, Status.ABORTED)
 #: Statuses whose sendings' last attempt failed (a failure without a cause is `UNKNOWN`).
@@ -84,6 +86,20 @@ class CauseInfo:
     next_step: str
     retryable: bool
     known: bool = True
+    #: Rejections by the recipient (catalogue entries): who must act, and whether sending the
+    #: same invoice again unchanged can help (False: a correction is needed, so a cause group
+    #: offers no blind "resend all").  None for other causes.
+    who: str | None = None
+    resend_helps: bool | None = None
+
+    @property
+    def rejection(self) -> bool:
+        return self.slug.startswith(REJECTION_PREFIX)
+
+    @property
+    def needs_correction(self) -> bool:
+        """Sending it again unchanged cannot help: something must be corrected first."""
+        return self.resend_helps is False
 
     def next_step_for(self, status: str) -> str:
         """The next step for a sending in `status` failed with this cause."""
@@ -233,6 +249,20 @@ _ENTRIES: tuple[CauseInfo, ...] = (
     _setup("smtp-554", "Message refused (SMTP 554)", _MAIL_REFUSED),
     # Receivers' own rejections (named by what was wrong).
     _rejected("rejected", "Rejected by the receiver", "The receiver rejected the invoice."),
+    CauseInfo(
+        OVERDUE,
+        "No acknowledgement yet (overdue)",
+        "The invoice was delivered, but the system it was sent to has not said whether it "
+        "accepts it, and it is past the time it should have.",
+        "Nothing to do yet; your administrator is told and follows it up.",
+        retryable=False,
+    ),
+    _setup(
+        "no-verdict",
+        "No verdict in the answer",
+        "The system the invoice is sent to answered, but not in the form it is set up to "
+        "answer in, so we cannot tell whether it accepted the invoice.",
+    ),
     _rejected(
         "rejected-member-number",
         "Rejected: invalid member number",
@@ -272,10 +302,40 @@ def _family(slug: str, kind: str, code: int) -> CauseInfo:
     return _temporary(slug, label, "The mail server gave an answer we could not understand.")
 
 
-def describe(slug: str | None) -> CauseInfo:
-    """What `slug` means; None is the `UNKNOWN` group.  Never raises."""
+def _rejection(slug: str, catalogue: Catalogue | None) -> CauseInfo:
+    entry = (catalogue or file_catalogue()).by_slug(slug)
+    if entry is None:
+        return CauseInfo(
+            slug,
+            f"Unknown rejection code ({slug[len(REJECTION_PREFIX) + 2 :]})",
+            "The recipient rejected the invoice with a code we have no explanation for yet.",
+            "Your administrator can see the recipient's code and find out what it means; "
+            "contact them if it is urgent.",
+            retryable=False,
+            known=False,
+            who="administrator",
+        )
+    return CauseInfo(
+        slug,
+        entry.label,
+        entry.meaning,
+        entry.fix,
+        retryable=False,
+        who=entry.who,
+        resend_helps=entry.resend_helps,
+    )
+
+
+def describe(slug: str | None, catalogue: Catalogue | None = None) -> CauseInfo:
+    """What `slug` means; None is the `UNKNOWN` group.  Never raises.
+
+    A recipient's rejection (a ``code-...`` slug) reads from `catalogue` (the file's alone
+    when None: pass `systems.rejections.load_catalogue`'s to include administrators'
+    overrides)."""
     if slug is None:
         return KNOWN[UNKNOWN]
+    if slug.startswith(REJECTION_PREFIX):
+        return _rejection(slug, catalogue)
     entry = KNOWN.get(slug)
     if entry is not None:
         return entry
@@ -298,107 +358,3 @@ def group_key(status: str, cause: str | None) -> str | None:
     if cause is not None:
         return cause
     return UNKNOWN if status in _FAILED_ONCE else None
-
-
-# Practice view ---------------------------------------------------------------------------------
-
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
-
-def _local(moment: datetime, zone: tzinfo) -> tuple[str, str]:
-    """(``18:06 SAST``, ``5 February 2026``): the service's zone, words a practice can read."""
-    local = moment.astimezone(zone)
-    name = local.tzname() or ""
-    clock = f"{local:%H:%M} {name}" if name.isalpha() else f"{local:%H:%M}"
-    return clock, f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
-
-
-def _held_words(hold: SystemHold, zone: tzinfo) -> tuple[str, str]:
-    system = hold.system
-    if hold.disabled:
-        since = ""
-        if hold.disabled_at is not None:
-            clock, day = _local(hold.disabled_at, zone)
-            since = f" since {clock} on {day}"
-        return (
-            f"{system} is switched off for now{since}, so the invoice is waiting.",
-            f"Nothing to do: it is sent when an administrator switches {system} on again.",
-        )
-    since = ""
-    if hold.down_since is not None:
-        clock, day = _local(hold.down_since, zone)
-        since = f" since {clock} on {day}"
-    return (
-        f"{system} has not been answering{since}, so the invoice is waiting; "
-        "this does not use up its attempts.",
-        f"Nothing to do: it is sent as soon as {system} answers again.",
-    )
-
-
-def practice_explanation(
-    *,
-    status: str,
-    cause: str | None,
-    next_attempt_at: datetime | None,
-    sent_at: datetime | None,
-    zone: tzinfo,
-    now: datetime | None = None,
-    hold: SystemHold | None = None,
-    admin_told: bool = False,
-) -> tuple[str, str]:
-    """(Explanation, NextStep) of a sending's state for a practice user, in plain words.
-
-    "Your administrator has been told" is said only with `admin_told` (a notice reporting
-    this sending's abort was sent); otherwise the practice is asked to tell them.
-
-    A Failed sending whose next attempt is already due at `now` (its system is held while it
-    is down, or the worker is busy) is promised an attempt "shortly", not at a past time.
-    `hold`: the sending is held (`invoice_outbox.sendings.holds.is_held`: its system holds its
-    queue, down or switched off); a waiting sending then says so, instead of promising an
-    attempt that is not coming yet (or "being sent" for one whose worker is gone).
-    """
-    waiting = (Status.PENDING.value, Status.FAILED.value, Status.SENDING.value)
-    if hold is not None and status in waiting:
-        return _held_words(hold, zone)
-    if status == Status.SENT.value:
-        if sent_at is None:
-            return "Delivered.", "Nothing to do."
-        clock, day = _local(sent_at, zone)
-        return f"Delivered on {day} at {clock}.", "Nothing to do."
-    if status == Status.PENDING.value:
-        return "Waiting to be sent.", "Nothing to do; it will be sent shortly."
-    if status == Status.SENDING.value:
-        return "Being sent now.", "Nothing to do."
-    if status == Status.CANCELLED.value:
-        return "The invoice was cancelled, so this will not be sent.", "Nothing to do."
-    info = describe(cause)
-    if status == Status.DISCARDED.value:
-        return f"{info.explanation} {_DISCARDED}", _ASK_TO_RESEND
-    if status == Status.FAILED.value:
-        if next_attempt_at is None:
-            return info.explanation, _KEEP_TRYING
-        if now is not None and next_attempt_at <= now:
-            step = "We will try again shortly."
-        else:
-            clock, day = _local(next_attempt_at, zone)
-            step = f"We will try again at {clock} on {day}."
-        if not info.retryable:
-            step = f"{step} {info.next_step}"
-        return info.explanation, step
-    step = info.next_step_for(status)
-    if step == _ADMIN_TOLD and not admin_told:
-        step = _TELL_ADMIN
-    return info.explanation, step

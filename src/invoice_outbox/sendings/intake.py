@@ -49,12 +49,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from invoice_outbox.db.failures import as_unavailable, describe
 from invoice_outbox.db.waker import Waker
 from invoice_outbox.sendings import transitions
+from invoice_outbox.sendings.cancellation import add_cancellation
+from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.holds import any_deliverable
 from invoice_outbox.sendings.intake_rules import (
     DUE,
@@ -69,12 +72,14 @@ from invoice_outbox.sendings.intake_rules import (
     first_pass_result,
     names_of,
     plan_of,
+    reversible,
     settled,
     target_systems,
 )
 from invoice_outbox.sendings.intake_store import (
     ROW_COLUMNS,
     FirstPassItem,
+    NewDocument,
     SendingRow,
     as_row,
     discard_unused,
@@ -86,6 +91,8 @@ from invoice_outbox.sendings.intake_store import (
     read_existing,
 )
 from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
+from invoice_outbox.sendings.models import Sending
+from invoice_outbox.sendings.status import SendingType
 from invoice_outbox.systems.directory import SystemsDirectory, SystemsSnapshot
 
 __all__ = [
@@ -123,9 +130,11 @@ async def _apply(connection: AsyncConnection, plan: Plan, *, now: datetime) -> I
         found = {e.row.system for e in locked}
         missing = [n for n in plan.systems if n not in found]
         try:
-            changed = [e.row for e in plan.changed(locked)]
+            differing = plan.changed(locked)
         except DocumentKeyMissing as error:
             return plan.key_missing(error)
+        changed = [e.row for e in differing if not reversible(e)]
+        reversing = [e.row for e in differing if reversible(e)]
         document = plan.document()
         await insert_documents(connection, [document], now=now)
         made = await insert_sendings(connection, plan.new_sendings(missing, document.id), now=now)
@@ -142,6 +151,10 @@ async def _apply(connection: AsyncConnection, plan: Plan, *, now: datetime) -> I
                 await discard_unused(connection, [row.id for row in made], document.id)
                 continue
             replaced = [as_row(values) for values in rows]
+        if reversing:
+            replaced += await _reverse_and_follow(
+                connection, reversing, document, keyring=plan.keyring, now=now
+            )
         answer = [e.row for e in locked] + made + replaced  # later rows win in `result`
         if replaced:
             reason = f"the corrected document replaces the one queued for {names_of(replaced)}"
@@ -150,6 +163,52 @@ async def _apply(connection: AsyncConnection, plan: Plan, *, now: datetime) -> I
             return plan.result(Outcome.CORRECTED, reason, answer)
         return plan.result(Outcome.ACCEPTED, f"queued for {names_of(made)}", answer)
     return plan.result(Outcome.CONFLICT, CONCURRENT)
+
+
+async def _reverse_and_follow(
+    connection: AsyncConnection,
+    accepted: Sequence[SendingRow],
+    document: NewDocument,
+    *,
+    keyring: Keyring,
+    now: datetime,
+) -> list[SendingRow]:
+    """Correct claims the recipients accepted (or are judging): for each, a Cancellation
+    naming it (due now, sealed as every document is), then the corrected claim as the next
+    revision, waiting until the Cancellation is done (`transitions.release_followers`).
+    Returns the corrected claims' rows.  Runs in the caller's transaction (the rows are
+    locked by `read_existing`)."""
+    made: list[SendingRow] = []
+    async with AsyncSession(bind=connection) as session:  # joins the caller's transaction
+        for row in accepted:
+            claim = await session.get_one(Sending, row.id)
+            original = await session.scalar(
+                select(Document.content_type).where(Document.id == claim.document_id)
+            )
+            reversal = await add_cancellation(
+                session,
+                claim,
+                content_type=original or document.content_type,
+                now=now,
+                keyring=keyring,
+                reversal=True,
+            )
+            await session.flush()  # the reversal's id, for the claim that follows it
+            corrected = transitions.create_pending(
+                practice_id=claim.practice_id,
+                encounter_id=claim.encounter_id,
+                invoice_id=claim.invoice_id,
+                system=claim.system,
+                sending_type=SendingType.INVOICE,
+                document_id=document.id,
+                now=now,
+                revision=claim.revision + 1,
+                follows=reversal.id,
+            )
+            session.add(corrected)
+            await session.flush()
+            made.append(as_row([getattr(corrected, c.key) for c in ROW_COLUMNS]))
+    return made
 
 
 @dataclass(slots=True)

@@ -20,12 +20,13 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from invoice_outbox.errors import Conflict, Invalid
 from invoice_outbox.sendings.intake_store import Existing, NewDocument, NewSending, SendingRow
 from invoice_outbox.sendings.keyring import DocumentKeyMissing, Keyring
 from invoice_outbox.sendings.sealing import digest, seal
-from invoice_outbox.sendings.status import Status
+from invoice_outbox.sendings.status import Acceptance, Status
 from invoice_outbox.systems.directory import SystemsSnapshot
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,8 @@ def settled(plan: Plan, existing: list[Existing]) -> ItemResult | None:
     except DocumentKeyMissing as error:
         return plan.key_missing(error)
     for e in changed:
+        if reversible(e):
+            continue  # corrected by a reversal and a new revision (see `reversible`)
         why = refusal(Status(e.row.status), e.row.system)
         if why is not None:
             return plan.result(Outcome.CONFLICT, why)
@@ -294,6 +297,21 @@ def settled(plan: Plan, existing: list[Existing]) -> ItemResult | None:
             Outcome.DUPLICATE, "already submitted with this document; nothing changed", rows
         )
     return None
+
+
+def reversible(existing: Existing) -> bool:
+    """A delivered claim the recipient accepted (or is judging: Awaiting, Overdue): a
+    correction never makes a second live claim of it, nor replaces it: it is reversed (a
+    Cancellation naming it) and the corrected document follows as the next revision, once
+    the reversal is done.  Transport systems tell no verdict: Sent stays final there."""
+    return existing.row.status == Status.SENT.value and existing.acceptance in _JUDGING
+
+
+#: Verdicts under which a delivered claim is live at the recipient (Rejected ones are not:
+#: their status is Aborted, and a correction simply replaces them).
+_JUDGING: Final = frozenset(
+    {Acceptance.AWAITING.value, Acceptance.ACCEPTED.value, Acceptance.OVERDUE.value}
+)
 
 
 def refusal(status: Status, system: str) -> str | None:

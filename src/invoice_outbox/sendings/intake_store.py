@@ -53,11 +53,25 @@ class SendingRow:
 
 @dataclass(frozen=True, slots=True)
 class Existing:
-    """A sending found for an invoice, with the key id and keyed digest of the document it
-    holds (None: purged)."""
+    """A sending found for an invoice (the latest revision of its claim at its system), with
+    the key id and keyed digest of the document it holds (None: purged), its revision and the
+    recipient's verdict (None: the system does not tell one, or not yet delivered)."""
 
     row: SendingRow
     stored: tuple[str, str] | None
+    revision: int = 0
+    acceptance: str | None = None
+
+
+def latest(found: Sequence[Existing]) -> list[Existing]:
+    """Of an invoice's sendings, the latest revision at each system (a correction after
+    acceptance leaves the earlier claim, now reversed, behind), by system."""
+    by_system: dict[str, Existing] = {}
+    for existing in found:
+        kept = by_system.get(existing.row.system)
+        if kept is None or existing.revision > kept.revision:
+            by_system[existing.row.system] = existing
+    return [by_system[name] for name in sorted(by_system)]
 
 
 def _stored(key_id: str | None, digest: str | None) -> tuple[str, str] | None:
@@ -159,7 +173,7 @@ async def read_existing(
     """The Invoice sendings of `invoice_ids`, by invoice; `lock`: FOR UPDATE (PostgreSQL), so
     no worker claims them and no other intake changes them until the transaction ends."""
     statement = (
-        select(*ROW_COLUMNS, Document.key_id, Document.digest)
+        select(*ROW_COLUMNS, Document.key_id, Document.digest, Sending.revision, Sending.acceptance)
         .outerjoin(Document, Document.id == Sending.document_id)
         .where(
             Sending.invoice_id.in_(list(invoice_ids)),
@@ -172,8 +186,9 @@ async def read_existing(
     found: dict[uuid.UUID, list[Existing]] = {}
     for values in await connection.execute(statement):
         row = as_row(values)
-        found.setdefault(row.invoice_id, []).append(Existing(row, _stored(values[10], values[11])))
-    return found
+        stored = _stored(values[10], values[11])
+        found.setdefault(row.invoice_id, []).append(Existing(row, stored, values[12], values[13]))
+    return {invoice_id: latest(rows) for invoice_id, rows in found.items()}
 
 
 async def insert_documents(
@@ -269,7 +284,8 @@ _DOCUMENT_NAMES = ", ".join(DOCUMENT_COLUMNS)
 def _first_pass_sql(*, atomic: bool) -> TextClause:
     return text(f"""
     WITH seen AS (
-        SELECT s.{", s.".join(c.key for c in ROW_COLUMNS)}, d.key_id, d.digest
+        SELECT s.{", s.".join(c.key for c in ROW_COLUMNS)}, d.key_id, d.digest, s.revision,
+            s.acceptance
         FROM sendings AS s LEFT JOIN documents AS d ON d.id = s.document_id
         WHERE s.invoice_id = ANY(CAST(:invoices AS uuid[]))
           AND s.sending_type = '{SendingType.INVOICE.value}'
@@ -301,8 +317,8 @@ def _first_pass_sql(*, atomic: bool) -> TextClause:
             WHERE y.enabled AND y.circuit <> 'Down'
         )
     )
-    SELECT true AS made, made.*, NULL AS key_id, NULL AS digest,
-        (SELECT count(*) FROM woke) AS woke
+    SELECT true AS made, made.*, NULL AS key_id, NULL AS digest, 0 AS revision,
+        NULL AS acceptance, (SELECT count(*) FROM woke) AS woke
     FROM made
     UNION ALL
     SELECT false, seen.*, 0 FROM seen
@@ -358,12 +374,14 @@ async def first_pass(
         rows = await connection.execute(statement, _parameters(items, now))
         for values in rows:
             row = as_row(values[1:])
-            result.woke = result.woke or bool(values[13])
+            result.woke = result.woke or bool(values[15])
             if values[0]:
                 result.made.setdefault(row.invoice_id, []).append(row)
             else:
                 stored = _stored(values[11], values[12])
-                result.existing.setdefault(row.invoice_id, []).append(Existing(row, stored))
+                found = Existing(row, stored, values[13], values[14])
+                result.existing.setdefault(row.invoice_id, []).append(found)
+        result.existing = {k: latest(rows) for k, rows in result.existing.items()}
         return result
     result.existing = await read_existing(connection, [i.invoice_id for i in items], lock=False)
     fresh = [item for item in items if item.invoice_id not in result.existing]

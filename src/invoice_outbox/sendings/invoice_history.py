@@ -11,7 +11,7 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.models import Acknowledgement, Attempt, Sending
 
 
 async def invoice_sendings(
@@ -22,7 +22,9 @@ async def invoice_sendings(
     statement = select(Sending).where(Sending.invoice_id == invoice_id)
     if practices is not None:
         statement = statement.where(Sending.practice_id.in_(sorted(practices)))
-    statement = statement.order_by(Sending.system, Sending.sending_type, Sending.id)
+    statement = statement.order_by(
+        Sending.system, Sending.sending_type, Sending.revision, Sending.id
+    )
     return list((await session.scalars(statement)).all())
 
 
@@ -41,3 +43,21 @@ async def attempts_of(
     for attempt in (await session.scalars(statement)).all():
         attempts[attempt.sending_id].append(attempt)
     return attempts
+
+
+async def acknowledgements_of(
+    session: AsyncSession, sending_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[Acknowledgement]]:
+    """The acknowledgements received for each sending, oldest first (admins only: they keep
+    the recipient's own words)."""
+    found: dict[uuid.UUID, list[Acknowledgement]] = {}
+    if not sending_ids:
+        return found
+    statement = (
+        select(Acknowledgement)
+        .where(Acknowledgement.sending_id.in_(sorted(sending_ids)))
+        .order_by(Acknowledgement.received_at, Acknowledgement.id)
+    )
+    for ack in (await session.scalars(statement)).all():
+        found.setdefault(ack.sending_id, []).append(ack)
+    return found

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -19,10 +20,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from invoice_outbox.db.base import Base, UtcDateTime
-from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.status import Acceptance, SendingType, Status
 
 
-def _in_list(column: str, values: type[Status] | type[SendingType]) -> str:
+def _in_list(column: str, values: type[Status] | type[SendingType] | type[Acceptance]) -> str:
     quoted = ", ".join(f"'{member.value}'" for member in values)
     return f"{column} IN ({quoted})"
 
@@ -31,6 +32,10 @@ _DUE = text("status IN ('Pending', 'Failed')")
 _IN_FLIGHT = text("status = 'Sending'")
 _ABORTED = text("aborted_at IS NOT NULL")
 _NUMBERED = text("invoice_number IS NOT NULL")
+_AWAITING = text("acceptance = 'Awaiting'")
+_JUDGED = text("acceptance IS NOT NULL")
+_REFERENCED = text("acceptance_reference IS NOT NULL")
+_FOLLOWS = text("follows_id IS NOT NULL")
 
 
 class Sending(Base):
@@ -76,6 +81,20 @@ class Sending(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     #: Sent with every attempt of this sending, so a receiver can drop duplicates.
     idempotency_key: Mapped[str] = mapped_column(String(64))
+    #: The recipient's verdict (`Acceptance`), NULL for Transport systems and before delivery;
+    #: with the recipient's code, its reference for the claim, and when the verdict came.
+    acceptance: Mapped[str | None] = mapped_column(String(16))
+    acceptance_code: Mapped[str | None] = mapped_column(String(64))
+    acceptance_reference: Mapped[str | None] = mapped_column(String(200))
+    acceptance_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: While Awaiting: when it becomes Overdue (the system's AcknowledgementWithin).
+    acceptance_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: 0 for an invoice's first claim at a system; a correction after acceptance adds a
+    #: Cancellation of revision r and an Invoice of revision r + 1.
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The sending this one waits for (the Cancellation a corrected claim follows): it is not
+    #: due (next_attempt_at NULL) until that one is done.
+    follows_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     attempt_history: Mapped[list[Attempt]] = relationship(
@@ -83,9 +102,12 @@ class Sending(Base):
     )
 
     __table_args__ = (
-        UniqueConstraint("invoice_id", "system", "sending_type"),
+        UniqueConstraint("invoice_id", "system", "sending_type", "revision"),
         UniqueConstraint("idempotency_key"),
         CheckConstraint(_in_list("status", Status), name="status"),
+        CheckConstraint(
+            f"acceptance IS NULL OR {_in_list('acceptance', Acceptance)}", name="acceptance"
+        ),
         CheckConstraint(_in_list("sending_type", SendingType), name="sending_type"),
         CheckConstraint("attempts >= 0", name="attempts"),
         CheckConstraint(
@@ -133,6 +155,28 @@ class Sending(Base):
         Index(
             "ix_sendings_aborted_at", "aborted_at", sqlite_where=_ABORTED, postgresql_where=_ABORTED
         ),
+        # The overview's verdict counts: only sendings of systems that tell acceptance.
+        Index(
+            "ix_sendings_acceptance", "acceptance", sqlite_where=_JUDGED, postgresql_where=_JUDGED
+        ),
+        # The overdue check: sendings awaiting a verdict, by deadline.
+        Index(
+            "ix_sendings_awaiting",
+            "acceptance_due_at",
+            sqlite_where=_AWAITING,
+            postgresql_where=_AWAITING,
+        ),
+        # Acknowledgements naming the recipient's own reference.
+        Index(
+            "ix_sendings_reference",
+            "system",
+            "acceptance_reference",
+            sqlite_where=_REFERENCED,
+            postgresql_where=_REFERENCED,
+        ),
+        Index(
+            "ix_sendings_follows", "follows_id", sqlite_where=_FOLLOWS, postgresql_where=_FOLLOWS
+        ),
     )
 
 
@@ -148,7 +192,7 @@ class Attempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime)
     duration_ms: Mapped[int] = mapped_column(Integer)
-    #: Sent, Retryable or Permanent.
+    #: Sent, Retryable, Permanent or Rejected (delivered, and refused in the answer).
     outcome: Mapped[str] = mapped_column(String(16))
     #: HTTP status or SMTP reply code, when the receiver answered at all.
     code: Mapped[int | None] = mapped_column(Integer)
@@ -159,8 +203,49 @@ class Attempt(Base):
     #: ``digest`` was at delivery, so a Sent sending can be checked against what was really
     #: delivered without a plain hash that would confirm a guessed document.
     document_digest: Mapped[str | None] = mapped_column(String(64))
+    #: Response-mode systems: the verdict code found in the answer, and the recipient's own
+    #: words (capped, control characters removed).  The words may carry patient data: shown
+    #: to administrators only, never logged, never put in a reason.
+    recipient_code: Mapped[str | None] = mapped_column(String(64))
+    recipient_message: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("sending_id", "number"),
-        CheckConstraint("outcome IN ('Sent', 'Retryable', 'Permanent')", name="outcome"),
+        CheckConstraint(
+            "outcome IN ('Sent', 'Retryable', 'Permanent', 'Rejected')", name="outcome"
+        ),
     )
+
+
+class Acknowledgement(Base):
+    """One acknowledgement a recipient sent for a sending (`POST api/v1/billing/
+    acknowledgements/{system}`), applied or not: a repeat, or one contradicting the verdict
+    already recorded, is kept with `applied` false and a `note` saying why."""
+
+    __tablename__ = "acknowledgements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sending_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("sendings.id", ondelete="CASCADE"), index=True
+    )
+    system: Mapped[str] = mapped_column(String(100))
+    webhook_id: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    code: Mapped[str | None] = mapped_column(String(64))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    #: The recipient's own words (capped, cleaned): administrators only, never logged.
+    message: Mapped[str | None] = mapped_column(Text)
+    applied: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(String(300))
+
+
+class WebhookReceipt(Base):
+    """A webhook-id already received from a system (replay protection), kept for a while
+    longer than the timestamp tolerance: an older message is refused for its timestamp."""
+
+    __tablename__ = "webhook_receipts"
+
+    system: Mapped[str] = mapped_column(String(100), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

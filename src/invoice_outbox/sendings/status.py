@@ -58,13 +58,15 @@ S = Status
 #:                    filter leave it alone), or a corrected document from the practice.
 #: Discarded→Cancelled  the invoice was cancelled.
 #: Sent→Pending  a forced resend only (callers must say so explicitly).
+#: Sent→Aborted  the recipient rejected it after delivery (an acknowledgement): the legacy
+#:               aborted list shows it, its Reason naming the rejection.
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     S.PENDING: frozenset({S.SENDING, S.CANCELLED}),
     S.SENDING: frozenset({S.SENT, S.FAILED, S.ABORTED, S.PENDING, S.CANCELLED}),
     S.FAILED: frozenset({S.SENDING, S.PENDING, S.CANCELLED}),
     S.ABORTED: frozenset({S.PENDING, S.CANCELLED, S.DISCARDED}),
     S.DISCARDED: frozenset({S.PENDING, S.CANCELLED}),
-    S.SENT: frozenset({S.PENDING}),
+    S.SENT: frozenset({S.PENDING, S.ABORTED}),
     S.CANCELLED: frozenset(),
 }
 
@@ -99,3 +101,54 @@ def in_order(statuses: frozenset[Status]) -> list[str]:
     """The values of `statuses` in the order they are declared (stable SQL text: the due
     index's predicate is written ``status IN ('Pending', 'Failed')``)."""
     return [s.value for s in Status if s in statuses]
+
+
+# Acceptance: the recipient's verdict, beside the transport status ---------------------------
+
+
+class Acceptance(enum.StrEnum):
+    """What the recipient made of a delivered sending (NULL: not asked, or not delivered yet).
+
+    Only systems whose acceptance mode is ``Response`` or ``Acknowledgement`` have one; for a
+    ``Transport`` system delivered means done, and the column stays NULL (no extra writes).
+    """
+
+    AWAITING = "Awaiting"  # delivered; the verdict is to come (an acknowledgement)
+    ACCEPTED = "Accepted"  # the recipient accepted the claim
+    REJECTED = "Rejected"  # the recipient rejected it (code, meaning, fix: the catalogue)
+    OVERDUE = "Overdue"  # still no verdict past the system's AcknowledgementWithin
+
+
+class AcceptanceMode(enum.StrEnum):
+    """How a system tells its verdict."""
+
+    TRANSPORT = "Transport"  # it does not: delivered = done
+    RESPONSE = "Response"  # in the answer's body (a code at a JSON pointer or an XPath)
+    ACKNOWLEDGEMENT = "Acknowledgement"  # later, through POST api/v1/billing/acknowledgements
+
+
+A = Acceptance
+
+#: The acceptance graph.  None is "no verdict asked for yet" (a sending not delivered, or one
+#: queued again: a resend or a correction starts a new round, see `transitions.requeue`).
+#: None→Awaiting  delivered to a system that acknowledges later (or answered "pending");
+#: None→Accepted/Rejected  the verdict came in the answer, or an acknowledgement arrived for a
+#:                         sending delivered before its system asked for acceptance;
+#: Awaiting→Accepted/Rejected  the acknowledgement;  Awaiting→Overdue  its deadline passed;
+#: Overdue→Accepted/Rejected  a late acknowledgement still counts.
+#: Accepted and Rejected are final: a later acknowledgement that contradicts them is recorded
+#: (table acknowledgements) for an administrator, never applied.
+ACCEPTANCE_TRANSITIONS: Mapping[Acceptance | None, frozenset[Acceptance]] = {
+    None: frozenset({A.AWAITING, A.ACCEPTED, A.REJECTED}),
+    A.AWAITING: frozenset({A.ACCEPTED, A.REJECTED, A.OVERDUE}),
+    A.OVERDUE: frozenset({A.ACCEPTED, A.REJECTED}),
+    A.ACCEPTED: frozenset(),
+    A.REJECTED: frozenset(),
+}
+#: Verdicts still to come.
+UNDECIDED: frozenset[Acceptance] = frozenset({A.AWAITING, A.OVERDUE})
+
+
+def acceptance_sources_of(target: Acceptance) -> frozenset[Acceptance | None]:
+    """Every acceptance that may move to `target` (None included where it may)."""
+    return frozenset(s for s, targets in ACCEPTANCE_TRANSITIONS.items() if target in targets)

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Row,
     ScalarSelect,
     TextClause,
+    and_,
     case,
     func,
     insert,
@@ -51,14 +52,19 @@ from sqlalchemy.orm import QueryableAttribute
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.status import (
     CLAIMABLE,
+    UNDECIDED,
+    Acceptance,
     SendingType,
     Status,
+    acceptance_sources_of,
     can_transition,
+    ensure_transition,
     in_order,
     sources_of,
 )
 
 S = Status
+A = Acceptance
 Executor = AsyncConnection | AsyncSession
 
 
@@ -91,6 +97,13 @@ _FROM_SENDING: Final = {t: _guard(t, _IN_FLIGHT) for t in (S.SENT, S.FAILED, S.A
 _CLAIMABLE: Final = _guard(S.SENDING, CLAIMABLE)
 #: An outcome or a release ends the claim's lease.
 _SETTLED: Final[dict[str, Any]] = {"lease_owner": None, "lease_expires_at": None}
+#: A new round (a resend, a correction) asks for a new verdict.
+_NO_VERDICT: Final[dict[str, Any]] = {
+    "acceptance": None,
+    "acceptance_code": None,
+    "acceptance_at": None,
+    "acceptance_due_at": None,
+}
 
 
 # New rows --------------------------------------------------------------------------------------
@@ -105,9 +118,12 @@ def create_pending(
     sending_type: SendingType,
     document_id: uuid.UUID,
     now: datetime,
+    revision: int = 0,
+    follows: uuid.UUID | None = None,
 ) -> Sending:
     """A new sending, Pending and due now, with its own idempotency key (no edge: it had no
-    status before).  The caller adds it to the session."""
+    status before).  With `follows` it waits instead (not due) until that sending is done
+    (`release_followers`).  The caller adds it to the session."""
     return Sending(
         id=uuid.uuid4(),
         practice_id=practice_id,
@@ -119,9 +135,11 @@ def create_pending(
         attempts=0,
         round_attempts=0,
         sending_time=now,
-        next_attempt_at=now,
+        next_attempt_at=None if follows is not None else now,
         idempotency_key=uuid.uuid4().hex,
         document_id=document_id,
+        revision=revision,
+        follows_id=follows,
         created_at=now,
         updated_at=now,
     )
@@ -174,7 +192,11 @@ def intake_insert(source: str, *, skip_existing: bool) -> str:
     invoice_number`` -- Pending and due at ``:now``, as `pending_values`.  One that exists
     already (same invoice, system and type: a concurrent submission won a race) is skipped
     with `skip_existing`, else fails the statement.  Returns `INTAKE_RETURNING` of each row made."""
-    conflict = "ON CONFLICT (invoice_id, system, sending_type) DO NOTHING" if skip_existing else ""
+    conflict = (
+        "ON CONFLICT (invoice_id, system, sending_type, revision) DO NOTHING"
+        if skip_existing
+        else ""
+    )
     return f"""
         INSERT INTO sendings (id, practice_id, encounter_id, invoice_id, system, sending_type,
             status, attempts, round_attempts, sending_time, next_attempt_at, idempotency_key,
@@ -203,7 +225,7 @@ async def insert_pending(
     # with the statement compiled once (cached), not once per number of rows.
     result = await connection.execute(
         statement.on_conflict_do_nothing(
-            index_elements=["invoice_id", "system", "sending_type"]
+            index_elements=["invoice_id", "system", "sending_type", "revision"]
         ).returning(*returning),
         list(rows),
     )
@@ -568,6 +590,7 @@ async def requeue(
             discarded_by=None,
             discard_reason=None,
             **_SETTLED,
+            **_NO_VERDICT,
         )
         .returning(*returning)
         .execution_options(synchronize_session=False)
@@ -578,6 +601,11 @@ async def requeue(
 #: What a corrected document may replace: a sending no worker holds that was not delivered or
 #: cancelled.  A Pending one stays Pending; the others take their edge to Pending.
 REPLACEABLE: Final = frozenset({S.PENDING, S.FAILED, S.ABORTED, S.DISCARDED})
+_WAITING_FOLLOWER: Final = and_(
+    Sending.status == S.PENDING.value,
+    Sending.follows_id.is_not(None),
+    Sending.next_attempt_at.is_(None),
+)
 _REPLACEABLE_GUARD: Final = or_(
     Sending.status == S.PENDING.value, _guard(S.PENDING, REPLACEABLE - {S.PENDING})
 )
@@ -618,11 +646,18 @@ async def replace_document(
             document_id=document_id,
             idempotency_key=case(keys, value=Sending.id),
             round_attempts=0,
-            next_attempt_at=now,
+            # A corrected claim still waiting for its reversal keeps waiting
+            # (`release_followers` makes it due), whatever its document.
+            next_attempt_at=case((_WAITING_FOLLOWER, None), else_=now),
             updated_at=now,
             discarded_at=None,
             discarded_by=None,
             discard_reason=None,
+            # New content: the recipient's verdict on the old one does not carry over.
+            acceptance=None,
+            acceptance_code=None,
+            acceptance_at=None,
+            acceptance_due_at=None,
         )
         .returning(*returning)
         .execution_options(synchronize_session=False)
@@ -693,3 +728,203 @@ async def discard_many(
         .execution_options(synchronize_session=False)
     )
     return [row[0] for row in result.all()]
+
+
+# Acceptance: the recipient's verdict (its own graph: status.ACCEPTANCE_TRANSITIONS) -----------
+
+
+def _acceptance_guard(target: Acceptance) -> ColumnElement[bool]:
+    """``acceptance IN acceptance_sources_of(target)`` (NULL included where it may)."""
+    sources = acceptance_sources_of(target)
+    named = sorted(a.value for a in sources if a is not None)
+    guard = Sending.acceptance.in_(named)
+    return or_(Sending.acceptance.is_(None), guard) if None in sources else guard
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedAttempt:
+    """A delivered attempt of a system that tells acceptance: the claim it settles, the
+    attempt's record, and the verdict (Awaiting with a deadline, or Accepted)."""
+
+    sending_id: uuid.UUID
+    attempt: int
+    started_at: datetime
+    duration_ms: int
+    code: int | None
+    verdict: Acceptance
+    due_at: datetime | None
+    recipient_code: str | None
+    recipient_message: str | None
+    reference: str | None
+    #: The keyed digest of the document handed over (`Attempt.document_digest`).
+    document_digest: str | None = None
+
+
+async def mark_sent_judged(
+    connection: AsyncConnection, judged: JudgedAttempt, *, worker: str, now: datetime
+) -> bool:
+    """Sending → Sent with its acceptance (None → Awaiting or Accepted), and its "Sent"
+    attempt, guarded by the claim as `mark_sent` is.  Only systems that tell acceptance take
+    this path; Transport systems keep `mark_sent` (no extra statement).  False when the
+    claim no longer held (nothing changed)."""
+    if judged.verdict not in (A.AWAITING, A.ACCEPTED):
+        raise ValueError(f"a delivered sending cannot be {judged.verdict.value} at once")
+    values: dict[str, Any] = {
+        "sent_at": now,
+        "reason": None,
+        "next_attempt_at": None,
+        "updated_at": now,
+        "acceptance": judged.verdict.value,
+        "acceptance_code": judged.recipient_code,
+        "acceptance_at": now if judged.verdict is A.ACCEPTED else None,
+        "acceptance_due_at": judged.due_at if judged.verdict is A.AWAITING else None,
+    }
+    if judged.reference is not None:
+        values["acceptance_reference"] = judged.reference
+    result = await connection.execute(
+        update(Sending)
+        .where(
+            Sending.id == judged.sending_id,
+            _FROM_SENDING[S.SENT],
+            Sending.lease_owner == worker,
+            Sending.attempts == judged.attempt,
+        )
+        .values(status=S.SENT.value, **values, **_SETTLED)
+    )
+    if not result.rowcount:
+        return False
+    await connection.execute(
+        insert(Attempt).values(
+            sending_id=judged.sending_id,
+            number=judged.attempt,
+            started_at=judged.started_at,
+            duration_ms=judged.duration_ms,
+            outcome="Sent",
+            code=judged.code,
+            reason=None,
+            worker=worker,
+            recipient_code=judged.recipient_code,
+            recipient_message=judged.recipient_message,
+            document_digest=judged.document_digest,
+        )
+    )
+    return True
+
+
+async def reject_in_answer(
+    connection: AsyncConnection,
+    sending_id: uuid.UUID,
+    *,
+    worker: str,
+    attempt: int,
+    reason: str,
+    cause: str,
+    code: str | None,
+    reference: str | None,
+    now: datetime,
+) -> bool:
+    """Sending → Aborted, acceptance None → Rejected: the recipient refused the claim in its
+    answer (its `code`, the catalogue's `cause` slug, a `reason` naming the rejection).  No
+    automatic attempt follows: the legacy aborted list shows it.  Guarded by the claim."""
+    values: dict[str, Any] = {
+        "next_attempt_at": None,
+        "reason": reason,
+        "cause": cause,
+        "aborted_at": now,
+        "updated_at": now,
+        "acceptance": A.REJECTED.value,
+        "acceptance_code": code,
+        "acceptance_at": now,
+        "acceptance_due_at": None,
+    }
+    if reference is not None:
+        values["acceptance_reference"] = reference
+    return await _settle(connection, S.ABORTED, sending_id, worker, attempt, values)
+
+
+async def acknowledge(
+    executor: Executor,
+    sending_id: uuid.UUID,
+    *,
+    accepted: bool,
+    code: str | None,
+    reference: str | None,
+    reason: str | None,
+    cause: str | None,
+    now: datetime,
+) -> bool:
+    """A recipient's acknowledgement of a delivered (Sent) sending whose verdict is still open
+    (None, Awaiting or Overdue): → Accepted (status stays Sent), or → Rejected with Sent →
+    Aborted (`reason` names the rejection, `cause` is its catalogue slug).  False when the
+    sending is not Sent or its verdict is already final (nothing changed: the caller records
+    the acknowledgement as not applied)."""
+    target = A.ACCEPTED if accepted else A.REJECTED
+    values: dict[str, Any] = {
+        "acceptance": target.value,
+        "acceptance_code": code,
+        "acceptance_at": now,
+        "acceptance_due_at": None,
+        "updated_at": now,
+    }
+    if reference is not None:
+        values["acceptance_reference"] = reference
+    conditions = [Sending.id == sending_id, Sending.status == S.SENT.value]
+    if not accepted:
+        ensure_transition(S.SENT, S.ABORTED)
+        values.update(
+            status=S.ABORTED.value, reason=reason, cause=cause, aborted_at=now, next_attempt_at=None
+        )
+    result = await executor.execute(
+        update(Sending)
+        .where(*conditions, _acceptance_guard(target))
+        .values(**values)
+        .returning(Sending.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar_one_or_none() is not None
+
+
+async def mark_overdue(executor: Executor, *, now: datetime, limit: int = 1000) -> list[uuid.UUID]:
+    """Awaiting → Overdue for up to `limit` sendings whose deadline has passed (the status
+    stays Sent: delivered, no verdict yet).  Returns their ids."""
+    due = (
+        select(Sending.id)
+        .where(Sending.acceptance == A.AWAITING.value, Sending.acceptance_due_at <= now)
+        .order_by(Sending.acceptance_due_at)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = await executor.execute(
+        update(Sending)
+        .where(Sending.id.in_(due), _acceptance_guard(A.OVERDUE))
+        .values(acceptance=A.OVERDUE.value, updated_at=now)
+        .returning(Sending.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(result.scalars())
+
+
+async def release_followers(
+    executor: Executor, done: Sequence[uuid.UUID], *, now: datetime
+) -> list[uuid.UUID]:
+    """Not an edge: sendings waiting for one of `done` (a corrected claim waiting for the
+    reversal of the accepted one) become due now; they stay Pending.  Returns their ids."""
+    if not done:
+        return []
+    result = await executor.execute(
+        update(Sending)
+        .where(
+            Sending.follows_id.in_(list(done)),
+            Sending.status == S.PENDING.value,
+            Sending.next_attempt_at.is_(None),
+        )
+        .values(next_attempt_at=now, updated_at=now)
+        .returning(Sending.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(result.scalars())
+
+
+def undecided(acceptance: str | None) -> bool:
+    """The verdict is still to come (Awaiting or Overdue)."""
+    return acceptance in {a.value for a in UNDECIDED}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import ssl
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +13,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.clock import Clock
+from invoice_outbox.systems.acceptance import AcceptanceConfig
 from invoice_outbox.systems.channels.base import DeliveryChannel
 from invoice_outbox.systems.channels.email import EmailChannel
 from invoice_outbox.systems.channels.http import HttpChannel, new_http_client
+from invoice_outbox.systems.channels.tls import TlsConfigError, client_tls_context
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.retry import RetryPolicy
+from invoice_outbox.systems.signing import secret_key
 from invoice_outbox.systems.targets import TargetRefused, http_target_host
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,32 @@ class SystemConfig:
     enabled: bool = True
     circuit: str = "Healthy"
     max_in_flight: int = 8
+    #: How the system tells acceptance (Transport: it does not).
+    acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
+    signing_secret: str | None = None
+    signing_secret_previous: str | None = None
+    signing_secret_previous_until: datetime | None = None
+    client_certificate: str | None = None
+    client_key: str | None = None
+
+    def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
+        return f"SystemConfig(name={self.name!r}, channel={self.channel!r})"
+
+    def signing_keys(self, now: datetime) -> list[bytes]:
+        """The keys deliveries are signed with now: the current secret's, and the previous
+        one's while its overlap lasts.  Unusable secrets are skipped."""
+        secrets = [self.signing_secret]
+        until = self.signing_secret_previous_until
+        if self.signing_secret_previous and (until is None or now < until):
+            secrets.append(self.signing_secret_previous)
+        keys = []
+        for secret in secrets:
+            if secret:
+                try:
+                    keys.append(secret_key(secret))
+                except ValueError:
+                    continue
+        return keys
 
     def target(self) -> tuple[str, int]:
         """Host and port deliveries connect to (TargetRefused when malformed)."""
@@ -59,6 +92,12 @@ async def load_system_configs(connection: AsyncConnection) -> dict[str, SystemCo
             System.enabled,
             System.circuit,
             System.max_in_flight,
+            System.acceptance_settings,
+            System.signing_secret,
+            System.signing_secret_previous,
+            System.signing_secret_previous_until,
+            System.client_certificate,
+            System.client_key,
         )
     )
     return {
@@ -74,6 +113,12 @@ async def load_system_configs(connection: AsyncConnection) -> dict[str, SystemCo
             enabled=bool(row.enabled),
             circuit=row.circuit,
             max_in_flight=row.max_in_flight,
+            acceptance=AcceptanceConfig.from_stored(row.acceptance_settings),
+            signing_secret=row.signing_secret,
+            signing_secret_previous=row.signing_secret_previous,
+            signing_secret_previous_until=row.signing_secret_previous_until,
+            client_certificate=row.client_certificate,
+            client_key=row.client_key,
         )
         for row in rows
     }
@@ -112,6 +157,8 @@ class ChannelPool:
     def _build(self, config: SystemConfig) -> DeliveryChannel:
         s = config.settings
         if config.channel == "Http":
+            clock = self._clock
+            signed = bool(config.signing_secret or config.signing_secret_previous)
             return HttpChannel(
                 system=config.name,
                 url=str(s.get("Url") or ""),
@@ -119,7 +166,10 @@ class ChannelPool:
                 auth_header=s.get("AuthHeader"),
                 auth_value=config.secret,
                 client=self._http_client(),
-                clock=self._clock,
+                clock=clock,
+                tls_context=self._tls(config),
+                acceptance=None if config.acceptance.mode != "Response" else config.acceptance,
+                signing_keys=(lambda: config.signing_keys(clock.now())) if signed else None,
             )
         return EmailChannel(
             system=config.name,
@@ -134,6 +184,23 @@ class ChannelPool:
             password=config.secret,
             clock=self._clock,
         )
+
+    @staticmethod
+    def _tls(config: SystemConfig) -> ssl.SSLContext | None:
+        """The system's own TLS context (a private CA, a client certificate), else None."""
+        ca = config.settings.get("CaCertificate")
+        if not (config.client_certificate or ca):
+            return None
+        try:
+            return client_tls_context(
+                config.client_certificate, config.client_key, ca_certificate=ca
+            )
+        except TlsConfigError as exc:  # checked when configured; a broken row still must not
+            log.warning(  # stop the worker: verification stays on, the handshake fails visibly
+                "unusable TLS settings", extra={"action": "system.tls_error", "system": config.name}
+            )
+            del exc
+            return ssl.create_default_context()
 
     async def aclose(self) -> None:
         for _, channel in self._channels.values():

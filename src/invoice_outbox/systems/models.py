@@ -70,6 +70,23 @@ class System(Base):
     rate_per_second: Mapped[float | None] = mapped_column(Float)
     next_slot_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: How the system tells its verdict: ``{"Mode": "Transport" | "Response" |
+    #: "Acknowledgement", "Within": seconds, "Kind": ..., pointers/paths and code lists}``
+    #: (see `systems.acceptance.AcceptanceConfig`); empty means Transport.
+    acceptance_settings: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
+    #: Standard Webhooks secrets (``whsec_<base64>``), write-only.  Deliveries are signed with
+    #: `signing_secret` (and with the previous one too until `signing_secret_previous_until`:
+    #: rotation with an overlap); acknowledgements verify against `acceptance_secret` (or the
+    #: previous one, likewise).
+    signing_secret: Mapped[str | None] = mapped_column(Text)
+    signing_secret_previous: Mapped[str | None] = mapped_column(Text)
+    signing_secret_previous_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    acceptance_secret: Mapped[str | None] = mapped_column(Text)
+    acceptance_secret_previous: Mapped[str | None] = mapped_column(Text)
+    acceptance_secret_previous_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: mTLS: a client certificate (PEM, with its chain) and its private key, write-only.
+    client_certificate: Mapped[str | None] = mapped_column(Text)
+    client_key: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     practices: Mapped[list[SystemPractice]] = relationship(
@@ -108,3 +125,22 @@ class SystemsVersion(Base):
     version: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+
+class RejectionOverride(Base):
+    """An administrator's entry of the rejection catalogue for one system and code: it adds
+    to, or replaces, what the catalogue file says (`systems.rejections`)."""
+
+    __tablename__ = "rejection_overrides"
+
+    system: Mapped[str] = mapped_column(
+        String(100), ForeignKey("systems.name", ondelete="CASCADE"), primary_key=True
+    )
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+    meaning: Mapped[str] = mapped_column(Text)
+    fix: Mapped[str] = mapped_column(Text)
+    who: Mapped[str] = mapped_column(String(32))
+    resend_helps: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200))

@@ -7,7 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from invoice_outbox.sendings.status import AcceptanceMode
+from invoice_outbox.systems.acceptance import AcceptanceIn
 from invoice_outbox.systems.retry import MAX_DELAY
+from invoice_outbox.systems.signing import SECRET_PATTERN, check_secret
 from invoice_outbox.text_patterns import NOT_BLANK
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
@@ -19,6 +22,10 @@ URL_PATTERN = (
     r"^[ \t\r\n]*https?://[A-Za-z0-9.-]+(?::[0-9]{1,4})?(?:[/?#][^\s\u0000-\u001f]*)?[ \t\r\n]*$"
 )
 _DELAY_TEXT = r"^[0-9]{1,4}(?:ms|s|m|h)$"
+
+
+#: Settings only an Http system has (an Email system must leave them out).
+_HTTP_ONLY = ("SigningSecret", "ClientCertificate", "ClientKey", "CaCertificate")
 
 
 def _system_rules(schema: dict[str, Any]) -> None:
@@ -42,6 +49,13 @@ def _system_rules(schema: dict[str, Any]) -> None:
                 "Recipient": {"type": "string", "maxLength": 320, "pattern": NOT_BLANK},
                 "Url": absent_or_null,
                 "AuthValue": absent_or_null,
+                **dict.fromkeys(_HTTP_ONLY, absent_or_null),
+                "Acceptance": {  # an Email system's answer has no verdict to read
+                    "anyOf": [
+                        {"type": "null"},
+                        {"properties": {"Mode": {"not": {"const": AcceptanceMode.RESPONSE.value}}}},
+                    ]
+                },
             },
             "required": ["Channel", "Host", "Sender", "Recipient"],
             "anyOf": [  # not StartTls (by default true) and UseTls both
@@ -51,6 +65,9 @@ def _system_rules(schema: dict[str, Any]) -> None:
             ],
         },
     ]
+    schema["properties"]["SigningSecret"] = {
+        "anyOf": [{"type": "null"}, {"type": "string", "maxLength": 200, "pattern": SECRET_PATTERN}]
+    }
     seconds = int(MAX_DELAY.total_seconds())
     schema["properties"]["RetryPolicy"] = {
         "description": 'e.g. {"Schedule": ["0s", "5s", "5m"], "MaxAttempts": 3, "Jitter": 0.1}; '
@@ -87,8 +104,10 @@ class SystemIn(BaseModel):
     how many deliveries may wait on it at once and how many may start per second, over every
     worker; other systems' lanes are not affected by this one's.
 
-    Secrets (``AuthValue``, ``Password``) are write-only: omit them to keep the stored value,
-    send an empty string to clear it.
+    Secrets (``AuthValue``, ``Password``, ``SigningSecret``, ``Acceptance.Secret``,
+    ``ClientCertificate``/``ClientKey``) are write-only: omit them to keep the stored value,
+    send an empty string to clear it.  A new ``SigningSecret`` (or ``Acceptance.Secret``)
+    rotates: the previous one stays valid for ``SecretOverlapSeconds``.
     """
 
     model_config = ConfigDict(
@@ -120,6 +139,28 @@ class SystemIn(BaseModel):
     UseTls: bool = False
     Username: str | None = Field(default=None, max_length=320)
     Password: SecretStr | None = Field(default=None, max_length=4000)
+    # Acceptance beyond transport, signatures, mTLS
+    Acceptance: AcceptanceIn | None = None
+    SigningSecret: SecretStr | None = Field(default=None, max_length=200)
+    SecretOverlapSeconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    ClientCertificate: SecretStr | None = Field(default=None, max_length=64_000)
+    ClientKey: SecretStr | None = Field(default=None, max_length=64_000)
+    CaCertificate: str | None = Field(default=None, max_length=64_000)
+
+    @model_validator(mode="after")
+    def _acceptance_fields(self) -> SystemIn:
+        signing = self.SigningSecret.get_secret_value() if self.SigningSecret else ""
+        if signing:
+            check_secret(signing, "SigningSecret")
+        if self.Channel == "Email":
+            if any(getattr(self, name) is not None for name in _HTTP_ONLY):
+                raise ValueError(
+                    "SigningSecret, ClientCertificate, ClientKey and CaCertificate belong to "
+                    "Http systems"
+                )
+            if self.Acceptance is not None and self.Acceptance.Mode is AcceptanceMode.RESPONSE:
+                raise ValueError("Acceptance Mode Response needs an Http system")
+        return self
 
     @model_validator(mode="after")
     def _channel_fields(self) -> SystemIn:
@@ -141,7 +182,11 @@ class SystemIn(BaseModel):
     def channel_settings(self) -> dict[str, Any]:
         """The non-secret settings stored with the system."""
         if self.Channel == "Http":
-            return {"Url": self.Url, "AuthHeader": self.AuthHeader}
+            return {
+                "Url": self.Url,
+                "AuthHeader": self.AuthHeader,
+                "CaCertificate": self.CaCertificate,
+            }
         return {
             "Host": self.Host,
             "Port": self.Port or (465 if self.UseTls else 587),

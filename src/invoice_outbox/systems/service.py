@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.errors import Conflict, Invalid, NotFound
+from invoice_outbox.sendings.status import AcceptanceMode
+from invoice_outbox.systems.acceptance import AcceptanceConfig
+from invoice_outbox.systems.channels.tls import TlsConfigError, client_tls_context
 from invoice_outbox.systems.models import System, SystemPractice
 from invoice_outbox.systems.retry import RetryPolicy
 from invoice_outbox.systems.schemas import SystemIn
@@ -19,6 +22,17 @@ from invoice_outbox.systems.targets import TargetRefused, check_target, http_tar
 
 class SystemConfigError(Invalid, ValueError):
     """The configuration cannot be accepted; the message says why."""
+
+
+class AcknowledgementSecretMissing(Conflict):
+    """Acknowledgement mode with no secret to verify acknowledgements: none given, none
+    stored (the request may be sound; the system's state lacks the secret)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Acceptance Mode Acknowledgement needs a Secret (whsec_...): acknowledgements "
+            "are verified with it."
+        )
 
 
 class SystemNotFound(NotFound):
@@ -87,6 +101,7 @@ async def put_system(
     secret = spec.secret()
     if secret is not None:
         system.secret = secret.get_secret_value() or None
+    _put_acceptance(system, spec, now)
     system.timeout_seconds = spec.TimeoutSeconds
     system.retry_policy = policy
     if not spec.Enabled and (created or system.enabled):
@@ -106,6 +121,82 @@ async def put_system(
     return system, created
 
 
+def _rotate(system: System, name: str, new: str | None, spec: SystemIn, now: datetime) -> None:
+    """Set secret `name` (signing_secret or acceptance_secret) to `new` (None: keep; "":
+    remove).  A different secret rotates: the one it replaces stays valid (as `name`_previous)
+    for `spec.SecretOverlapSeconds`."""
+    if new is None:
+        return
+    current: str | None = getattr(system, name)
+    if not new:
+        setattr(system, name, None)
+        setattr(system, f"{name}_previous", None)
+        setattr(system, f"{name}_previous_until", None)
+        return
+    if new == current:
+        return
+    if current and spec.SecretOverlapSeconds > 0:
+        setattr(system, f"{name}_previous", current)
+        setattr(
+            system, f"{name}_previous_until", now + timedelta(seconds=spec.SecretOverlapSeconds)
+        )
+    else:
+        setattr(system, f"{name}_previous", None)
+        setattr(system, f"{name}_previous_until", None)
+    setattr(system, name, new)
+
+
+def _put_acceptance(system: System, spec: SystemIn, now: datetime) -> None:
+    """Acceptance mode, signing and acknowledgement secrets, client certificate."""
+    acceptance = spec.Acceptance
+    system.acceptance_settings = acceptance.stored() if acceptance is not None else {}
+    signing = spec.SigningSecret.get_secret_value() if spec.SigningSecret is not None else None
+    _rotate(system, "signing_secret", signing, spec, now)
+    ack_secret = acceptance.Secret if acceptance is not None else None
+    _rotate(
+        system,
+        "acceptance_secret",
+        ack_secret.get_secret_value() if ack_secret is not None else None,
+        spec,
+        now,
+    )
+    certificate, key = spec.ClientCertificate, spec.ClientKey
+    if certificate is not None:
+        system.client_certificate = certificate.get_secret_value() or None
+    if key is not None:
+        system.client_key = key.get_secret_value() or None
+    if spec.Channel != "Http":
+        system.signing_secret = system.signing_secret_previous = None
+        system.client_certificate = system.client_key = None
+    if (
+        acceptance is not None
+        and acceptance.Mode is AcceptanceMode.ACKNOWLEDGEMENT
+        and not system.acceptance_secret
+    ):
+        raise AcknowledgementSecretMissing()
+    try:
+        client_tls_context(
+            system.client_certificate,
+            system.client_key,
+            ca_certificate=spec.CaCertificate if spec.Channel == "Http" else None,
+        )
+    except TlsConfigError as exc:
+        raise SystemConfigError(str(exc)) from None
+
+
+def acceptance_config(system: System) -> AcceptanceConfig:
+    return AcceptanceConfig.from_stored(system.acceptance_settings)
+
+
+def acknowledgement_keys(system: System, now: datetime) -> list[str]:
+    """The secrets an acknowledgement from `system` may be signed with now."""
+    secrets = [system.acceptance_secret]
+    until = system.acceptance_secret_previous_until
+    if system.acceptance_secret_previous and (until is None or now < until):
+        secrets.append(system.acceptance_secret_previous)
+    return [s for s in secrets if s]
+
+
 async def get_system(session: AsyncSession, name: str) -> System | None:
     return await session.get(System, name)
 
@@ -122,12 +213,41 @@ async def systems_for_practice(session: AsyncSession, practice_id: uuid.UUID) ->
     return sorted(rows.all())
 
 
+def secrets_of(system: System | None) -> tuple[str | None, ...]:
+    """Every write-only value of a system (to tell whether a change touched one)."""
+    if system is None:
+        return (None,) * 5
+    return (
+        system.secret,
+        system.signing_secret,
+        system.acceptance_secret,
+        system.client_certificate,
+        system.client_key,
+    )
+
+
 def system_view(system: System, lane: Mapping[str, Any]) -> dict[str, Any]:
     """The API's picture of a system: settings without secrets, its health, and its lane
     (`lane`: what is in flight, due and held now, `invoice_outbox.sendings.lanes.lane_view`)."""
     view: dict[str, Any] = {"Name": system.name, "Channel": system.channel}
-    view.update({k: v for k, v in system.settings.items() if v is not None})
+    view.update(
+        {k: v for k, v in system.settings.items() if v is not None and k != "CaCertificate"}
+    )
     view["HasSecret"] = system.secret is not None
+    view["HasCaCertificate"] = bool(system.settings.get("CaCertificate"))
+    acceptance = dict(system.acceptance_settings or {"Mode": AcceptanceMode.TRANSPORT.value})
+    acceptance["HasSecret"] = system.acceptance_secret is not None
+    acceptance["PreviousSecretValidUntil"] = (
+        system.acceptance_secret_previous_until if system.acceptance_secret_previous else None
+    )
+    view["Acceptance"] = acceptance
+    view["Signing"] = {
+        "HasSecret": system.signing_secret is not None,
+        "PreviousSecretValidUntil": (
+            system.signing_secret_previous_until if system.signing_secret_previous else None
+        ),
+    }
+    view["HasClientCertificate"] = system.client_certificate is not None
     view["TimeoutSeconds"] = system.timeout_seconds
     view["RetryPolicy"] = system.retry_policy
     view["Enabled"] = system.enabled

@@ -44,6 +44,7 @@ from invoice_outbox.sendings.list_query import (
 from invoice_outbox.sendings.listing import Order
 from invoice_outbox.sendings.pages import read_list_page, reading
 from invoice_outbox.systems.models import System
+from invoice_outbox.systems.rejections import Catalogue, load_catalogue
 from invoice_outbox.web.charts import Bar, horizontal_bars
 from invoice_outbox.web.csrf import CsrfForm
 from invoice_outbox.web.errors import PageError, bad_form, page_error_of
@@ -87,11 +88,11 @@ def _read_filters(request: Request, state: State) -> SendingFilter:
     return selection
 
 
-def _group_row(group: CauseGroup, query: str) -> dict[str, Any]:
+def _group_row(group: CauseGroup, query: str, catalogue: Catalogue | None = None) -> dict[str, Any]:
     suffix = f"?{query}" if query else ""
     return {
         "cause": group.cause,
-        "label": group.info.label,
+        "label": describe(group.cause, catalogue).label,
         "count": group.count,
         "failed": group.statuses.get("Failed", 0),
         "aborted": group.statuses.get("Aborted", 0),
@@ -116,8 +117,9 @@ async def causes_page(
     selection = _read_filters(request, state)
     async with reading(state.engine) as connection:
         groups = await cause_groups(connection, selection)
+        catalogue = await load_catalogue(connection)
     query = _filter_query(selection)
-    rows = [_group_row(g, query) for g in groups]
+    rows = [_group_row(g, query, catalogue) for g in groups]
     chart = horizontal_bars(
         [Bar(r["label"], r["count"], r["href"]) for r in rows[:CHART_GROUPS]],
         title="Failed and aborted invoices by cause",
@@ -155,7 +157,8 @@ async def cause_page(request: Request, cause: str, principal: AdminPage, state: 
     selection = dataclasses.replace(_read_filters(request, state), causes=frozenset({slug}))
     async with reading(state.engine) as connection:
         groups = await cause_groups(connection, selection)
-    if not groups and not describe(slug).known:
+        catalogue = await load_catalogue(connection)
+    if not groups and not describe(slug, catalogue).known:
         raise _no_such_cause()
     group = groups[0] if groups else CauseGroup(slug)
     listed = dataclasses.replace(selection, statuses=frozenset(failure_statuses(selection)))
@@ -176,10 +179,10 @@ async def cause_page(request: Request, cause: str, principal: AdminPage, state: 
         "cause.html",
         {
             "slug": slug,
-            "info": describe(slug),
-            "group": _group_row(group, query),
+            "info": describe(slug, catalogue),
+            "group": _group_row(group, query, catalogue),
             "statuses_shown": [s.value for s in failure_statuses(selection)],
-            "sample": [sending_item(row) for row in page.rows],
+            "sample": [sending_item(row, catalogue=catalogue) for row in page.rows],
             "listed": page.total,
             "list_query": list_query,
             "system": next(iter(selection.systems), ""),

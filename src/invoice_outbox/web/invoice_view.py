@@ -17,12 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from invoice_outbox.admin.audit import actions_on
 from invoice_outbox.admin.models import AuditEntry
 from invoice_outbox.admin.notifications import notified_aborts
-from invoice_outbox.sendings.causes import CauseInfo, describe, group_key, practice_explanation
+from invoice_outbox.sendings.causes import CauseInfo, describe, group_key
 from invoice_outbox.sendings.commands import resend_sources
 from invoice_outbox.sendings.holds import SystemHold, held_fields, held_systems
-from invoice_outbox.sendings.invoice_history import attempts_of
-from invoice_outbox.sendings.models import Attempt, Sending
+from invoice_outbox.sendings.invoice_history import acknowledgements_of, attempts_of
+from invoice_outbox.sendings.models import Acknowledgement, Attempt, Sending
+from invoice_outbox.sendings.practice_words import practice_explanation
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.systems.rejections import Catalogue, load_catalogue
 
 #: Longest reason an action form accepts (the API's `Reason` limit).
 MAX_REASON: Final = 1000
@@ -32,6 +34,14 @@ OUTCOMES: Final = {
     "Sent": "Delivered",
     "Retryable": "Failed; tried again later",
     "Permanent": "Refused; not tried again automatically",
+    "Rejected": "Delivered, and rejected by the recipient",
+}
+#: The recipient's verdict in plain words.
+ACCEPTANCE_WORDS: Final = {
+    "Awaiting": "Delivered; waiting for the recipient's verdict",
+    "Accepted": "Accepted by the recipient",
+    "Rejected": "Rejected by the recipient",
+    "Overdue": "No acknowledgement yet, and it is past the deadline",
 }
 #: A sending's status in plain words (next to its badge).
 STATUS_WORDS: Final = {
@@ -63,6 +73,19 @@ class AttemptView:
     code: int | None
     reason: str | None
     worker: str | None
+    recipient_code: str | None = None
+    #: The recipient's own words: only filled for admins (they may carry patient data).
+    recipient_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgementView:
+    received_at: datetime
+    accepted: bool
+    code: str | None
+    message: str | None
+    applied: bool
+    note: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +141,13 @@ class SendingView:
     #: Waiting because its system is switched off or down: why, and since when.
     held_reason: str | None = None
     held_since: datetime | None = None
+    acceptance: str | None = None
+    acceptance_words: str | None = None
+    acceptance_code: str | None = None
+    acceptance_reference: str | None = None
+    acceptance_due_at: datetime | None = None
+    who_must_act: str | None = None
+    acknowledgements: tuple[AcknowledgementView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +159,9 @@ class InvoiceView:
     sendings: list[SendingView]
 
 
-def attempt_view(attempt: Attempt, *, gave_up: bool = False) -> AttemptView:
+def attempt_view(attempt: Attempt, *, gave_up: bool = False, admin: bool = False) -> AttemptView:
     """`gave_up`: the last attempt before the sending was Aborted reads "gave up", not
-    "tried again later"."""
+    "tried again later"; `admin`: the recipient's own words are shown (patient data)."""
     outcome = OUTCOMES.get(attempt.outcome, attempt.outcome)
     if gave_up and attempt.outcome == "Retryable":
         outcome = GAVE_UP
@@ -144,17 +174,19 @@ def attempt_view(attempt: Attempt, *, gave_up: bool = False) -> AttemptView:
         code=attempt.code,
         reason=attempt.reason,
         worker=attempt.worker,
+        recipient_code=attempt.recipient_code,
+        recipient_message=attempt.recipient_message if admin else None,
     )
 
 
 def _events(
-    attempts: Sequence[Attempt], actions: Sequence[AuditEntry], status: str
+    attempts: Sequence[Attempt], actions: Sequence[AuditEntry], status: str, admin: bool
 ) -> tuple[list[AttemptView], list[AttemptView | ActionView]]:
     """The attempts (the last one "gave up" when the sending is Aborted or was discarded
     after it) and the timeline: attempts and actions merged by time."""
     last = attempts[-1].number if attempts else None
     ended = status in (Status.ABORTED.value, Status.DISCARDED.value)
-    views = [attempt_view(a, gave_up=ended and a.number == last) for a in attempts]
+    views = [attempt_view(a, gave_up=ended and a.number == last, admin=admin) for a in attempts]
     done = [
         ActionView(e.time, e.actor, ACTION_WORDS.get(e.action, e.action), e.reason) for e in actions
     ]
@@ -193,6 +225,8 @@ def sending_view(
     hold: SystemHold | None = None,
     actions: Sequence[AuditEntry] = (),
     told: bool = False,
+    catalogue: Catalogue | None = None,
+    acknowledgements: Sequence[Acknowledgement] = (),
 ) -> SendingView:
     """`sending` for the page; `admin`: the resend/discard forms are offered where they apply,
     and the words are an administrator's (else a practice's); `hold`: its system holds its
@@ -219,7 +253,11 @@ def sending_view(
         now=now,
         hold=hold,
         admin_told=told,
+        acceptance=sending.acceptance,
+        system=sending.system,
+        catalogue=catalogue,
     )
+    info = describe(group, catalogue) if group is not None else None
     if (
         admin
         and hold is None
@@ -230,8 +268,8 @@ def sending_view(
             Status.DISCARDED.value,
         )
     ):
-        explanation, next_step = admin_words(sending, describe(group) if group else None, now)
-    attempt_views, events = _events(attempts, actions, sending.status)
+        explanation, next_step = admin_words(sending, info, now)
+    attempt_views, events = _events(attempts, actions, sending.status, admin)
     discarded = sending.status == Status.DISCARDED.value
     words = STATUS_WORDS.get(sending.status, sending.status)
     if hold is not None:
@@ -248,7 +286,7 @@ def sending_view(
         discarded_by=sending.discarded_by,
         discard_reason=sending.discard_reason,
         reason=None if delivered else sending.reason,
-        cause_label=None if group is None else describe(group).label,
+        cause_label=None if info is None else info.label,
         explanation=explanation,
         next_step=next_step,
         attempt_count=sending.attempts,
@@ -262,6 +300,20 @@ def sending_view(
         can_discard=admin and sending.status == Status.ABORTED.value,
         held_reason=held["HeldReason"],
         held_since=held["HeldSince"],
+        acceptance=sending.acceptance,
+        acceptance_words=ACCEPTANCE_WORDS.get(sending.acceptance or ""),
+        acceptance_code=sending.acceptance_code,
+        acceptance_reference=sending.acceptance_reference,
+        acceptance_due_at=sending.acceptance_due_at,
+        who_must_act=info.who if info is not None and info.rejection else None,
+        acknowledgements=tuple(
+            AcknowledgementView(
+                a.received_at, a.accepted, a.code, a.message if admin else None, a.applied, a.note
+            )
+            for a in acknowledgements
+        )
+        if admin
+        else (),
     )
 
 
@@ -280,6 +332,8 @@ async def invoice_view(
     told = await notified_aborts(
         await session.connection(), [(s.id, s.aborted_at) for s in sendings]
     )
+    catalogue = await load_catalogue(session)
+    acks = await acknowledgements_of(session, [s.id for s in sendings]) if admin else {}
     first = sendings[0]
     return InvoiceView(
         invoice_id=first.invoice_id,
@@ -296,6 +350,8 @@ async def invoice_view(
                 hold=holds.get(s.system),
                 actions=actions[s.id],
                 told=s.id in told,
+                catalogue=catalogue,
+                acknowledgements=acks.get(s.id, ()),
             )
             for s in sendings
         ],

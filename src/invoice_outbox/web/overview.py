@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from invoice_outbox.api.deps import State
+from invoice_outbox.systems.rejections import load_catalogue
 from invoice_outbox.web import overview_data as data
 from invoice_outbox.web.charts import (
     OTHER_COLOUR,
@@ -44,8 +45,9 @@ async def overview(request: Request, principal: PagePrincipal, state: State) -> 
     now = state.clock.now()
     async with state.engine.connect() as connection:
         counts = await data.status_counts(connection)
+        verdicts = await data.acceptance_counts(connection)
         daily = await data.daily_failures(connection, now=now, zone=zone)
-        causes = await data.top_causes(connection)
+        causes = await data.top_causes(connection, catalogue=await load_catalogue(connection))
         unhealthy = await data.unhealthy_systems(connection)
     labels = [day_label(d) for d in daily.days]
     by_label = {(system, day_label(day)): count for (system, day), count in daily.counts.items()}
@@ -79,6 +81,7 @@ async def overview(request: Request, principal: PagePrincipal, state: State) -> 
         "overview.html",
         {
             "counts": counts,
+            "verdicts": verdicts,
             "failures_chart": failures_chart,
             "causes": causes,
             "causes_chart": causes_chart,

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from invoice_outbox.sendings.causes import FAILURE_STATUSES, UNKNOWN, describe
 from invoice_outbox.sendings.models import Sending
-from invoice_outbox.sendings.status import CLAIMABLE, Status
+from invoice_outbox.sendings.status import CLAIMABLE, Acceptance, Status
 from invoice_outbox.systems.models import System
+from invoice_outbox.systems.rejections import Catalogue
 
 #: Days the failures chart covers (today included).
 DAYS: Final = 14
@@ -78,6 +79,18 @@ async def status_counts(connection: AsyncConnection) -> dict[str, int]:
     return {s.value: int(found.get(s.value, 0)) for s in Status}
 
 
+async def acceptance_counts(connection: AsyncConnection) -> dict[str, int]:
+    """Sendings per recipient's verdict (systems that tell one); every value present.  Read
+    over the partial index of sendings that have one (Transport systems' rows are not in it)."""
+    rows = await connection.execute(
+        select(Sending.acceptance, func.count())
+        .where(Sending.acceptance.is_not(None))
+        .group_by(Sending.acceptance)
+    )
+    found = {acceptance: int(count) for acceptance, count in rows}
+    return {a.value: int(found.get(a.value, 0)) for a in Acceptance}
+
+
 async def daily_failures(
     connection: AsyncConnection, *, now: datetime, zone: tzinfo, days: int = DAYS
 ) -> DailyFailures:
@@ -112,7 +125,9 @@ async def daily_failures(
     return DailyFailures(day_list, shown + ([OTHER_SYSTEMS] if rest else []), counts)
 
 
-async def top_causes(connection: AsyncConnection, limit: int = TOP_CAUSES) -> list[CauseCount]:
+async def top_causes(
+    connection: AsyncConnection, limit: int = TOP_CAUSES, catalogue: Catalogue | None = None
+) -> list[CauseCount]:
     """The largest cause groups of Failed and Aborted sendings, largest first."""
     rows = await connection.execute(
         select(Sending.cause, func.count().label("n"))
@@ -122,7 +137,7 @@ async def top_causes(connection: AsyncConnection, limit: int = TOP_CAUSES) -> li
         .limit(limit)
     )
     return [
-        CauseCount(cause or UNKNOWN, describe(cause or UNKNOWN).label, int(count))
+        CauseCount(cause or UNKNOWN, describe(cause or UNKNOWN, catalogue).label, int(count))
         for cause, count in rows
     ]
 

@@ -32,7 +32,9 @@ from invoice_outbox.sendings.holds import held_systems
 from invoice_outbox.sendings.items import ABORTED_AT, practice_item
 from invoice_outbox.sendings.list_query import PRACTICE_VIEW_PARAMS, scoped
 from invoice_outbox.sendings.status import Status
+from invoice_outbox.sendings.worklists import must_correct
 from invoice_outbox.state import AppState
+from invoice_outbox.systems.rejections import load_catalogue
 from invoice_outbox.web.errors import PageError
 from invoice_outbox.web.lists import csv_response
 from invoice_outbox.web.paging import (
@@ -112,10 +114,14 @@ async def practice_invoices(request: Request, principal: PagePrincipal, state: S
     async with state.engine.connect() as connection:
         holds = await held_systems(connection)
         told = await notified_aborts(connection, [(r[0], r[ABORTED_AT]) for r in page.rows])
+        catalogue = await load_catalogue(connection)
+        to_correct = await must_correct(
+            connection, selection.practices, catalogue=catalogue, zone=zone, now=now
+        )
     names = {p.id: p.name for p in practices}
     items = []
     for row in page.rows:
-        item = practice_item(row, zone, now, holds, told)
+        item = practice_item(row, zone, now, holds, told, catalogue)
         item["PracticeLabel"] = label(item["PracticeId"], names.get(item["PracticeId"]))
         items.append(item)
     values = form.values
@@ -126,6 +132,7 @@ async def practice_invoices(request: Request, principal: PagePrincipal, state: S
         "practice_invoices.html",
         {
             "items": items,
+            "to_correct": to_correct,
             "pager": pager(request, page, form, csv_path="/admin/invoices.csv"),
             "values": values,
             "errors": form.errors,

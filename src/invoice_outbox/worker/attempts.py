@@ -14,6 +14,7 @@ off) propagates: the worker gives the sending back to the queue.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from datetime import datetime
@@ -26,6 +27,7 @@ from invoice_outbox.systems.channels.base import (
     DeliveryError,
     PermanentDeliveryError,
     RetryableDeliveryError,
+    Verdict,
 )
 from invoice_outbox.systems.factory import ChannelPool, SystemConfig
 from invoice_outbox.systems.targets import TargetRefused, check_target
@@ -142,12 +144,18 @@ class Attempts:
                     content_type=document[3],
                 )
             )
+            acceptance = None if config.acceptance.transport_only else config.acceptance
+            if acceptance is not None and delivered.verdict is None:
+                # Acknowledgement mode (or a Response system's channel that read nothing):
+                # delivered, the verdict comes later.
+                delivered = dataclasses.replace(delivered, verdict=Verdict("pending"))
             return Outcome(
                 claim,
                 started_at,
                 _ms(started),
                 delivered=delivered,
                 document_digest=delivered_digest,
+                acceptance=acceptance,
             )
         except DeliveryError as exc:
             # Handed over or not, what the receiver may have got is recorded with its digest.

@@ -31,8 +31,10 @@ from invoice_outbox.sendings.cancellation import add_cancellation
 from invoice_outbox.sendings.documents import Document
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
-from invoice_outbox.sendings.status import SendingType, Status
+from invoice_outbox.sendings.status import Acceptance, SendingType, Status
+from invoice_outbox.systems.acceptance import AcceptanceConfig
 from invoice_outbox.systems.channels.base import Delivered, DeliveryError
+from invoice_outbox.systems.rejections import load_catalogue, rejection_reason
 from invoice_outbox.systems.retry import RetryPolicy, decide
 from invoice_outbox.worker import circuit
 from invoice_outbox.worker.circuit import HealthNotes, apply_notes, note_reachable
@@ -54,6 +56,14 @@ class Outcome:
     #: The keyed digest of the document bytes handed to the channel (None: none was); see
     #: `Attempt.document_digest`.
     document_digest: str | None = None
+    #: The system's acceptance settings when it tells acceptance (None: Transport).  A
+    #: delivered outcome with a verdict is recorded by `_record_judged`.
+    acceptance: AcceptanceConfig | None = None
+
+    @property
+    def judged(self) -> bool:
+        """Delivered with a verdict to record (not the Transport fast path)."""
+        return self.delivered is not None and self.delivered.verdict is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +182,91 @@ async def record(
     return recorded
 
 
+async def _release_followers(
+    connection: AsyncConnection, done: Sequence[Outcome], *, now: datetime
+) -> None:
+    """Corrected claims waiting for these Cancellations (done) become due."""
+    ids = [o.claim.sending_id for o in done if o.claim.sending_type == SendingType.CANCELLATION]
+    if ids:
+        await transitions.release_followers(connection, ids, now=now)
+
+
+async def _record_judged(
+    connection: AsyncConnection,
+    outcome: Outcome,
+    *,
+    worker: str,
+    now: datetime,
+    keyring: Keyring | None,
+) -> Recorded:
+    """A delivery whose answer (or system) carries a verdict: Sent and Accepted or Awaiting,
+    or Aborted as the recipient's rejection (or for want of a readable verdict)."""
+    claim, delivered = outcome.claim, outcome.delivered
+    assert delivered is not None
+    assert delivered.verdict is not None
+    verdict, config = delivered.verdict, outcome.acceptance or AcceptanceConfig()
+    if verdict.outcome in ("accepted", "pending"):
+        accepted = verdict.outcome == "accepted"
+        judged = transitions.JudgedAttempt(
+            sending_id=claim.sending_id,
+            attempt=claim.attempt,
+            started_at=outcome.started_at,
+            duration_ms=outcome.duration_ms,
+            code=delivered.code,
+            verdict=Acceptance.ACCEPTED if accepted else Acceptance.AWAITING,
+            due_at=None if accepted else now + timedelta(seconds=config.within_seconds),
+            recipient_code=verdict.code,
+            recipient_message=verdict.message,
+            reference=verdict.reference,
+            document_digest=outcome.document_digest,
+        )
+        if not await transitions.mark_sent_judged(connection, judged, worker=worker, now=now):
+            return await _record_unowned(
+                connection, outcome, now=now, worker=worker, keyring=keyring
+            )
+        if accepted:
+            await _release_followers(connection, [outcome], now=now)
+        return Recorded(Status.SENT.value)
+    what = claim.sending_type.lower()
+    if verdict.outcome == "missing" or verdict.code is None:
+        reason = (
+            f"{claim.system} answered {delivered.detail}, but its answer has no verdict where "
+            "its Acceptance settings look for one: check them, then resend"
+        )
+        moved = await transitions.abort(
+            connection,
+            claim.sending_id,
+            worker=worker,
+            attempt=claim.attempt,
+            reason=reason,
+            cause="no-verdict",
+            now=now,
+        )
+        attempt_outcome = "Permanent"
+    else:
+        catalogue = await load_catalogue(connection)
+        slug, entry = catalogue.lookup(claim.system, config.kind, verdict.code)
+        reason = rejection_reason(claim.system, what, verdict.code, entry)
+        moved = await transitions.reject_in_answer(
+            connection,
+            claim.sending_id,
+            worker=worker,
+            attempt=claim.attempt,
+            reason=reason,
+            cause=slug,
+            code=verdict.code,
+            reference=verdict.reference,
+            now=now,
+        )
+        attempt_outcome = "Rejected"
+    if not moved:
+        return await _record_unowned(connection, outcome, now=now, worker=worker, keyring=keyring)
+    row = _attempt_row(outcome, attempt_outcome, delivered.code, reason, worker)
+    row.update(recipient_code=verdict.code, recipient_message=verdict.message)
+    await connection.execute(insert(Attempt).values(row))
+    return Recorded(Status.ABORTED.value)
+
+
 def _attempt_row(
     outcome: Outcome, attempt_outcome: str, code: int | None, reason: str | None, worker: str
 ) -> dict[str, Any]:
@@ -241,9 +336,10 @@ async def record_batch(
     worker (NOTIFY, with the commit): its held queue is claimable.  `keyring` seals the
     Cancellation queued when a cancelled sending was delivered anyway.
     """
-    owned = await _mark_sent(
-        connection, [o for o in outcomes if o.delivered is not None], worker=worker, now=now
-    )
+    plain = [o for o in outcomes if o.delivered is not None and not o.judged]
+    owned = await _mark_sent(connection, plain, worker=worker, now=now)
+    # Corrected claims waiting for one of these (a reversal) are due now.
+    await _release_followers(connection, [o for o in plain if o.claim.sending_id in owned], now=now)
     notes: dict[str, HealthNotes] = {}
     statuses: list[str] = []
 
@@ -256,6 +352,14 @@ async def record_batch(
     for outcome in outcomes:
         system = outcome.claim.system
         error = outcome.error
+        if outcome.judged:  # a verdict to record: Sent and Accepted/Awaiting, or Rejected
+            judged = await _record_judged(
+                connection, outcome, worker=worker, now=now, keyring=keyring
+            )
+            statuses.append(judged.status)
+            if judged.status != "lost":
+                notes.setdefault(system, HealthNotes()).success()  # the system answered
+            continue
         if outcome.delivered is not None:
             if outcome.claim.sending_id not in owned:
                 statuses.append(await unowned(outcome))

@@ -10,7 +10,7 @@
 Frozen history: this file must not import application code.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 import uuid
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

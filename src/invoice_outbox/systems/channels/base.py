@@ -36,6 +36,7 @@ __all__ = [
     "ErrorKind",
     "PermanentDeliveryError",
     "RetryableDeliveryError",
+    "Verdict",
 ]
 
 ErrorKind = Literal["retryable", "permanent"]
@@ -74,16 +75,41 @@ class Delivery:
         )
 
 
+VerdictOutcome = Literal["accepted", "rejected", "pending", "missing"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the recipient said about the claim in its answer (systems in Response mode).
+
+    `outcome`: accepted, rejected, pending (an acknowledgement follows) or missing (no
+    verdict where the system's settings say it is).  `code` and `reference` are cleaned and
+    capped; `message` is the recipient's own words: administrators only, never logged,
+    never part of a reason (it may carry patient data).
+    """
+
+    outcome: VerdictOutcome
+    code: str | None = None
+    message: str | None = None
+    reference: str | None = None
+
+    def __repr__(self) -> str:  # the message may carry patient data
+        return f"Verdict(outcome={self.outcome!r}, code={self.code!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """The receiver accepted the document.
+    """The receiver took the document (transport succeeded).
 
     `code` is the HTTP status or SMTP reply code when there is one; `detail` is a short
     human line for the attempt timeline (e.g. "HTTP 201 Created"), free of patient data.
+    `verdict` is what the recipient said of the claim, for systems that answer with one
+    (None otherwise); a verdict may come with a 4xx answer, which is then a rejection.
     """
 
     code: int | None
     detail: str
+    verdict: Verdict | None = None
 
 
 class DeliveryError(Exception):

@@ -5,14 +5,20 @@ Contract with the receiver (documented for the systems' implementers):
 - `POST <url>` with the document as the body, `Content-Type: <type>; charset=utf-8`;
 - `Idempotency-Key` is the same for every attempt of a sending: drop duplicates by it;
 - `X-Invoice-Id`, `X-Sending-Type` (`Invoice`/`Cancellation`), `X-Attempt` (1-based);
-- any 2xx means accepted; 408, 429 and 5xx mean "try again later" (`Retry-After`, in
+- any 2xx means delivered; 408, 429 and 5xx mean "try again later" (`Retry-After`, in
   seconds or as an HTTP date, is honoured up to 24 h); any other answer is final: the
   sending is aborted until an admin acts.  Redirects are never followed, because a POST
-  carrying health data must not be re-sent to an address nobody configured.
+  carrying health data must not be re-sent to an address nobody configured;
+- with a signing secret, Standard Webhooks headers: `webhook-id` (the idempotency key),
+  `webhook-timestamp`, `webhook-signature` (`systems.signing`; two signatures while a
+  secret is rotated).
 
 The response body is read (up to `DRAIN_LIMIT` bytes) and thrown away, never stored or
 logged: it may echo patient data.  Reading it lets the connection be kept alive and reused;
-a longer body is not read to its end, and that connection is closed instead.
+a longer body is not read to its end, and that connection is closed instead.  The one
+exception is a system whose acceptance mode is Response: its verdict is read from the body
+of a 2xx or a final 4xx (`systems.acceptance`), and only the verdict's code, reference and
+the recipient's capped message are kept, never the body.
 
 The client is aiohttp: at 64 deliveries in flight it spent ~0.08 ms of CPU per POST where
 httpx spent ~2.1 ms (`benchmarks/delivery`), and the worker is CPU-bound.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import http
 import ssl
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -31,6 +38,7 @@ import yarl
 
 from invoice_outbox import __version__
 from invoice_outbox.clock import Clock, SystemClock
+from invoice_outbox.systems.acceptance import AcceptanceConfig
 from invoice_outbox.systems.channels._network import network_error, seconds
 from invoice_outbox.systems.channels.base import (
     Delivered,
@@ -38,7 +46,9 @@ from invoice_outbox.systems.channels.base import (
     DeliveryError,
     PermanentDeliveryError,
     RetryableDeliveryError,
+    Verdict,
 )
+from invoice_outbox.systems.signing import signature_header
 
 __all__ = ["DRAIN_LIMIT", "MAX_RETRY_AFTER", "HttpChannel", "new_http_client", "parse_retry_after"]
 
@@ -96,6 +106,25 @@ def _phrase(status: int) -> str:
         return f"HTTP {status}"
 
 
+SigningKeys = Callable[[], Sequence[bytes]]
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, up to `DRAIN_LIMIT` bytes (None when longer or unreadable)."""
+    chunks: list[bytes] = []
+    seen = 0
+    try:
+        async for chunk in response.content.iter_chunked(16 * 1024):
+            seen += len(chunk)
+            if seen > DRAIN_LIMIT:
+                response.close()
+                return None
+            chunks.append(chunk)
+    except (TimeoutError, aiohttp.ClientError):
+        return None
+    return b"".join(chunks)
+
+
 async def _discard_body(response: aiohttp.ClientResponse) -> None:
     """Read and drop the body so the connection returns to the pool (see module docstring).
 
@@ -121,7 +150,9 @@ class HttpChannel:
     or neither).  `tls_context` replaces the default certificate trust (e.g. a private CA).
     A `client` passed in (see `new_http_client`) is shared and not closed by `aclose`;
     without one the channel makes its own on first use and closes it in `aclose`.  `clock`
-    tells the time for Retry-After dates.
+    tells the time for Retry-After dates and signatures.  `acceptance` (Response mode only)
+    reads the recipient's verdict from the answer.  `signing_keys` returns the keys to sign
+    each delivery with (none: unsigned).
 
     A bad URL or half-configured auth does not raise here: every `deliver` then fails with
     a `PermanentDeliveryError` (cause `config`), so the problem shows on the sendings where
@@ -139,6 +170,8 @@ class HttpChannel:
         client: aiohttp.ClientSession | None = None,
         tls_context: ssl.SSLContext | None = None,
         clock: Clock | None = None,
+        acceptance: AcceptanceConfig | None = None,
+        signing_keys: SigningKeys | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
@@ -157,6 +190,8 @@ class HttpChannel:
         )
         self._owns_client = client is None
         self._client = client
+        self._acceptance = acceptance
+        self._signing_keys = signing_keys
 
     @staticmethod
     def _parse(url: str) -> yarl.URL | None:
@@ -203,6 +238,14 @@ class HttpChannel:
         }
         if self._auth is not None:
             headers[self._auth[0]] = self._auth[1]
+        keys = self._signing_keys() if self._signing_keys is not None else ()
+        if keys:
+            timestamp = int(self._clock.now().timestamp())
+            headers["webhook-id"] = delivery.idempotency_key
+            headers["webhook-timestamp"] = str(timestamp)
+            headers["webhook-signature"] = signature_header(
+                keys, delivery.idempotency_key, timestamp, delivery.document
+            )
         return headers
 
     def _session(self) -> aiohttp.ClientSession:
@@ -223,17 +266,32 @@ class HttpChannel:
                 allow_redirects=False,
                 ssl=self._ssl,
             ) as response:
-                # Only the status line and headers matter.
+                # Only the status line and headers matter (and a Response-mode verdict).
                 status = response.status
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), self._clock.now()
                 )
-                await _discard_body(response)
+                verdict = None
+                if self._acceptance is not None and self._judged(status):
+                    body = await _read_body(response)
+                    content_type = response.headers.get("Content-Type")
+                    verdict = self._acceptance.read(body or b"", content_type)
+                else:
+                    await _discard_body(response)
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise self._transport_error(exc) from exc
         if 200 <= status < 300:
-            return Delivered(code=status, detail=_phrase(status))
+            return Delivered(code=status, detail=_phrase(status), verdict=verdict)
+        if verdict is not None and verdict.code is not None:
+            # A final 4xx that names a code is the recipient's rejection of the claim.
+            rejected = Verdict("rejected", verdict.code, verdict.message, verdict.reference)
+            return Delivered(code=status, detail=_phrase(status), verdict=rejected)
         raise self._status_error(status, retry_after, delivery.sending_type.lower())
+
+    @staticmethod
+    def _judged(status: int) -> bool:
+        """Answers a verdict is read from: 2xx, and final 4xx (not 408/429)."""
+        return 200 <= status < 300 or (400 <= status < 500 and status not in _RETRYABLE_STATUSES)
 
     def _transport_error(self, exc: BaseException) -> DeliveryError:
         system, after = self._system, seconds(self._timeout)
