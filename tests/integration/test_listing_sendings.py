@@ -35,12 +35,12 @@ ITEM_KEYS = [
     "SendingTime",
     "NextAttemptAt",
     "SentAt",
-    "Held",
-    "HeldReason",
-    "HeldSince",
     "Acceptance",
     "AcceptanceCode",
     "WaitsFor",
+    "Held",
+    "HeldReason",
+    "HeldSince",
 ]
 
 

@@ -104,7 +104,18 @@ async def claim_lanes(
         return LaneRound()
     params = {"worker": worker, "now": now, "expires": now + lease, "limit": limit}
     if connection.dialect.name == "postgresql":
-        return _round_from_rows(await connection.execute(CLAIM_LANES_SQL, params))
+        result = _round_from_rows(await connection.execute(CLAIM_LANES_SQL, params))
+        # A claim that waited on a row lock sees the row as the other transaction left it (a
+        # correction's new document id) but joins documents as of its own start, before that
+        # document existed: read those again, in a statement that sees it.
+        unread = [
+            c
+            for c in result.claims
+            if c.document_id is not None and c.sending_id not in result.documents
+        ]
+        if unread:
+            result.documents.update(await load_documents(connection, unread))
+        return result
     return await _claim_lanes_portable(connection, worker=worker, now=now, lease=lease, limit=limit)
 
 
