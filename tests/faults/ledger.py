@@ -300,6 +300,10 @@ def configure_receiver(base_url: str, receiver_url: str, *, timeout_seconds: flo
             "Url": receiver_url,
             "Practices": [str(PRACTICE_A)],
             "TimeoutSeconds": timeout_seconds,
+            # Room for every worker of the run at once (the default lane of 8 would let the
+            # first worker to refill it take nearly all deliveries, and the runs ask each
+            # worker to resume after a fault).
+            "MaxInFlight": 64,
         },
         headers={"Authorization": f"Bearer {make_token(Role.ADMIN, now=datetime.now(UTC))}"},
         timeout=30,
