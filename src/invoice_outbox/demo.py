@@ -24,9 +24,9 @@ from invoice_outbox.sendings.intake import Submission, submit_all
 from invoice_outbox.sendings.keyring import Keyring
 from invoice_outbox.sendings.models import Attempt, Sending
 from invoice_outbox.sendings.sealing import new_document
-from invoice_outbox.sendings.status import AcceptanceMode, SendingType, Status
+from invoice_outbox.sendings.status import SendingType, Status
 from invoice_outbox.sendings.transitions import demo_sending
-from invoice_outbox.systems.acceptance import AcceptanceIn
+from invoice_outbox.systems.acceptance import AcceptanceIn, AcceptanceMode
 from invoice_outbox.systems.directory import SystemsDirectory
 from invoice_outbox.systems.schemas import SystemIn
 from invoice_outbox.systems.service import put_system

@@ -19,8 +19,8 @@ from invoice_outbox.api.deps import Session, State
 from invoice_outbox.api.docs import body_doc
 from invoice_outbox.api.errors import ApiError
 from invoice_outbox.sendings.acknowledgements import Ack, receive
-from invoice_outbox.sendings.status import AcceptanceMode
 from invoice_outbox.state import AppState
+from invoice_outbox.systems.acceptance import AcceptanceMode
 from invoice_outbox.systems.models import System
 from invoice_outbox.systems.rejections import load_catalogue
 from invoice_outbox.systems.service import acceptance_config, acknowledgement_keys

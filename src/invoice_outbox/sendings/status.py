@@ -119,14 +119,6 @@ class Acceptance(enum.StrEnum):
     OVERDUE = "Overdue"  # still no verdict past the system's AcknowledgementWithin
 
 
-class AcceptanceMode(enum.StrEnum):
-    """How a system tells its verdict."""
-
-    TRANSPORT = "Transport"  # it does not: delivered = done
-    RESPONSE = "Response"  # in the answer's body (a code at a JSON pointer or an XPath)
-    ACKNOWLEDGEMENT = "Acknowledgement"  # later, through POST api/v1/billing/acknowledgements
-
-
 A = Acceptance
 
 #: The acceptance graph.  None is "no verdict asked for yet" (a sending not delivered, or one

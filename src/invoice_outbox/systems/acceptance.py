@@ -17,6 +17,7 @@ ignored (elements match by local name), so a switch's namespace changes nothing.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,9 +27,17 @@ import orjson
 from defusedxml import ElementTree as SafeElementTree
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from invoice_outbox.sendings.status import AcceptanceMode
 from invoice_outbox.systems.channels.base import Verdict, VerdictOutcome
 from invoice_outbox.systems.signing import SECRET_PATTERN, check_secret
+
+
+class AcceptanceMode(enum.StrEnum):
+    """How a system tells its verdict."""
+
+    TRANSPORT = "Transport"  # it does not: delivered = done
+    RESPONSE = "Response"  # in the answer's body (a code at a JSON pointer or an XPath)
+    ACKNOWLEDGEMENT = "Acknowledgement"  # later, through POST api/v1/billing/acknowledgements
+
 
 __all__ = [
     "MAX_CODE",

@@ -7,8 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from invoice_outbox.sendings.status import AcceptanceMode
-from invoice_outbox.systems.acceptance import AcceptanceIn
+from invoice_outbox.systems.acceptance import AcceptanceIn, AcceptanceMode
 from invoice_outbox.systems.retry import MAX_DELAY
 from invoice_outbox.systems.signing import SECRET_PATTERN, check_secret
 from invoice_outbox.text_patterns import NOT_BLANK

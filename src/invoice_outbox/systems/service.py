@@ -11,8 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoice_outbox.errors import Conflict, Invalid, NotFound
-from invoice_outbox.sendings.status import AcceptanceMode
-from invoice_outbox.systems.acceptance import AcceptanceConfig
+from invoice_outbox.systems.acceptance import AcceptanceConfig, AcceptanceMode
 from invoice_outbox.systems.channels.tls import TlsConfigError, client_tls_context
 from invoice_outbox.systems.models import System, SystemPractice
 from invoice_outbox.systems.retry import RetryPolicy
