@@ -27,8 +27,8 @@ from invoice_outbox.worker.sweeps import LOST_REASON
 from tests.faults.figures import Figures, report, size
 from tests.faults.ledger import Database, Submitter, configure_receiver, reconcile, until
 from tests.faults.netns import hosts
-from tests.faults.pgserver import postgres_server
 from tests.faults.processes import Service, service_environment, start_api, start_worker, stop_all
+from tests.private_postgres import postgres_server
 from tests.receivers import Reply, ThreadedHttpReceiver
 
 pytestmark = [pytest.mark.faults]

@@ -33,8 +33,8 @@ from tests.faults.ledger import (
     reconcile,
     until,
 )
-from tests.faults.pgserver import free_port, postgres_server
 from tests.faults.processes import Service, service_environment, start_api, start_worker, stop_all
+from tests.private_postgres import free_port, postgres_server
 from tests.receivers import Reply, ThreadedHttpReceiver
 
 pytestmark = [pytest.mark.faults]

@@ -28,8 +28,8 @@ from tests.faults.ledger import (
     reconcile,
     until,
 )
-from tests.faults.pgserver import free_port
 from tests.faults.processes import Service, service_environment, start_api, start_worker, stop_all
+from tests.private_postgres import free_port
 from tests.receivers import Reply, ThreadedHttpReceiver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.postgres_only, pytest.mark.faults]

@@ -25,7 +25,7 @@ from invoice_outbox.db.failures import UNREACHABLE, as_unavailable
 from invoice_outbox.migrate import upgrade
 from tests.conftest import PRACTICE_A, build_settings
 from tests.pipeline_helpers import configure_system, invoice_body, submit
-from tests.private_postgres import PrivateServer, private_postgres
+from tests.private_postgres import PostgresServer, postgres_server
 from tests.web_support import ADMIN_NAME, ADMIN_PASSWORD, add_web_users, sign_in
 
 JSON = {"Accept": "application/json"}
@@ -40,14 +40,14 @@ LISTS = (
 
 
 @pytest.fixture(scope="module")
-def private_server() -> Iterator[PrivateServer]:
-    with private_postgres() as server:
+def private_server() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
         yield server
 
 
 @pytest.fixture
 async def served(
-    private_server: PrivateServer, tmp_path: Path, clock: FrozenClock
+    private_server: PostgresServer, tmp_path: Path, clock: FrozenClock
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     url = private_server.create_database(f"outbox_{uuid.uuid4().hex[:8]}")
     upgrade(url)
@@ -78,7 +78,7 @@ def _assert_unavailable(response: httpx.Response) -> None:
 
 async def test_lists_submit_cancel_and_pages_answer_503_while_down_then_recover(
     served: tuple[FastAPI, httpx.AsyncClient],
-    private_server: PrivateServer,
+    private_server: PostgresServer,
     admin_headers: dict[str, str],
     practice_headers: dict[str, str],
 ) -> None:
