@@ -4,7 +4,7 @@ A run owns processes, a server and namespaces that must not outlive it.  Each is
 `finally`; so that those run when the run is stopped with SIGTERM (a CI timeout, a `kill`),
 SIGTERM is turned into KeyboardInterrupt while a fault run is going.  The service processes
 die with the run even when it is SIGKILLed (`processes.py`), and what a killed run left
-(servers, namespaces) is removed by the next run (`pgserver.py`, `netns.py`).
+(servers, namespaces) is removed by the next run (`tests/private_postgres.py`, `netns.py`).
 """
 
 from __future__ import annotations
