@@ -2,8 +2,8 @@
 
 The service runs as real processes (an API, two workers) with their default settings on a
 PostgreSQL server of the run's own (`tests/private_postgres.py`), which is stopped (fast:
-sessions cut) and started again while invoices are being submitted and delivered.  While it is down the API
-answers 503 with Retry-After; afterwards the API and the workers recover by themselves: the
+sessions cut) and started again while invoices are being submitted and delivered.  While it
+is down the API answers 503 with Retry-After; afterwards the API and the workers recover by themselves: the
 in-flight sendings are settled by the workers that hold them (none waits for its lease to
 expire), nothing is lost, nothing is stuck, and every repeat carries its sending's key.
 
