@@ -3,9 +3,10 @@
 The service runs as real processes (an API, two workers) with their default settings on a
 PostgreSQL server of the run's own (`tests/private_postgres.py`), which is stopped (fast:
 sessions cut) and started again while invoices are being submitted and delivered.  While it
-is down the API answers 503 with Retry-After; afterwards the API and the workers recover by themselves: the
-in-flight sendings are settled by the workers that hold them (none waits for its lease to
-expire), nothing is lost, nothing is stuck, and every repeat carries its sending's key.
+is down the API answers 503 with Retry-After; afterwards the API and the workers recover by
+themselves: the in-flight sendings are settled by the workers that hold them (none waits for
+its lease to expire), nothing is lost, nothing is stuck, and every repeat carries its
+sending's key.
 
 Sizes: FAULTS_RESTART_INVOICES / FAULTS_RESTARTS (default 1,500 / 2; `make chaos` 10,000 / 2).
 """
