@@ -95,7 +95,10 @@ def _head_of(src: Path) -> str:
         [
             sys.executable,
             "-c",
-            "from invoice_outbox.migrate import head_revision as h; print(h())",
+            # The migrations' runner moved (db/migrate.py, then migrate.py): either tree.
+            "try:\n from invoice_outbox.migrate import head_revision as h\n"
+            "except ImportError:\n from invoice_outbox.db.migrate import head_revision as h\n"
+            "print(h())",
         ],
         env={**os.environ, "PYTHONPATH": str(src)},
         capture_output=True,
