@@ -123,6 +123,14 @@ def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
+_XML_BODY = (
+    "JSON as below, or the same members as DataContract XML (Content-Type `application/xml` "
+    "or `text/xml`): one root element (e.g. `<Invoice>`) whose children are the members by "
+    "name, a list as child elements (`<Systems><string>MediSwitch</string></Systems>`), "
+    '`i:nil="true"` for null. Entities and DTDs are refused.'
+)
+
+
 def body_doc(
     model: type[BaseModel],
     example: Mapping[str, Any] | None = None,
@@ -142,4 +150,12 @@ def body_doc(
     content: dict[str, Any] = {"schema": schema}
     if example is not None:
         content["example"] = dict(example)
-    return {"requestBody": {"required": True, "content": {"application/json": content}}}
+    return {
+        "requestBody": {
+            "required": True,
+            # XML is described in words: a schema for it would have generators send XML that
+            # is not DataContract XML (answered 400), which is not what the route reads.
+            "description": _XML_BODY,
+            "content": {"application/json": content},
+        }
+    }
