@@ -42,8 +42,9 @@ import http
 import ssl
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Self
@@ -561,3 +562,19 @@ class SmtpReceiver:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.to_thread(self.stop)
+
+
+@contextmanager
+def gated(timeout: float = 60.0) -> Iterator[tuple[ThreadedHttpReceiver, threading.Event]]:
+    """A receiver that holds every answer (200) until the gate opens (or `timeout` passes)."""
+    gate = threading.Event()
+
+    def answer(_request: ReceivedRequest) -> Reply:
+        gate.wait(timeout)
+        return Reply(200)
+
+    with ThreadedHttpReceiver(default=answer) as receiver:
+        try:
+            yield receiver, gate
+        finally:
+            gate.set()

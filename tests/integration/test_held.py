@@ -6,9 +6,6 @@ Both engines, real receivers.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from tests.pipeline_helpers import (
     running_worker,
     submit,
 )
-from tests.receivers import HttpReceiver, ReceivedRequest, Reply, ThreadedHttpReceiver
+from tests.receivers import HttpReceiver, gated
 from tests.web_support import ADMIN_NAME, ADMIN_PASSWORD, add_web_users, sign_in
 
 POLL = 30.0
@@ -40,21 +37,6 @@ POLL = 30.0
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return pipeline_settings(database_url, tmp_path, poll_seconds=POLL)
-
-
-@contextmanager
-def gated() -> Iterator[tuple[ThreadedHttpReceiver, threading.Event]]:
-    gate = threading.Event()
-
-    def answer(_request: ReceivedRequest) -> Reply:
-        gate.wait(60)
-        return Reply(200)
-
-    with ThreadedHttpReceiver(default=answer) as receiver:
-        try:
-            yield receiver, gate
-        finally:
-            gate.set()
 
 
 async def switch(

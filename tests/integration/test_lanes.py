@@ -8,9 +8,8 @@ assertions are about what got through while another lane was stuck, never about 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,13 @@ from tests.pipeline_helpers import (
     running_worker,
     submit,
 )
-from tests.receivers import HttpReceiver, ReceivedRequest, Reply, ThreadedHttpReceiver, per_invoice
+from tests.receivers import (
+    HttpReceiver,
+    ReceivedRequest,
+    Reply,
+    gated,
+    per_invoice,
+)
 
 SHORT_POLICY = {"Schedule": ["0s", "5s", "1m"], "MaxAttempts": 3, "Jitter": 0}
 
@@ -39,22 +44,6 @@ SHORT_POLICY = {"Schedule": ["0s", "5s", "1m"], "MaxAttempts": 3, "Jitter": 0}
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return pipeline_settings(database_url, tmp_path, circuit_failure_threshold=3)
-
-
-@contextmanager
-def gated(timeout: float = 60.0) -> Iterator[tuple[ThreadedHttpReceiver, threading.Event]]:
-    """A receiver that holds every answer (200) until the gate opens (or `timeout` passes)."""
-    gate = threading.Event()
-
-    def answer(_request: ReceivedRequest) -> Reply:
-        gate.wait(timeout)
-        return Reply(200)
-
-    with ThreadedHttpReceiver(default=answer) as receiver:
-        try:
-            yield receiver, gate
-        finally:
-            gate.set()
 
 
 @asynccontextmanager
